@@ -1,0 +1,280 @@
+"""The `farm` command: inventory, convert, sweep, export, demo."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from farm.errors import FarmError
+
+DEFAULT_DB = "farm.db"
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _ints(value: str) -> list[int]:
+    try:
+        return [int(part) for part in _csv(value)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+
+
+# --- inventory ------------------------------------------------------------------------------------------------------
+
+def cmd_inventory_check(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from farm.inventory import load_inventory
+
+    inventory = load_inventory(*args.files)
+    table = Table(title=f"{len(inventory.devices)} devices, inventory valid", title_justify="left")
+    for column in ("name", "kind", "reached at", "delegates", "tags"):
+        table.add_column(column)
+    for device in inventory.devices:
+        where = {"local": "this machine", "linux": f"{device.user + '@' if device.user else ''}{device.host}:{device.port}",
+                 "android": f"{device.serial} via {device.adb_server or 'local adb server'}"}[device.kind]
+        table.add_row(device.name, device.kind, where, ", ".join(device.delegates), ", ".join(device.tags))
+    Console().print(table)
+    return 0
+
+
+def cmd_inventory_show(args) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from farm.store import DeviceRow, Store
+
+    store = Store(args.db, create=False)
+    with store.session() as session:
+        devices = session.query(DeviceRow).order_by(DeviceRow.name).all()
+    table = Table(title=f"devices in {args.db}", title_justify="left")
+    for column in ("name", "kind", "last seen", "facts"):
+        table.add_column(column)
+    for device in devices:
+        facts = json.loads(device.facts)
+        shown = ", ".join(f"{k}={v}" for k, v in facts.items() if not isinstance(v, (dict, list)))
+        table.add_row(device.name, device.kind, str(device.last_seen or "never"), shown)
+    Console().print(table)
+    return 0
+
+
+# --- convert --------------------------------------------------------------------------------------------------------
+
+def cmd_convert(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from farm.convert import convert_model
+    from farm.paths import cache_dir
+
+    variants = convert_model(Path(args.model), args.variants, name=args.name,
+                             calibration=Path(args.calibration) if args.calibration else None,
+                             calibration_samples=args.calibration_samples, cache=cache_dir())
+    table = Table(title=f"variants of {args.model} (cached in {cache_dir()})", title_justify="left")
+    for column in ("variant", "size KB", "sha256", "input", "output", "ops", "flex", "status"):
+        table.add_column(column)
+    for v in variants:
+        d = v.description or {}
+        io = lambda t: f"{t['dtype']}{list(t['shape'])}" if t else "-"  # noqa: E731
+        table.add_row(v.kind, f"{v.size / 1024:.1f}", v.sha256[:12], io((d.get("inputs") or [None])[0]),
+                      io((d.get("outputs") or [None])[0]), str(d.get("op_count", "-")),
+                      "yes" if d.get("needs_flex") else "no", "ok" if not v.error else f"unusable: {v.error}")
+    Console().print(table)
+    failed = [v.kind for v in variants if v.error]
+    if failed:
+        print(f"farm: {len(failed)} of {len(variants)} variants unusable: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- sweep ----------------------------------------------------------------------------------------------------------
+
+def _spec_from_args(args):
+    from farm.plan import load_spec, parse_spec
+
+    if args.spec:
+        return load_spec(args.spec), args.spec
+    if not args.model:
+        raise FarmError("farm sweep run: give a sweep spec file, or --model with flags")
+    raw = {
+        "name": args.name or Path(args.model).name.split(".")[0],
+        "inventory": args.inventory or ["inventory/local.yaml"],
+        "models": [{"source": args.model, "variants": args.variants or ["fp32"],
+                    **({"calibration": args.calibration} if args.calibration else {}),
+                    **({"eval": args.eval} if args.eval else {})}],
+    }
+    for key in ("devices", "delegates", "threads", "repeats", "runs", "warmup_runs", "min_secs"):
+        if getattr(args, key) is not None:
+            raw[key] = getattr(args, key)
+    return parse_spec(raw, "command line").resolve(Path.cwd()), "command line"
+
+
+def _run_and_report(store, sweep) -> int:
+    from rich.console import Console
+
+    from farm.progress import SweepDisplay, results_table
+    from farm.sweep import run_sweep
+
+    console = Console()
+    counts = store.counts(sweep.id)
+    try:
+        with SweepDisplay(sweep.name, counts, console) as display:
+            counts = run_sweep(store, sweep, display.notify)
+    except KeyboardInterrupt:
+        print(f"farm: interrupted; continue with: farm sweep resume {sweep.name}", file=sys.stderr)
+        return 130
+    console.print(results_table(store.report(sweep.id), f"sweep {sweep.name}"))
+    console.print(f"sweep {sweep.name}: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n))
+    return 0 if counts["failed"] == 0 else 1
+
+
+def cmd_sweep_run(args) -> int:
+    from farm.store import Store
+    from farm.sweep import create_sweep
+
+    spec, where = _spec_from_args(args)
+    store = Store(args.db)
+    sweep = create_sweep(store, spec, where, name=args.name if args.spec else None)
+    print(f"sweep {sweep.name}: {sum(store.counts(sweep.id).values())} jobs recorded in {args.db}")
+    return _run_and_report(store, sweep)
+
+
+def cmd_sweep_resume(args) -> int:
+    from farm.store import Store
+
+    store = Store(args.db, create=False)
+    sweep = store.sweep(args.sweep)
+    return _run_and_report(store, sweep)
+
+
+def cmd_sweep_status(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from farm.store import Store
+
+    store = Store(args.db, create=False)
+    sweeps = [store.sweep(args.sweep)] if args.sweep else store.sweeps()
+    table = Table(title=f"sweeps in {args.db}", title_justify="left")
+    for column in ("sweep", "state", "created", "pending", "running", "done", "failed", "skipped"):
+        table.add_column(column)
+    for sweep in sweeps:
+        counts = store.counts(sweep.id)
+        table.add_row(sweep.name, sweep.state, f"{sweep.created:%Y-%m-%d %H:%M}",
+                      *(str(counts[s]) for s in ("pending", "running", "done", "failed", "skipped")))
+    console = Console()
+    console.print(table)
+    if args.sweep:
+        for row in store.report(sweeps[0].id):
+            if row["status"] in ("failed", "skipped"):
+                console.print(f"  {row['status']}: {row['device']} {row['model']} {row['variant']} {row['delegate']} "
+                              f"t{row['threads']}: {row['error']}", markup=False, highlight=False)
+    return 0
+
+
+# --- export and demo ------------------------------------------------------------------------------------------------
+
+def cmd_export(args) -> int:
+    from farm.export import export_per_device
+    from farm.store import Store
+
+    store = Store(args.db, create=False)
+    for path in export_per_device(store, args.sweep, Path(args.out)):
+        print(path)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from farm.demo import run_demo
+
+    return run_demo(Path(args.workdir), db=args.db, reports=Path(args.out), runs=args.runs)
+
+
+# --- parser ---------------------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="farm", description="Benchmark TensorFlow Lite (LiteRT) models across a farm of "
+                                     "edge devices: convert variants, sweep them over devices, store, export.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_db(sub):
+        sub.add_argument("--db", default=DEFAULT_DB, help="store: a SQLite file or any SQLAlchemy URL (default: farm.db)")
+        return sub
+
+    inventory = commands.add_parser("inventory", help="check and show the devices of the farm")
+    inventory_commands = inventory.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check = inventory_commands.add_parser("check", help="validate inventory files and list their devices")
+    check.add_argument("files", nargs="+", help="inventory YAML files")
+    check.set_defaults(func=cmd_inventory_check)
+    show = with_db(inventory_commands.add_parser("show", help="devices in the store with the facts probed from them"))
+    show.set_defaults(func=cmd_inventory_show)
+
+    convert = commands.add_parser("convert", help="convert a Keras/SavedModel/.tflite model into variants (cached)")
+    convert.add_argument("model", help=".keras or .h5 file, SavedModel folder, or .tflite file")
+    convert.add_argument("--variants", type=_csv, default=["fp32"],
+                         help="comma-separated: fp32, fp16, dynamic, int8, int16x8, edgetpu (default: fp32)")
+    convert.add_argument("--calibration", help="representative data for int8/int16x8: an .npz (x) or a folder of images")
+    convert.add_argument("--calibration-samples", type=int, default=200, help="calibration samples used (default: 200)")
+    convert.add_argument("--name", help="model name (default: the file's stem)")
+    convert.set_defaults(func=cmd_convert)
+
+    sweep = commands.add_parser("sweep", help="run, resume and follow sweeps")
+    sweep_commands = sweep.add_subparsers(dest="action", required=True, metavar="ACTION")
+    run = with_db(sweep_commands.add_parser(
+        "run", help="plan a sweep from a spec file (or flags) and run it",
+        description="Plan every (device, variant, delegate, threads, repeat) job of a sweep, record it, run it."))
+    run.add_argument("spec", nargs="?", help="sweep spec YAML (see README); or use --model and the flags below")
+    run.add_argument("--name", help="sweep name (default: the spec's name; a suffix is added when taken)")
+    run.add_argument("--model", help="model file or folder, for a sweep given by flags")
+    run.add_argument("--variants", type=_csv, help="comma-separated variant kinds (default: fp32)")
+    run.add_argument("--calibration", help="representative data for int8/int16x8")
+    run.add_argument("--eval", help="eval .npz (x inputs, y labels) for accuracy")
+    run.add_argument("--inventory", action="append", help="inventory file (repeatable; default: inventory/local.yaml)")
+    run.add_argument("--devices", type=_csv, help="device names, tag:NAME, or all (default: all)")
+    run.add_argument("--delegates", type=_csv, help="comma-separated delegates (default: xnnpack)")
+    run.add_argument("--threads", type=_ints, help="comma-separated thread counts (default: 1)")
+    run.add_argument("--repeats", type=int, help="repeats of each job (default: 1)")
+    run.add_argument("--runs", type=int, help="measured runs per job (default: 50)")
+    run.add_argument("--warmup-runs", dest="warmup_runs", type=int, help="warmup runs per job (default: 5)")
+    run.add_argument("--min-secs", dest="min_secs", type=float, help="keep measuring at least this long (default: 0)")
+    run.set_defaults(func=cmd_sweep_run)
+    status = with_db(sweep_commands.add_parser("status", help="job counts of every sweep, or of one with its failures"))
+    status.add_argument("sweep", nargs="?", help="sweep name")
+    status.set_defaults(func=cmd_sweep_status)
+    resume = with_db(sweep_commands.add_parser("resume", help="run what is left of a sweep (after a crash or Ctrl-C)"))
+    resume.add_argument("sweep", help="sweep name")
+    resume.set_defaults(func=cmd_sweep_resume)
+
+    export = with_db(commands.add_parser("export", help="write a CSV report per device"))
+    export.add_argument("--sweep", help="sweep name (default: the newest)")
+    export.add_argument("--per-device", action="store_true", default=True, help="one CSV per device (the default)")
+    export.add_argument("--out", default="reports", help="output folder (default: reports/)")
+    export.set_defaults(func=cmd_export)
+
+    demo = with_db(commands.add_parser("demo", help="train two small models, convert them, benchmark them here"))
+    demo.add_argument("--workdir", default="demo", help="where the demo models and data go (default: demo/)")
+    demo.add_argument("--out", default="reports", help="CSV output folder (default: reports/)")
+    demo.add_argument("--runs", type=int, default=50, help="measured runs per job (default: 50)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except FarmError as error:
+        print(f"farm: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("farm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

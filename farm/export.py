@@ -1,0 +1,52 @@
+"""Reports: one CSV per device, a row per job, written with pandas."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from farm.store import Store
+
+COLUMNS = [
+    "sweep", "device", "model", "variant", "delegate", "threads", "repeat", "status", "error",
+    "init_ms", "first_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms",
+    "peak_rss_mb", "size_kb", "accuracy", "agreement_with_fp32",
+    "count", "warmup_ms", "peak_delta_mb", "delegate_outcome", "delegated_nodes", "total_nodes",
+    "runtime", "runtime_version", "attempts",
+]
+
+
+def report_frame(store: Store, sweep_id: int, device: str | None = None) -> pd.DataFrame:
+    """The report of a sweep (or of one of its devices) as a DataFrame with the CSV's columns."""
+    frame = pd.DataFrame(store.report(sweep_id, device))
+    if frame.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    frame["size_kb"] = frame["size_bytes"] / 1024.0
+    return frame[COLUMNS]
+
+
+def export_per_device(store: Store, sweep_name: str | None, out: Path) -> list[Path]:
+    """Write <out>/<sweep>-<device>.csv for every device of the sweep; returns the files written."""
+    sweep = store.sweep(sweep_name)
+    frame = report_frame(store, sweep.id)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for device, rows in frame.groupby("device", sort=True):
+        path = out / f"{sweep.name}-{device}.csv"
+        _write_atomically(rows, path)
+        written.append(path)
+    return written
+
+
+def _write_atomically(frame: pd.DataFrame, path: Path) -> None:
+    # A reader (or a crash) never sees half a report: write beside it, then rename over it.
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", newline="") as stream:
+            frame.to_csv(stream, index=False, float_format="%.4f")
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

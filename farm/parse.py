@@ -1,0 +1,75 @@
+"""Raw results → measurements. One parser per raw format; the transport says which one applies."""
+from __future__ import annotations
+
+import json
+import signal
+from dataclasses import dataclass
+
+from farm.stats import summarize
+from farm.transports import DeviceLost, JobFailed, RawResult
+
+
+@dataclass
+class Measurement:
+    """One job's measured values, ready for the store (accuracy and agreement are scored by the coordinator)."""
+
+    result: dict
+    samples_us: list
+    predictions: list[int] | None
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def parse_agent_result(raw: RawResult) -> Measurement:
+    """The agent's one JSON object → a Measurement; its error, a crash or a delegate that took nothing → JobFailed."""
+    if raw.exit_code is None:
+        # asyncssh reports a dead server as a missing exit status, not as an exception: that is a lost device.
+        raise DeviceLost("the connection closed before the agent finished")
+    lines = [line for line in raw.stdout.strip().splitlines() if line.strip()]
+    try:
+        reply = json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        reply = None
+    if not isinstance(reply, dict):
+        tail = (raw.stderr.strip().splitlines() or ["no output"])[-1][:300]
+        raise JobFailed(f"agent {_exit_reason(raw.exit_code)} without a result: {tail}")
+    if not reply.get("ok"):
+        error = reply.get("error") or {}
+        raise JobFailed(f"{error.get('type', 'AgentError')}: {error.get('message', 'unknown error')}")
+    if raw.exit_code != 0:
+        raise JobFailed(f"agent {_exit_reason(raw.exit_code)} after reporting a result")
+
+    delegate = reply["delegate"]
+    outcome = delegate["outcome"]
+    if outcome in ("failed", "not_applied"):
+        # Never report a CPU run under the delegate's name.
+        nodes = f" ({delegate.get('delegated_nodes')} of {delegate.get('total_nodes')} nodes)"
+        raise JobFailed(f"delegate not applied: {delegate['name']}{nodes}: {delegate.get('message') or outcome}")
+    samples = reply["samples_us"]
+    warmup = reply.get("warmup_ms") or []
+    memory = reply.get("memory") or {}
+    eval_part = reply.get("eval") or {}
+    result = {
+        **summarize(samples),
+        "init_ms": float(reply["init_ms"]),
+        "first_ms": float(reply["first_ms"]),
+        "warmup_ms": float(sum(warmup) / len(warmup)) if warmup else None,
+        "peak_mb": memory.get("peak_mb"),
+        "peak_delta_mb": memory.get("peak_delta_mb"),
+        "delegate_outcome": outcome,
+        "delegated_nodes": delegate.get("delegated_nodes"),
+        "total_nodes": delegate.get("total_nodes"),
+        "runtime": reply["runtime"]["name"],
+        "runtime_version": reply["runtime"]["version"],
+        "env_before": json.dumps(reply.get("env_before") or {}),
+        "env_after": json.dumps(reply.get("env_after") or {}),
+        "host": json.dumps(reply.get("host") or {}),
+    }
+    return Measurement(result=result, samples_us=samples, predictions=eval_part.get("predictions"))

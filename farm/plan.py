@@ -1,0 +1,199 @@
+"""Sweeps: a spec (models × variants × devices × delegates × threads × repeats) expanded into jobs.
+
+Combinations that cannot run are kept as `skipped` jobs with the reason, so that the dashboard and the CSV show them.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from farm.errors import FarmError
+from farm.inventory import DELEGATES, INT8_ONLY_DELEGATES, Device
+
+VARIANT_KINDS = ("fp32", "fp16", "dynamic", "int8", "int16x8", "edgetpu")
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None  # defaults to the source file's stem
+    source: str
+    variants: list[str] = Field(default_factory=lambda: ["fp32"])
+    calibration: str | None = None
+    calibration_samples: int = Field(default=200, gt=0)
+    eval: str | None = None
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, value: list[str]) -> list[str]:
+        for kind in value:
+            if kind not in VARIANT_KINDS:
+                raise ValueError(f"unknown variant {kind!r} (known: {', '.join(VARIANT_KINDS)})")
+        return value
+
+
+class SweepSpec(BaseModel):
+    """What to measure. Paths are relative to the spec file."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "sweep"
+    inventory: list[str] = Field(default_factory=lambda: ["inventory/local.yaml"])
+    models: list[ModelSpec] = Field(min_length=1)
+    devices: list[str] = Field(default_factory=lambda: ["all"])  # device names, "tag:NAME", or "all"
+    delegates: list[str] = Field(default_factory=lambda: ["xnnpack"])
+    threads: list[int] = Field(default_factory=lambda: [1])
+    repeats: int = Field(default=1, gt=0)
+    warmup_runs: int = Field(default=5, ge=0)
+    runs: int = Field(default=50, gt=0)
+    min_secs: float = Field(default=0.0, ge=0)
+    max_secs: float = Field(default=150.0, gt=0)
+    eval_limit: int | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=600.0, gt=0)  # per job attempt
+    attempts: int = Field(default=3, gt=0)  # tries per job when the device is lost
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$", value):
+            raise ValueError(f"invalid sweep name {value!r} (letters, digits and . _ + - only)")
+        return value
+
+    @field_validator("inventory", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("delegates")
+    @classmethod
+    def _delegates(cls, value: list[str]) -> list[str]:
+        for delegate in value:
+            if delegate not in DELEGATES:
+                raise ValueError(f"unknown delegate {delegate!r} (known: {', '.join(DELEGATES)})")
+        return value
+
+    @field_validator("threads")
+    @classmethod
+    def _threads(cls, value: list[int]) -> list[int]:
+        if not value or any(t < 1 for t in value):
+            raise ValueError("threads must be positive integers")
+        return value
+
+    def resolve(self, base: Path) -> "SweepSpec":
+        """The same spec with every relative path made absolute against `base` (the spec file's folder)."""
+
+        def absolute(path: str | None) -> str | None:
+            return None if path is None else str((base / Path(path).expanduser()).resolve())
+
+        models = [
+            m.model_copy(
+                update={
+                    "source": absolute(m.source),
+                    "calibration": absolute(m.calibration),
+                    "eval": absolute(m.eval),
+                    "name": m.name or Path(m.source).name.split(".")[0],
+                }
+            )
+            for m in self.models
+        ]
+        return self.model_copy(update={"models": models, "inventory": [absolute(p) for p in self.inventory]})
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise FarmError(f"{path}: sweep spec not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise FarmError(f"{path}: not valid YAML: {getattr(error, 'problem', error)}") from None
+    if not isinstance(raw, dict):
+        raise FarmError(f"{path}: expected a mapping (name, models, devices, ...)")
+    return parse_spec(raw, str(path)).resolve(path.parent)
+
+
+def parse_spec(raw: dict, where: str) -> SweepSpec:
+    try:
+        return SweepSpec.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
+        message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+        loc = first["loc"]
+        if len(loc) >= 3 and loc[0] == "models" and isinstance(loc[1], int) and isinstance(raw["models"][loc[1]], dict):
+            model = raw["models"][loc[1]]
+            label = model.get("name") or model.get("source")
+            rest = ".".join(str(p) for p in loc[2:] if not isinstance(p, int))
+            field = f"model {label!r}: {rest}" if label else field
+        raise FarmError(f"{where}: {field}: {message}") from None
+
+
+def select_devices(spec: SweepSpec, devices: list[Device], where: str) -> list[Device]:
+    """The inventory devices a spec names (by name, by `tag:NAME`, or `all`), in inventory order."""
+    chosen: list[Device] = []
+    for token in spec.devices:
+        if token == "all":
+            matched = devices
+        elif token.startswith("tag:"):
+            matched = [d for d in devices if token[4:] in d.tags]
+            if not matched:
+                raise FarmError(f"{where}: devices: no device has tag {token[4:]!r}")
+        else:
+            matched = [d for d in devices if d.name == token]
+            if not matched:
+                known = ", ".join(d.name for d in devices)
+                raise FarmError(f"{where}: devices: unknown device {token!r} (inventory has: {known})")
+        chosen.extend(d for d in matched if d not in chosen)
+    return chosen
+
+
+@dataclass(frozen=True)
+class PlannedVariant:
+    """What the planner needs to know of a variant."""
+
+    id: int
+    model: str
+    kind: str
+    needs_flex: bool = False
+    error: str | None = None
+
+
+def skip_reason(device: Device, variant: PlannedVariant, delegate: str) -> str | None:
+    """Why this combination cannot run, or None when it can."""
+    if variant.error:
+        return f"variant {variant.kind} of {variant.model} is unusable: {variant.error}"
+    if not device.offers(delegate):
+        return f"device {device.name!r} does not offer the {delegate} delegate (it offers: {', '.join(device.delegates)})"
+    if variant.kind == "edgetpu" and delegate != "edgetpu":
+        return "an Edge TPU model runs only on the edgetpu delegate"
+    if delegate == "edgetpu" and variant.kind != "edgetpu":
+        return "the edgetpu delegate needs an _edgetpu.tflite variant compiled by edgetpu_compiler"
+    if delegate in INT8_ONLY_DELEGATES and variant.kind != "int8" and delegate != "edgetpu":
+        return f"the {delegate} delegate runs only full-int8 models; {variant.kind} is not"
+    if variant.needs_flex and not device.flex:
+        return f"{variant.model} {variant.kind} needs Flex (SELECT_TF_OPS) ops; device {device.name!r} has no Flex runtime"
+    return None
+
+
+def plan_jobs(spec: SweepSpec, devices: list[Device], variants: list[PlannedVariant]) -> list[dict]:
+    """Every (device, variant, delegate, threads, repeat) combination as a job row: pending, or skipped with its reason."""
+    jobs = []
+    for device, variant, delegate, threads, repeat in itertools.product(
+        devices, variants, spec.delegates, spec.threads, range(spec.repeats)
+    ):
+        reason = skip_reason(device, variant, delegate)
+        jobs.append(
+            {
+                "device": device.name,
+                "variant_id": variant.id,
+                "delegate": delegate,
+                "threads": threads,
+                "repeat": repeat,
+                "state": "skipped" if reason else "pending",
+                "error": reason,
+            }
+        )
+    return jobs

@@ -1,0 +1,77 @@
+"""The sweep's progress as a person watches it: overall counts and each device's current job."""
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+
+from farm.run import Event
+
+
+class SweepDisplay:
+    """A live table on a terminal; one line per finished job otherwise (CI logs, pipes)."""
+
+    def __init__(self, sweep_name: str, counts: dict[str, int], console: Console | None = None):
+        self.console = console or Console()
+        self.sweep_name = sweep_name
+        self.total = sum(counts.values())
+        self.finished = counts["done"] + counts["failed"] + counts["skipped"]
+        self.current: dict[str, str] = {}
+        self.per_device: dict[str, dict[str, int]] = {}
+        self._live: Live | None = None
+
+    def __enter__(self) -> "SweepDisplay":
+        if self.console.is_terminal:
+            self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.__exit__(*exc)
+
+    def notify(self, event: Event) -> None:
+        tally = self.per_device.setdefault(event.device, {"done": 0, "failed": 0})
+        if event.state == "running":
+            self.current[event.device] = event.label
+        elif event.state in ("done", "failed"):
+            tally[event.state] += 1
+            self.finished += 1
+            self.current[event.device] = ""
+        if self._live is not None:
+            self._live.update(self._render())
+        elif event.state != "running":
+            detail = f": {event.detail}" if event.detail else ""
+            self.console.print(f"[{self.finished}/{self.total}] {event.device}: {event.label} {event.state}{detail}",
+                               markup=False, highlight=False)
+
+    def _render(self) -> Group:
+        table = Table(box=None, pad_edge=False)
+        for column in ("device", "current job", "done", "failed"):
+            table.add_column(column)
+        for device in sorted(self.per_device):
+            tally = self.per_device[device]
+            table.add_row(device, self.current.get(device) or "-", str(tally["done"]), str(tally["failed"]))
+        header = f"sweep {self.sweep_name}: {self.finished}/{self.total} jobs finished"
+        return Group(header, ProgressBar(total=max(self.total, 1), completed=self.finished, width=60), table)
+
+
+def results_table(rows: list[dict], title: str) -> Table:
+    """A sweep's results for the terminal: one row per job, the figures a person compares first."""
+    table = Table(title=title, title_justify="left")
+    for column in ("device", "model", "variant", "delegate", "thr", "status", "p50 ms", "p90 ms", "init ms",
+                   "peak MB", "size KB", "top-1", "agree"):
+        table.add_column(column, justify="right" if column[0].isdigit() or " " in column or column in (
+            "thr", "top-1", "agree") else "left")
+
+    def number(value, digits=2):
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    for row in rows:
+        status = row["status"] if row["status"] == "done" else f"{row['status']}: {(row['error'] or '')[:60]}"
+        table.add_row(row["device"], row["model"], row["variant"], row["delegate"], str(row["threads"]), status,
+                      number(row["p50_ms"]), number(row["p90_ms"]), number(row["init_ms"]), number(row["peak_rss_mb"], 1),
+                      number(row["size_bytes"] / 1024, 1), number(row["accuracy"], 3), number(row["agreement_with_fp32"], 3))
+    return table

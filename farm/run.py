@@ -1,0 +1,192 @@
+"""The scheduler. One idea carries it: a lane per device.
+
+Each device has one lane that runs its jobs one after another (a device never runs two benchmarks at once, or the
+numbers would measure the contention), and all lanes run concurrently (SSH and adb are I/O, so one coordinator drives
+many devices). Every state change goes to the store as it happens, so a coordinator that dies can be resumed.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from farm.datasets import load_npz
+from farm.paths import sha256_file
+from farm.inventory import Device
+from farm.plan import SweepSpec
+from farm.stats import accuracy
+from farm.store import JobRow, Store
+from farm.transports import DeviceLost, JobFailed, Transport, open_transport
+
+BACKOFF_S = (1.0, 3.0, 10.0, 30.0)
+
+
+@dataclass
+class Event:
+    """What the progress display is told: a device started or finished a job."""
+
+    device: str
+    label: str
+    state: str  # running, done, failed, retry, lost
+    detail: str = ""
+
+
+@dataclass
+class Lane:
+    device: Device
+    jobs: list[JobRow]
+    transport: Transport | None = None
+    labels: dict[int, str] = field(default_factory=dict)
+
+
+class SweepRunner:
+    """Runs the pending jobs of one sweep on their devices."""
+
+    def __init__(self, store: Store, sweep_id: int, spec: SweepSpec, devices: dict[str, Device],
+                 notify: Callable[[Event], None] = lambda event: None,
+                 transport_for: Callable[[Device], Transport] = open_transport):
+        self.store = store
+        self.sweep_id = sweep_id
+        self.spec = spec
+        self.devices = devices
+        self.notify = notify
+        self.transport_for = transport_for
+        self.models = {m.name: m for m in spec.models}
+        self._labels: dict[str, list[int] | None] = {}
+        self._digests: dict[str, str] = {}
+
+    async def run(self) -> dict[str, int]:
+        self.store.requeue_running(self.sweep_id)
+        self.store.set_sweep_state(self.sweep_id, "running")
+        lanes: dict[str, list[JobRow]] = {}
+        for job in self.store.jobs(self.sweep_id, ("pending",)):
+            lanes.setdefault(job.device, []).append(job)
+        for name in [name for name in lanes if name not in self.devices]:
+            for job in lanes.pop(name):
+                self.store.fail_job(job.id, f"device {name!r} is no longer in the inventory")
+        await asyncio.gather(*(self._lane(self.devices[name], jobs) for name, jobs in lanes.items()))
+        self.store.update_agreement(self.sweep_id)
+        counts = self.store.counts(self.sweep_id)
+        if counts["pending"] == 0 and counts["running"] == 0:
+            self.store.set_sweep_state(self.sweep_id, "done")
+        return counts
+
+    async def _lane(self, device: Device, jobs: list[JobRow]) -> None:
+        transport = self.transport_for(device)
+        try:
+            try:
+                facts = await self._with_retries(device, transport.probe)
+            except DeviceLost as error:
+                for job in jobs:
+                    self.store.start_job(job.id)
+                    self.store.fail_job(job.id, f"device unreachable: {error}")
+                    self.notify(Event(device.name, self._label(job), "failed", str(error)))
+                return
+            self.store.upsert_device(device, facts)
+            for job in jobs:
+                await self._job(transport, job)
+        finally:
+            await transport.close()
+
+    async def _with_retries(self, device: Device, call: Callable):
+        for attempt in range(1, self.spec.attempts + 1):
+            try:
+                return await call()
+            except DeviceLost:
+                if attempt == self.spec.attempts:
+                    raise
+                await asyncio.sleep(BACKOFF_S[min(attempt - 1, len(BACKOFF_S) - 1)])
+
+    async def _job(self, transport: Transport, job: JobRow) -> None:
+        label = self._label(job)
+        while True:
+            attempt = self.store.start_job(job.id)
+            self.notify(Event(job.device, label, "running"))
+            try:
+                measurement, wall_ms = await self._measure(transport, job)
+            except DeviceLost as error:
+                if attempt >= self.spec.attempts:
+                    self.store.fail_job(job.id, f"device lost on attempt {attempt} of {self.spec.attempts}: {error}")
+                    self.notify(Event(job.device, label, "failed", str(error)))
+                    return
+                self.store.retry_job(job.id, f"device lost: {error}")
+                self.notify(Event(job.device, label, "retry", str(error)))
+                await asyncio.sleep(BACKOFF_S[min(attempt - 1, len(BACKOFF_S) - 1)])
+                try:
+                    await transport.reconnect()
+                except DeviceLost:
+                    pass  # the next attempt reports it
+                continue
+            except asyncio.TimeoutError:
+                self.store.fail_job(job.id, f"timed out after {self.spec.timeout_s:g} s")
+                self.notify(Event(job.device, label, "failed", "timeout"))
+                return
+            except (JobFailed, OSError) as error:
+                self.store.fail_job(job.id, str(error))
+                self.notify(Event(job.device, label, "failed", str(error)))
+                return
+            result = dict(measurement.result, wall_ms=wall_ms)
+            if measurement.predictions is not None:
+                result["predictions"] = json.dumps(measurement.predictions)
+                labels = self._eval_labels(job)
+                if labels is not None and len(labels) == len(measurement.predictions):
+                    result["accuracy"] = accuracy(measurement.predictions, labels)
+            self.store.finish_job(job.id, result, measurement.samples_us)
+            self.notify(Event(job.device, label, "done", f"p50 {result['p50_ms']:.2f} ms"))
+            return
+
+    async def _measure(self, transport: Transport, job: JobRow):
+        variant = self.store.variant(job.variant_id)
+        model = self.models[self._model_name(job)]
+        start = time.perf_counter()
+        request = {
+            "model": await transport.ensure(Path(variant.path), variant.sha256),
+            "delegate": self._delegate(transport.device, job.delegate),
+            "threads": job.threads,
+            "warmup_runs": self.spec.warmup_runs,
+            "runs": self.spec.runs,
+            "min_secs": self.spec.min_secs,
+            "max_secs": self.spec.max_secs,
+        }
+        if model.eval:
+            request["eval"] = await transport.ensure(Path(model.eval), self._sha256(model.eval))
+            if self.spec.eval_limit:
+                request["eval_limit"] = self.spec.eval_limit
+        raw = await transport.run_job(request, self.spec.timeout_s)
+        measurement = transport.parse(raw)
+        return measurement, (time.perf_counter() - start) * 1000
+
+    @staticmethod
+    def _delegate(device: Device, name: str) -> dict:
+        options = device.delegate_options.get(name)
+        delegate: dict = {"name": name}
+        if options is not None:
+            if options.library:
+                delegate["library"] = options.library
+            if options.options:
+                delegate["options"] = dict(options.options)
+        return delegate
+
+    def _model_name(self, job: JobRow) -> str:
+        return self.store.variant_names(job.variant_id)[0]
+
+    def _label(self, job: JobRow) -> str:
+        model, kind = self.store.variant_names(job.variant_id)
+        return f"{model} {kind} {job.delegate} t{job.threads}" + (f" r{job.repeat}" if self.spec.repeats > 1 else "")
+
+    def _sha256(self, path: str) -> str:
+        if path not in self._digests:
+            self._digests[path] = sha256_file(path)
+        return self._digests[path]
+
+    def _eval_labels(self, job: JobRow) -> list[int] | None:
+        model = self.models[self._model_name(job)]
+        if model.name not in self._labels:
+            _, y = load_npz(model.eval)
+            limit = self.spec.eval_limit
+            self._labels[model.name] = None if y is None else [int(v) for v in (y[:limit] if limit else y)]
+        return self._labels[model.name]
+

@@ -1,0 +1,400 @@
+"""The store: every device, model, variant, sweep, job, result and raw latency sample, in SQL.
+
+SQLite (`farm.db`, WAL mode) by default; any SQLAlchemy URL with --db. This module alone owns the stored format.
+A job's result and its `done` state are written in one transaction, and the unique job key
+(sweep, device, variant, delegate, threads, repeat) plus a unique result per job mean a job can never have two results.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from sqlalchemy import Column, Text, UniqueConstraint, event, inspect, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+from farm.errors import FarmError
+
+SCHEMA_VERSION = 1
+JOB_STATES = ("pending", "running", "done", "failed", "skipped")
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _json() -> Any:
+    return Field(default="{}", sa_column=Column(Text, nullable=False))
+
+
+class Meta(SQLModel, table=True):
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class DeviceRow(SQLModel, table=True):
+    __tablename__ = "devices"
+    name: str = Field(primary_key=True)
+    kind: str
+    connection: str = _json()  # how it is reached (host/port/user or serial/adb server); never a secret
+    tags: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    delegates: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    facts: str = _json()
+    last_seen: datetime | None = None
+
+
+class ModelRow(SQLModel, table=True):
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("name", "source_sha"),)
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True)
+    source: str
+    source_sha: str
+    task: str = "classification"
+
+
+class VariantRow(SQLModel, table=True):
+    __tablename__ = "variants"
+    __table_args__ = (UniqueConstraint("model_id", "kind", "sha256"),)
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: int = Field(foreign_key="models.id", index=True)
+    kind: str
+    sha256: str
+    size: int
+    path: str
+    description: str = _json()  # inputs/outputs (dtype, shape, quantization), ops, op_count
+    needs_flex: bool = False
+    error: str | None = None  # why this variant cannot be benchmarked (validation failure)
+
+
+class SweepRow(SQLModel, table=True):
+    __tablename__ = "sweeps"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    spec: str = _json()
+    created: datetime = Field(default_factory=now)
+    finished: datetime | None = None
+    state: str = "pending"  # pending, running, done
+
+
+class JobRow(SQLModel, table=True):
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("sweep_id", "device", "variant_id", "delegate", "threads", "repeat"),)
+    id: int | None = Field(default=None, primary_key=True)
+    sweep_id: int = Field(foreign_key="sweeps.id", index=True)
+    device: str = Field(foreign_key="devices.name", index=True)
+    variant_id: int = Field(foreign_key="variants.id")
+    delegate: str
+    threads: int
+    repeat: int
+    state: str = Field(default="pending", index=True)
+    attempts: int = 0
+    error: str | None = None
+    started: datetime | None = None
+    finished: datetime | None = None
+
+
+class ResultRow(SQLModel, table=True):
+    __tablename__ = "results"
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="jobs.id", unique=True)
+    init_ms: float
+    first_ms: float
+    warmup_ms: float | None = None
+    count: int
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    max_ms: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    peak_mb: float | None = None
+    peak_delta_mb: float | None = None
+    accuracy: float | None = None
+    agreement: float | None = None  # share of eval predictions equal to the fp32 variant's on the same device
+    predictions: str | None = Field(default=None, sa_column=Column(Text))
+    delegate_outcome: str  # applied, partial, not_applied, cpu
+    delegated_nodes: int | None = None
+    total_nodes: int | None = None
+    runtime: str
+    runtime_version: str
+    env_before: str = _json()
+    env_after: str = _json()
+    host: str = _json()
+    wall_ms: float | None = None  # the coordinator's view: job start to result, transport included
+
+
+class SampleRow(SQLModel, table=True):
+    """Every steady-state latency of a result, in microseconds, as one JSON array (portable, and one read per result)."""
+
+    __tablename__ = "samples"
+    result_id: int = Field(foreign_key="results.id", primary_key=True)
+    latency_us: str = Field(sa_column=Column(Text, nullable=False))
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def db_url(db: str | Path) -> str:
+    """A plain path means SQLite; anything with '://' is an SQLAlchemy URL."""
+    db = str(db)
+    return db if "://" in db else f"sqlite:///{Path(db).expanduser()}"
+
+
+class Store:
+    """A connection to the store, opened with its schema checked."""
+
+    def __init__(self, db: str | Path = "farm.db", *, create: bool = True):
+        self.url = db_url(db)
+        if self.url.startswith("sqlite:///") and not create and not Path(self.url[len("sqlite:///"):]).exists():
+            raise FarmError(f"{db}: no such store (run a sweep first, or pass --db)")
+        self.engine: Engine = create_engine(self.url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._check_schema(create)
+
+    def _check_schema(self, create: bool) -> None:
+        try:
+            tables = set(inspect(self.engine).get_table_names())
+        except OperationalError as error:
+            raise FarmError(f"{self.url}: cannot open the store: {error.orig}") from None
+        if "meta" not in tables:
+            if tables - {"meta"}:
+                raise FarmError(f"{self.url}: not a tflite-farm store (it has other tables)")
+            if not create:
+                raise FarmError(f"{self.url}: empty store (run a sweep first)")
+            SQLModel.metadata.create_all(self.engine)
+            with self.session() as session:
+                session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+            return
+        with self.session() as session:
+            row = session.get(Meta, "schema_version")
+        found = int(row.value) if row else 0
+        if found != SCHEMA_VERSION:
+            raise FarmError(
+                f"{self.url}: store schema version {found}, this tflite-farm needs {SCHEMA_VERSION}; "
+                "export what you need with the matching tflite-farm, then use a new --db"
+            )
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any error."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            with session.begin():
+                yield session
+
+    # --- devices, models, variants -------------------------------------------------------------------------------
+
+    def upsert_device(self, device: Any, facts: dict | None = None) -> None:
+        connection = {
+            key: getattr(device, key)
+            for key in ("host", "port", "user", "jump", "serial", "adb_server", "python", "workspace")
+            if getattr(device, key, None) is not None
+        }
+        with self.session() as session:
+            row = session.get(DeviceRow, device.name) or DeviceRow(name=device.name, kind=device.kind)
+            row.kind = device.kind
+            row.connection = json.dumps(connection)
+            row.tags = json.dumps(device.tags)
+            row.delegates = json.dumps(device.delegates)
+            if facts is not None:
+                row.facts = json.dumps(facts)
+                row.last_seen = now()
+            session.add(row)
+
+    def add_variant(self, variant: Any) -> int:
+        """Record a model and one of its variants (idempotent); returns the variant id."""
+        with self.session() as session:
+            model = session.exec(
+                select(ModelRow).where(ModelRow.name == variant.model, ModelRow.source_sha == variant.source_sha)
+            ).first()
+            if model is None:
+                model = ModelRow(name=variant.model, source=str(getattr(variant, "source", "")), source_sha=variant.source_sha)
+                session.add(model)
+                session.flush()
+            row = session.exec(
+                select(VariantRow).where(
+                    VariantRow.model_id == model.id, VariantRow.kind == variant.kind, VariantRow.sha256 == variant.sha256
+                )
+            ).first()
+            if row is None:
+                row = VariantRow(model_id=model.id, kind=variant.kind, sha256=variant.sha256, size=variant.size, path="")
+            row.size = variant.size
+            row.path = str(variant.path)
+            row.description = json.dumps(variant.description)
+            row.needs_flex = bool(variant.description.get("needs_flex", False))
+            row.error = variant.error
+            session.add(row)
+            session.flush()
+            return row.id
+
+    # --- sweeps and jobs ----------------------------------------------------------------------------------------------
+
+    def unique_sweep_name(self, name: str) -> str:
+        with self.session() as session:
+            taken = set(session.exec(select(SweepRow.name)).all())
+        if name not in taken:
+            return name
+        return next(f"{name}-{n}" for n in range(2, len(taken) + 3) if f"{name}-{n}" not in taken)
+
+    def create_sweep(self, name: str, spec: dict, jobs: list[dict]) -> SweepRow:
+        """A sweep and all its planned jobs, in one transaction."""
+        with self.session() as session:
+            sweep = SweepRow(name=name, spec=json.dumps(spec), state="pending")
+            session.add(sweep)
+            session.flush()
+            for job in jobs:
+                session.add(JobRow(sweep_id=sweep.id, **job))
+            return sweep
+
+    def sweep(self, name: str | None = None) -> SweepRow:
+        """The named sweep, or the newest one."""
+        with self.session() as session:
+            query = select(SweepRow)
+            query = query.where(SweepRow.name == name) if name else query.order_by(SweepRow.id.desc())
+            row = session.exec(query).first()
+        if row is None:
+            raise FarmError(f"no sweep named {name!r} in {self.url}" if name else f"no sweeps yet in {self.url}")
+        return row
+
+    def sweeps(self) -> list[SweepRow]:
+        with self.session() as session:
+            return list(session.exec(select(SweepRow).order_by(SweepRow.id)).all())
+
+    def set_sweep_state(self, sweep_id: int, state: str) -> None:
+        with self.session() as session:
+            sweep = session.get(SweepRow, sweep_id)
+            sweep.state = state
+            sweep.finished = now() if state == "done" else None
+
+    def jobs(self, sweep_id: int, states: tuple[str, ...] = JOB_STATES) -> list[JobRow]:
+        with self.session() as session:
+            query = select(JobRow).where(JobRow.sweep_id == sweep_id, JobRow.state.in_(states)).order_by(JobRow.id)
+            return list(session.exec(query).all())
+
+    def variant(self, variant_id: int) -> VariantRow:
+        with self.session() as session:
+            return session.get(VariantRow, variant_id)
+
+    @functools.lru_cache(maxsize=4096)
+    def variant_names(self, variant_id: int) -> tuple[str, str]:
+        """(model name, variant kind) of a variant."""
+        query = text("SELECT m.name, v.kind FROM variants v JOIN models m ON m.id = v.model_id WHERE v.id = :id")
+        with self.session() as session:
+            model, kind = session.execute(query, {"id": variant_id}).one()
+        return model, kind
+
+    def requeue_running(self, sweep_id: int) -> int:
+        """Jobs left `running` by a coordinator that died go back to `pending`; returns how many."""
+        with self.session() as session:
+            result = session.execute(
+                text("UPDATE jobs SET state='pending' WHERE sweep_id=:sweep AND state='running'"), {"sweep": sweep_id}
+            )
+            return result.rowcount
+
+    def start_job(self, job_id: int) -> int:
+        """Mark a job running and count the attempt; returns the attempt number."""
+        with self.session() as session:
+            job = session.get(JobRow, job_id)
+            job.state = "running"
+            job.attempts += 1
+            job.started = now()
+            return job.attempts
+
+    def retry_job(self, job_id: int, error: str) -> None:
+        with self.session() as session:
+            job = session.get(JobRow, job_id)
+            job.state = "pending"
+            job.error = error
+
+    def fail_job(self, job_id: int, error: str) -> None:
+        with self.session() as session:
+            job = session.get(JobRow, job_id)
+            job.state = "failed"
+            job.error = error
+            job.finished = now()
+
+    def finish_job(self, job_id: int, result: dict, samples_us: list) -> None:
+        """The result row, its samples and the job's `done` state, in one transaction."""
+        with self.session() as session:
+            job = session.get(JobRow, job_id)
+            if job.state == "done":
+                raise RuntimeError(f"job {job_id} is already done")  # never two results for one job
+            row = ResultRow(job_id=job_id, **result)
+            session.add(row)
+            session.flush()
+            session.add(SampleRow(result_id=row.id, latency_us=json.dumps(samples_us)))
+            job.state = "done"
+            job.error = None
+            job.finished = now()
+
+    def counts(self, sweep_id: int) -> dict[str, int]:
+        with self.session() as session:
+            rows = session.execute(
+                text("SELECT state, count(*) FROM jobs WHERE sweep_id=:sweep GROUP BY state"), {"sweep": sweep_id}
+            ).all()
+        return {state: 0 for state in JOB_STATES} | dict(rows)
+
+    def update_agreement(self, sweep_id: int) -> None:
+        """Fill results.agreement: per device, the share of eval predictions equal to the fp32 variant's."""
+        rows = self.report(sweep_id)
+        from farm.stats import agreement  # the math lives apart from I/O
+
+        references: dict[tuple, list] = {}
+        for row in rows:
+            if row["variant"] == "fp32" and row["predictions"]:
+                references.setdefault((row["device"], row["model"], row["delegate"], row["threads"]), row["predictions"])
+                references.setdefault((row["device"], row["model"]), row["predictions"])
+        with self.session() as session:
+            for row in rows:
+                if not row["predictions"]:
+                    continue
+                reference = references.get((row["device"], row["model"], row["delegate"], row["threads"])) or references.get(
+                    (row["device"], row["model"])
+                )
+                if reference is not None:
+                    result = session.get(ResultRow, row["result_id"])
+                    result.agreement = agreement(row["predictions"], reference)
+
+    # --- reading --------------------------------------------------------------------------------------------------
+
+    def report(self, sweep_id: int, device: str | None = None) -> list[dict]:
+        """A row per job of a sweep, with its result when it has one: the shape every report is made from."""
+        query = """
+            SELECT s.name AS sweep, j.device, m.name AS model, v.kind AS variant, j.delegate, j.threads, j.repeat,
+                   j.state AS status, j.error, j.attempts, r.id AS result_id, r.init_ms, r.first_ms, r.warmup_ms,
+                   r.count, r.mean_ms, r.std_ms, r.min_ms, r.max_ms, r.p50_ms, r.p90_ms, r.p95_ms, r.p99_ms,
+                   r.peak_mb AS peak_rss_mb, r.peak_delta_mb, v.size AS size_bytes, r.accuracy,
+                   r.agreement AS agreement_with_fp32, r.delegate_outcome, r.delegated_nodes, r.total_nodes,
+                   r.runtime, r.runtime_version, r.wall_ms, r.predictions
+            FROM jobs j JOIN sweeps s ON s.id = j.sweep_id JOIN variants v ON v.id = j.variant_id
+                 JOIN models m ON m.id = v.model_id LEFT JOIN results r ON r.job_id = j.id
+            WHERE j.sweep_id = :sweep {device}
+            ORDER BY j.device, m.name, j.id
+        """.format(device="AND j.device = :device" if device else "")
+        with self.session() as session:
+            rows = session.execute(text(query), {"sweep": sweep_id, "device": device}).mappings().all()
+        out = []
+        for row in rows:
+            row = dict(row)
+            row["predictions"] = json.loads(row["predictions"]) if row["predictions"] else None
+            out.append(row)
+        return out
+
+    def samples(self, result_id: int) -> list[float]:
+        with self.session() as session:
+            row = session.get(SampleRow, result_id)
+        return json.loads(row.latency_us) if row else []

@@ -1,0 +1,52 @@
+"""A sweep from spec to results: convert the models, plan the jobs, record them, and run the lanes."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Callable
+
+from farm.convert import convert_model
+from farm.datasets import check_fits, load_npz
+from farm.errors import FarmError
+from farm.inventory import load_inventory
+from farm.paths import cache_dir
+from farm.plan import PlannedVariant, SweepSpec, plan_jobs, select_devices
+from farm.run import Event, SweepRunner
+from farm.store import Store, SweepRow
+
+
+def create_sweep(store: Store, spec: SweepSpec, where: str, name: str | None = None,
+                 log: Callable[[str], None] = print) -> SweepRow:
+    """Convert every model of the spec (cached), check the eval data, and record the sweep with all its jobs."""
+    devices = select_devices(spec, load_inventory(*spec.inventory).devices, where)
+    names = [m.name for m in spec.models]
+    if len(set(names)) != len(names):
+        raise FarmError(f"{where}: models: two models are named {sorted(n for n in names if names.count(n) > 1)[0]!r}")
+    planned: list[PlannedVariant] = []
+    for model in spec.models:
+        calibration = Path(model.calibration) if model.calibration else None
+        variants = convert_model(Path(model.source), model.variants, name=model.name, calibration=calibration,
+                                 calibration_samples=model.calibration_samples, cache=cache_dir())
+        if model.eval:
+            x, _ = load_npz(model.eval)
+            for variant in variants:
+                if not variant.error:
+                    check_fits(x, variant.description["inputs"][0]["shape"], model.eval)
+        for variant in variants:
+            if variant.error:
+                log(f"warning: {model.name} {variant.kind}: unusable, its jobs are skipped: {variant.error}")
+            variant_id = store.add_variant(variant)
+            planned.append(PlannedVariant(variant_id, model.name, variant.kind,
+                                          bool(variant.description.get("needs_flex")), variant.error))
+    for device in devices:
+        store.upsert_device(device)
+    jobs = plan_jobs(spec, devices, planned)
+    return store.create_sweep(store.unique_sweep_name(name or spec.name), spec.model_dump(), jobs)
+
+
+def run_sweep(store: Store, sweep: SweepRow, notify: Callable[[Event], None] = lambda event: None) -> dict[str, int]:
+    """Run (or resume) the pending jobs of a recorded sweep; returns the job counts by state."""
+    spec = SweepSpec.model_validate_json(sweep.spec)
+    devices = {device.name: device for device in load_inventory(*spec.inventory).devices}
+    return asyncio.run(SweepRunner(store, sweep.id, spec, devices, notify).run())
+
