@@ -25,7 +25,7 @@ JOB_STATES = ("pending", "running", "done", "failed", "skipped")
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(timezone.utc)
 
 
 def _json() -> Any:

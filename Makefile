@@ -1,0 +1,36 @@
+# Two commands set up everything on a fresh machine:
+#   make demo   venv + install, then benchmark two small models on this machine (SQLite store, CSV reports)
+#   make test   venv + everything the tests need (system packages included), then the whole suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install system-packages clean
+
+demo: $(STAMP)
+	$(BIN)/farm demo
+
+test: $(STAMP) system-packages
+	$(BIN)/python -m pytest -q
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[convert,ssh,adb,dashboard,test]'
+	touch $@
+
+# What the test fleet needs from the system (real servers and tools); installed only when missing.
+SYSTEM_PACKAGES :=
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+clean:
+	rm -rf $(VENV) demo reports farm.db farm.db-wal farm.db-shm

@@ -1,0 +1,82 @@
+"""Inventory files: valid ones load; every mistake is one line naming the file, the device and the field."""
+from pathlib import Path
+
+import pytest
+
+from farm.errors import FarmError
+from farm.inventory import load_inventory
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "lab.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_inventories_are_valid():
+    inventory = load_inventory(REPO / "inventory" / "local.yaml", REPO / "inventory" / "example-lab.yaml")
+    kinds = {device.name: device.kind for device in inventory.devices}
+    assert kinds["local"] == "local"
+    assert {"linux", "android"} <= set(kinds.values())
+    coral = inventory.device("coral-devboard")
+    assert coral.offers("edgetpu") and coral.delegate_options["edgetpu"].options == {"device": "pci:0"}
+    assert inventory.device("rpi4-a").port == 22
+
+
+def test_unknown_delegate_names_file_device_and_field(tmp_path):
+    path = write(tmp_path, "devices:\n  - {name: rpi4-a, kind: linux, host: h, delegates: [xnnpack, gpuu]}\n")
+    with pytest.raises(FarmError) as error:
+        load_inventory(path)
+    assert str(error.value) == (
+        f"{path}: device 'rpi4-a': delegates: unknown delegate 'gpuu' "
+        "(known: xnnpack, none, gpu, nnapi, hexagon, edgetpu, external)"
+    )
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("devices:\n  - {name: a, kind: linx, host: h}\n", "device 'a': kind: unknown kind 'linx' (known: local, linux, android)"),
+        ("devices:\n  - {name: a, kind: linux}\n", "device 'a': host: required for a linux device"),
+        ("devices:\n  - {name: a, kind: android}\n", "device 'a': serial: required for an android device"),
+        ("devices:\n  - {name: a, kind: local, hots: x}\n", "device 'a': hots: unknown field"),
+        ("devices:\n  - {name: a, kind: local}\n  - {name: a, kind: local}\n", "device 'a' is defined twice"),
+        ("devices:\n  - {name: 'a b', kind: local}\n", "name: invalid name 'a b'"),
+        ("devices:\n  - {kind: local}\n", "device #1: name: Field required"),
+        ("devices:\n  - {name: a, kind: linux, host: h, port: many}\n", "device 'a': port: "),
+        ("devices:\n  - {name: a, kind: linux, host: h, delegates: [external]}\n",
+         "delegate_options: external: library: required"),
+        ("devices: [\n", "not valid YAML (line"),
+        ("- just a list\n", "expected a mapping with a 'devices:' list"),
+    ],
+)
+def test_mistakes_are_one_clear_line(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(FarmError) as error:
+        load_inventory(path)
+    assert str(error.value).startswith(f"{path}: ")
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FarmError, match="inventory file not found"):
+        load_inventory(tmp_path / "nope.yaml")
+
+
+def test_device_names_are_unique_across_files(tmp_path):
+    first = tmp_path / "a.yaml"
+    second = tmp_path / "b.yaml"
+    first.write_text("devices:\n  - {name: x, kind: local}\n")
+    second.write_text("devices:\n  - {name: x, kind: local}\n")
+    with pytest.raises(FarmError, match=f"{second}: device 'x': already defined in {first}"):
+        load_inventory(first, second)
+
+
+def test_delegate_options_become_strings(tmp_path):
+    path = write(tmp_path, "devices:\n  - name: j\n    kind: linux\n    host: h\n    delegates: [gpu]\n"
+                           "    delegate_options: {gpu: {library: /x.so, options: {precision_loss: true, n: 2}}}\n")
+    device = load_inventory(path).device("j")
+    assert device.delegate_options["gpu"].options == {"precision_loss": "true", "n": "2"}

@@ -1,0 +1,34 @@
+"""The math of a benchmark, checked with plain numbers."""
+import pytest
+
+from farm.stats import accuracy, agreement, summarize
+
+
+def test_summarize_known_numbers():
+    summary = summarize([1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10000])
+    assert summary["count"] == 10
+    assert summary["mean_ms"] == pytest.approx(5.5)
+    assert summary["min_ms"] == 1.0 and summary["max_ms"] == 10.0
+    assert summary["p50_ms"] == pytest.approx(5.5)
+    assert summary["p90_ms"] == pytest.approx(9.1)
+    assert summary["p99_ms"] == pytest.approx(9.91)
+    assert summary["std_ms"] == pytest.approx(3.0276503540974917)
+
+
+def test_single_sample_has_zero_spread():
+    summary = summarize([2500])
+    assert summary["std_ms"] == 0.0 and summary["p95_ms"] == 2.5
+
+
+def test_no_samples_is_an_error():
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+def test_accuracy_and_agreement():
+    assert accuracy([1, 2, 3, 4], [1, 2, 0, 4]) == 0.75
+    assert agreement([1, 2, 3, 4], [1, 2, 3, 4]) == 1.0
+    assert agreement([1, 2, 3, 4], [0, 2, 3, 0]) == 0.5
+    assert agreement([1, 2], [1, 2, 3]) is None
+    with pytest.raises(ValueError):
+        accuracy([1], [1, 2])

@@ -1,0 +1,148 @@
+"""The store: schema version, job lifecycle, one transaction per result, never two results for a job."""
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from farm.errors import FarmError
+from farm.export import COLUMNS, export_per_device
+from farm.inventory import Device
+from farm.stats import summarize
+from farm.store import SCHEMA_VERSION, Store
+
+
+@dataclass
+class FakeVariantRecord:
+    """A conversion result as farm.convert returns it (only the fields the store reads)."""
+
+    model: str
+    kind: str
+    sha256: str
+    size: int = 1024
+    path: Path = Path("/x.tflite")
+    source_sha: str = "src"
+    description: dict = field(default_factory=lambda: {"inputs": [], "outputs": [], "needs_flex": False})
+    error: str | None = None
+
+
+def result(samples):
+    return {**summarize(samples), "init_ms": 3.0, "first_ms": 2.0, "delegate_outcome": "applied",
+            "runtime": "ai_edge_litert", "runtime_version": "2.3.0"}
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = Store(tmp_path / "farm.db")
+    store.upsert_device(Device(name="pi", kind="linux", host="h", user="u"), {"cores": 4})
+    store.upsert_device(Device(name="local", kind="local"))
+    return store
+
+
+def make_sweep(store, name="s"):
+    fp32 = store.add_variant(FakeVariantRecord("m", "fp32", "a" * 64))
+    int8 = store.add_variant(FakeVariantRecord("m", "int8", "b" * 64, size=512))
+    jobs = [{"device": d, "variant_id": v, "delegate": "xnnpack", "threads": 1, "repeat": 0}
+            for d in ("pi", "local") for v in (fp32, int8)]
+    jobs.append({"device": "pi", "variant_id": int8, "delegate": "gpu", "threads": 1, "repeat": 0,
+                 "state": "skipped", "error": "no gpu"})
+    return store.create_sweep(name, {"name": name}, jobs)
+
+
+def test_wal_mode_and_schema_version(store, tmp_path):
+    connection = sqlite3.connect(tmp_path / "farm.db")
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert connection.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+
+
+def test_incompatible_store_is_refused_clearly(store, tmp_path):
+    connection = sqlite3.connect(tmp_path / "farm.db")
+    connection.execute("UPDATE meta SET value='0' WHERE key='schema_version'")
+    connection.commit()
+    with pytest.raises(FarmError, match="store schema version 0, this tflite-farm needs 1"):
+        Store(tmp_path / "farm.db")
+
+
+def test_foreign_database_and_missing_store(tmp_path):
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)")
+    with pytest.raises(FarmError, match="not a tflite-farm store"):
+        Store(other)
+    with pytest.raises(FarmError, match="no such store"):
+        Store(tmp_path / "missing.db", create=False)
+
+
+def test_job_lifecycle_and_one_result_per_job(store):
+    sweep = make_sweep(store)
+    assert store.counts(sweep.id) == {"pending": 4, "running": 0, "done": 0, "failed": 0, "skipped": 1}
+    job = store.jobs(sweep.id, ("pending",))[0]
+    assert store.start_job(job.id) == 1
+    store.finish_job(job.id, result([1000, 2000, 3000]), [1000, 2000, 3000])
+    with pytest.raises(RuntimeError, match="already done"):
+        store.finish_job(job.id, result([1000]), [1000])
+    (done,) = store.jobs(sweep.id, ("done",))
+    assert done.attempts == 1 and done.finished is not None
+    rows = [r for r in store.report(sweep.id) if r["status"] == "done"]
+    assert len(rows) == 1 and rows[0]["p50_ms"] == 2.0 and rows[0]["count"] == 3
+    assert store.samples(rows[0]["result_id"]) == [1000, 2000, 3000]
+
+
+def test_a_failed_write_leaves_the_job_as_it_was(store):
+    sweep = make_sweep(store)
+    job = store.jobs(sweep.id, ("pending",))[0]
+    store.start_job(job.id)
+    bad = result([1000]) | {"init_ms": None}  # NOT NULL: the transaction must roll back whole
+    with pytest.raises(IntegrityError):
+        store.finish_job(job.id, bad, [1000])
+    assert store.counts(sweep.id)["running"] == 1
+    assert all(r["result_id"] is None for r in store.report(sweep.id))
+
+
+def test_running_jobs_of_a_dead_coordinator_return_to_pending(store):
+    sweep = make_sweep(store)
+    for job in store.jobs(sweep.id, ("pending",))[:2]:
+        store.start_job(job.id)
+    assert store.requeue_running(sweep.id) == 2
+    assert store.counts(sweep.id)["pending"] == 4
+
+
+def test_job_key_is_unique(store):
+    sweep = make_sweep(store)
+    job = store.jobs(sweep.id)[0]
+    duplicate = {k: getattr(job, k) for k in ("device", "variant_id", "delegate", "threads", "repeat")}
+    with pytest.raises(IntegrityError):
+        store.create_sweep("t", {}, [duplicate, duplicate])
+    assert [s.name for s in store.sweeps()] == ["s"]  # nothing half-written
+    assert store.unique_sweep_name("s") == "s-2"
+
+
+def test_agreement_with_fp32(store):
+    sweep = make_sweep(store)
+    for job in store.jobs(sweep.id, ("pending",)):
+        store.start_job(job.id)
+        kind = store.variant_names(job.variant_id)[1]
+        predictions = [1, 2, 3, 4] if kind == "fp32" else [1, 2, 3, 0]
+        store.finish_job(job.id, result([1000]) | {"predictions": json.dumps(predictions)}, [1000])
+    store.update_agreement(sweep.id)
+    agreements = {(r["device"], r["variant"]): r["agreement_with_fp32"] for r in store.report(sweep.id) if r["result_id"]}
+    assert agreements == {("pi", "fp32"): 1.0, ("pi", "int8"): 0.75, ("local", "fp32"): 1.0, ("local", "int8"): 0.75}
+
+
+def test_export_one_csv_per_device(store, tmp_path):
+    import pandas as pd
+
+    sweep = make_sweep(store)
+    job = store.jobs(sweep.id, ("pending",))[0]
+    store.start_job(job.id)
+    store.finish_job(job.id, result([1000, 3000]), [1000, 3000])
+    files = export_per_device(store, "s", tmp_path / "reports")
+    assert [f.name for f in files] == ["s-local.csv", "s-pi.csv"]
+    pi = pd.read_csv(tmp_path / "reports" / "s-pi.csv")
+    assert list(pi.columns) == COLUMNS
+    assert len(pi) == 3 and set(pi["status"]) == {"done", "pending", "skipped"}
+    assert pi.loc[pi["status"] == "skipped", "error"].item() == "no gpu"
+    done = pi[pi["status"] == "done"].iloc[0]
+    assert done["p50_ms"] == 2.0 and done["size_kb"] == 1.0
+    assert not list((tmp_path / "reports").glob(".*tmp"))
