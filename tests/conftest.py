@@ -1,0 +1,33 @@
+"""Fixtures shared by the suite: a private conversion cache and the demo's digits model, trained once per session."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def farm_cache(tmp_path_factory) -> Path:
+    """Every test (and every `farm` subprocess) converts into a private cache, never the user's."""
+    cache = tmp_path_factory.mktemp("farm-cache")
+    os.environ["FARM_CACHE"] = str(cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory) -> Path:
+    """The demo's digits CNN (trained on scikit-learn's digits, seeded) with its calibration and held-out eval sets."""
+    from farm.demo import build_digits
+
+    workdir = tmp_path_factory.mktemp("digits")
+    build_digits(workdir)
+    return workdir
+
+
+def farm(*args: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run the real `farm` command line in a fresh process."""
+    return subprocess.run([sys.executable, "-m", "farm", *map(str, args)], cwd=cwd or REPO, capture_output=True,
+                          text=True, timeout=timeout)
