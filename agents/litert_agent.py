@@ -1,0 +1,1137 @@
+#!/usr/bin/env python3
+"""tflite-farm benchmark agent: one LiteRT / TFLite benchmark, one process.
+
+The coordinator copies this single file to a host (Raspberry Pi, Coral,
+Jetson, a workstation) and runs it with that host's Python (3.8 or newer):
+
+    python litert_agent.py < request.json > result.json
+    python litert_agent.py --request request.json > result.json
+
+It handles exactly one request and exits, so every benchmark starts in a
+fresh process (cold caches, its own memory high-water mark). It imports only
+the standard library, numpy and the first TFLite runtime it finds, in this
+order: ``ai_edge_litert.interpreter``, ``tflite_runtime.interpreter``,
+``tensorflow.lite``.
+
+Request (one JSON object on stdin, or in the file given by --request)
+--------------------------------------------------------------------
+    model        str, required. Path of the .tflite file on this host.
+    delegate     object (or a bare name string), default {"name": "xnnpack"}:
+                   name     "xnnpack"  runtime's default op resolver; XNNPACK
+                                       is applied by the runtime itself
+                            "none"     plain CPU kernels, default delegates off
+                                       (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+                            "edgetpu"  load_delegate(library or "libedgetpu.so.1", options)
+                            anything else ("gpu", "nnapi", "hexagon", "external", ...)
+                                       load_delegate(library, options); library required
+                   library  str, optional: shared library of an external delegate
+                   options  object of str -> str|number|bool, optional: passed
+                            to the delegate library (e.g. {"device": "usb:0"})
+    threads      int >= 1, default 1 (num_threads of the interpreter)
+    warmup_runs  int >= 0, default 5
+    runs         int >= 1, default 50: minimum number of steady-state samples
+    min_secs     number >= 0, default 0.0: keep sampling until this much time
+                 has passed, even after `runs` samples
+    max_secs     number > 0, default 150.0: stop sampling after this much time,
+                 even before `runs` samples (like benchmark_model --max_secs)
+    eval         str, optional: .npz with "x" (inputs, leading sample axis)
+                 and optionally "y" (integer labels, one per sample)
+    eval_limit   int >= 1, optional: evaluate at most this many samples
+    seed         int, default 0: seed of the random benchmark inputs
+Unknown keys are ignored and listed in the result's "warnings".
+
+Result (exactly one JSON object on stdout; exit code 0)
+-------------------------------------------------------
+    ok             true
+    agent_version  1
+    runtime        {"name": "ai_edge_litert" | "tflite_runtime" | "tensorflow",
+                    "version": str}
+    model          {"path", "size_bytes", "inputs": [{"name", "shape", "dtype"}],
+                    "outputs": [...same...]}
+    delegate       {"name", "outcome", "delegated_nodes", "total_nodes",
+                    "delegate_kernels", "message", "library",
+                    "fallback_nodes", "cpu_ops"}
+                   outcome: "applied" (every node delegated), "partial",
+                   "not_applied" (delegate present, took 0 nodes; everything
+                   ran on CPU - never read it as that delegate's speed),
+                   "cpu" (delegate "none"), "unknown" (this runtime does not
+                   expose the execution plan). "failed" is never in an ok
+                   result: a delegate that cannot be loaded or applied is an
+                   error (see below).
+                   total_nodes: operators of the model's main subgraph;
+                   delegated_nodes: how many of those the requested delegate
+                   replaced; delegate_kernels: how many DELEGATE kernels it
+                   put in their place; fallback_nodes: nodes that the
+                   runtime's default XNNPACK delegate took from what an
+                   external delegate left (0 otherwise); cpu_ops: op name ->
+                   count of nodes left on the CPU kernels (none of the above).
+    threads        int
+    init_ms        float: delegate load + Interpreter construction +
+                   allocate_tensors (the runtime's default delegate is applied
+                   inside allocate_tensors, so it is included)
+    init_breakdown_ms {"delegate_load", "interpreter", "allocate_tensors"}
+    first_ms       float: the first invoke()
+    warmup_ms      [float]: the warmup invokes
+    samples_us     [float]: every steady-state invoke() latency, microseconds
+    stats          {"count", "median_us", "mean_us", "min_us", "max_us"}
+    measure        {"wall_secs", "stopped_by": "runs" | "min_secs" | "max_secs"}
+    memory         {"baseline_mb": RSS right after importing the runtime,
+                    "peak_mb": peak RSS at the end of the latency measurement
+                    (before eval, so eval data does not count),
+                    "peak_delta_mb": peak - baseline,
+                    "source": "proc" | "getrusage"}
+    eval           null | {"count", "predictions": [int], "accuracy": float|null}
+    host           {"hostname", "platform", "machine", "os_release",
+                    "python_version", "python_executable", "numpy_version",
+                    "cpu_model", "board", "cores", "governor", "temps_c"}
+    env_before     {"temps_c": {zone type: deg C}, "governor", "cpu0_freq_khz"}
+    env_after      same, taken right after the latency measurement
+    seed           int
+    warnings       [str]
+
+Errors (exactly one JSON object on stdout; exit code 2)
+-------------------------------------------------------
+    {"ok": false, "agent_version": 1,
+     "error": {"type": str, "message": one line saying what failed and where},
+     "delegate": {...} (only for delegate failures, with outcome "failed")}
+    type is one of: "bad_request", "model_not_found", "invalid_model",
+    "eval_error", "delegate_failed", "runtime_missing", "runtime_error",
+    "internal" (a bug in this agent), "interrupted".
+A process killed by a native abort (some reference kernels do that) prints
+nothing on stdout: the coordinator has only the exit status then.
+"""
+
+import gc
+import json
+import os
+import platform
+import socket
+import sys
+import time
+import traceback
+import zipfile
+
+AGENT_VERSION = 1
+
+DEFAULTS = {
+    "delegate": {"name": "xnnpack"},
+    "threads": 1,
+    "warmup_runs": 5,
+    "runs": 50,
+    "min_secs": 0.0,
+    "max_secs": 150.0,
+    "eval": None,
+    "eval_limit": None,
+    "seed": 0,
+}
+KNOWN_KEYS = set(DEFAULTS) | {"model"}
+EDGETPU_LIBRARY = "libedgetpu.so.1"
+
+
+class AgentError(Exception):
+    """A failure the coordinator should see as a typed, one-line error."""
+
+    def __init__(self, kind, message, delegate=None):
+        Exception.__init__(self, message)
+        self.kind = kind
+        self.message = message
+        self.delegate = delegate
+
+
+def one_line(text):
+    # Runtime messages are often multi-line; the contract promises one line.
+    parts = [p.strip() for p in str(text).replace("\r", "\n").split("\n")]
+    return "; ".join(p for p in parts if p) or "(no message)"
+
+
+# --------------------------------------------------------------------------
+# request
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v):
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)
+            and v == v and v not in (float("inf"), float("-inf")))
+
+
+def parse_request(raw):
+    try:
+        req = json.loads(raw)
+    except ValueError as e:
+        raise AgentError("bad_request", "request is not valid JSON: %s" % e)
+    if not isinstance(req, dict):
+        raise AgentError("bad_request", "request must be a JSON object, got %s"
+                         % type(req).__name__)
+    out = dict(DEFAULTS)
+    out.update(req)
+    warnings = ["ignored unknown request key %r" % k
+                for k in sorted(set(req) - KNOWN_KEYS)]
+
+    model = out.get("model")
+    if not isinstance(model, str) or not model:
+        raise AgentError("bad_request", "request.model must be a non-empty path string")
+
+    d = out["delegate"]
+    if isinstance(d, str):
+        d = {"name": d}
+    if not isinstance(d, dict) or not isinstance(d.get("name"), str) or not d["name"]:
+        raise AgentError("bad_request", "request.delegate must be an object with a "
+                         "non-empty string 'name'")
+    name = d["name"].strip().lower()
+    library = d.get("library")
+    options = d.get("options") or {}
+    if library is not None and (not isinstance(library, str) or not library):
+        raise AgentError("bad_request", "request.delegate.library must be a path string")
+    if not isinstance(options, dict):
+        raise AgentError("bad_request", "request.delegate.options must be an object")
+    for k, v in options.items():
+        if not (isinstance(v, (str, int, float, bool))):
+            raise AgentError("bad_request", "request.delegate.options[%r] must be a "
+                             "string, number or bool" % k)
+    if name in ("xnnpack", "none") and (library or options):
+        # Silently dropping them would label a run with settings it never had.
+        raise AgentError("bad_request", "delegate %r takes no library or options "
+                         "(XNNPACK here is the runtime's built-in default)" % name)
+    if name == "edgetpu" and not library:
+        library = EDGETPU_LIBRARY
+    if name not in ("xnnpack", "none", "edgetpu") and not library:
+        raise AgentError("bad_request", "delegate %r needs request.delegate.library "
+                         "(path of its shared library)" % name)
+    out["delegate"] = {"name": name, "library": library, "options": options}
+
+    for key, lo in (("threads", 1), ("warmup_runs", 0), ("runs", 1)):
+        if not _is_int(out[key]) or out[key] < lo:
+            raise AgentError("bad_request", "request.%s must be an integer >= %d, got %r"
+                             % (key, lo, out[key]))
+    if not _is_number(out["min_secs"]) or out["min_secs"] < 0:
+        raise AgentError("bad_request", "request.min_secs must be a number >= 0")
+    if not _is_number(out["max_secs"]) or out["max_secs"] <= 0:
+        raise AgentError("bad_request", "request.max_secs must be a number > 0")
+    if out["min_secs"] > out["max_secs"]:
+        raise AgentError("bad_request", "request.min_secs (%s) exceeds max_secs (%s)"
+                         % (out["min_secs"], out["max_secs"]))
+    if out["eval"] is not None and (not isinstance(out["eval"], str) or not out["eval"]):
+        raise AgentError("bad_request", "request.eval must be a path string or null")
+    if out["eval_limit"] is not None and (not _is_int(out["eval_limit"])
+                                          or out["eval_limit"] < 1):
+        raise AgentError("bad_request", "request.eval_limit must be an integer >= 1 or null")
+    if not _is_int(out["seed"]):
+        raise AgentError("bad_request", "request.seed must be an integer")
+    out["warnings"] = warnings
+    return out
+
+
+# --------------------------------------------------------------------------
+# runtime
+
+
+class Runtime(object):
+    def __init__(self, name, version, interpreter_cls, load_delegate, resolver_type):
+        self.name = name
+        self.version = version
+        self.Interpreter = interpreter_cls
+        self.load_delegate = load_delegate
+        self.OpResolverType = resolver_type  # None on runtimes too old to have it
+
+
+def _dist_version(*names):
+    try:
+        from importlib import metadata
+    except ImportError:
+        return None
+    for n in names:
+        try:
+            return metadata.version(n)
+        except Exception:
+            pass
+    return None
+
+
+def import_runtime():
+    reasons = []
+    try:
+        import ai_edge_litert
+        from ai_edge_litert import interpreter as m
+        version = (getattr(ai_edge_litert, "__version__", None)
+                   or _dist_version("ai-edge-litert", "ai-edge-litert-nightly"))
+        return Runtime("ai_edge_litert", version, m.Interpreter, m.load_delegate,
+                       getattr(m, "OpResolverType", None))
+    except Exception as e:  # a broken install can raise more than ImportError
+        reasons.append("ai_edge_litert: %s" % one_line(e))
+    try:
+        import tflite_runtime
+        from tflite_runtime import interpreter as m
+        version = (getattr(tflite_runtime, "__version__", None)
+                   or _dist_version("tflite-runtime", "tflite_runtime"))
+        return Runtime("tflite_runtime", version, m.Interpreter, m.load_delegate,
+                       getattr(m, "OpResolverType", None))
+    except Exception as e:
+        reasons.append("tflite_runtime: %s" % one_line(e))
+    try:
+        import tensorflow as tf
+        exp = tf.lite.experimental
+        return Runtime("tensorflow", tf.__version__, tf.lite.Interpreter,
+                       exp.load_delegate, getattr(exp, "OpResolverType", None))
+    except Exception as e:
+        reasons.append("tensorflow: %s" % one_line(e))
+    raise AgentError("runtime_missing", "no TFLite runtime importable by %s (%s)"
+                     % (sys.executable, " | ".join(reasons)))
+
+
+# --------------------------------------------------------------------------
+# host facts
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except (OSError, IOError, ValueError):
+        return None
+
+
+def _proc_status_kb(field):
+    text = _read("/proc/self/status")
+    if not text:
+        return None
+    for line in text.splitlines():
+        if line.startswith(field + ":"):
+            try:
+                return int(line.split()[1])
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
+def _maxrss_mb():
+    try:
+        import resource
+    except ImportError:
+        return None
+    v = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss is KiB on Linux but bytes on macOS.
+    return v / (1024.0 * 1024.0) if sys.platform == "darwin" else v / 1024.0
+
+
+def rss_now():
+    kb = _proc_status_kb("VmRSS")
+    if kb is not None:
+        return kb / 1024.0, "proc"
+    # getrusage has no current RSS; the high-water mark so far is the best bound.
+    return _maxrss_mb(), "getrusage"
+
+
+def rss_peak():
+    kb = _proc_status_kb("VmHWM")
+    if kb is not None:
+        return kb / 1024.0, "proc"
+    return _maxrss_mb(), "getrusage"
+
+
+def temperatures():
+    temps = {}
+    base = "/sys/class/thermal"
+    try:
+        zones = sorted(z for z in os.listdir(base) if z.startswith("thermal_zone"))
+    except OSError:
+        return temps
+    for zone in zones:
+        raw = _read(os.path.join(base, zone, "temp"))
+        if raw is None:
+            continue
+        try:
+            celsius = int(raw) / 1000.0
+        except ValueError:
+            continue
+        kind = _read(os.path.join(base, zone, "type")) or zone
+        key = kind if kind not in temps else "%s (%s)" % (kind, zone)
+        temps[key] = round(celsius, 1)
+    return temps
+
+
+def governor():
+    return _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+
+
+def env_snapshot():
+    freq = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
+    try:
+        freq = int(freq) if freq is not None else None
+    except ValueError:
+        freq = None
+    return {"temps_c": temperatures(), "governor": governor(), "cpu0_freq_khz": freq}
+
+
+def cpu_model():
+    text = _read("/proc/cpuinfo") or ""
+    found = {}
+    for line in text.splitlines():
+        if ":" in line:
+            k, v = line.split(":", 1)
+            k, v = k.strip(), v.strip()
+            if k in ("model name", "Hardware", "Model", "cpu model") and v:
+                found.setdefault(k, v)
+    for k in ("model name", "Model", "Hardware", "cpu model"):
+        if k in found:
+            return found[k]
+    return platform.processor() or None
+
+
+def host_facts(np):
+    board = _read("/proc/device-tree/model")
+    if board:
+        board = board.replace("\x00", "").strip() or None
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.system(),
+        "machine": platform.machine(),
+        "os_release": platform.release(),
+        "python_version": platform.python_version(),
+        "python_executable": sys.executable,
+        "numpy_version": np.__version__,
+        "cpu_model": cpu_model(),
+        "board": board,
+        "cores": os.cpu_count(),
+        "governor": governor(),
+        "temps_c": temperatures(),
+    }
+
+
+# --------------------------------------------------------------------------
+# model and eval files
+
+
+def check_model_file(path):
+    path = os.path.abspath(path)
+    if not os.path.exists(path):
+        raise AgentError("model_not_found", "model file not found: %s" % path)
+    if os.path.isdir(path):
+        raise AgentError("model_not_found", "model path is a directory: %s" % path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except (OSError, IOError) as e:
+        raise AgentError("model_not_found", "cannot read model %s: %s" % (path, e))
+    # Every TFLite flatbuffer carries the file identifier "TFL3" at byte 4, and
+    # the runtime's own verifier requires it; checking here gives a clear message.
+    if len(head) < 8 or head[4:8] != b"TFL3":
+        raise AgentError("invalid_model", "not a TFLite model (no 'TFL3' flatbuffer "
+                         "identifier at byte 4): %s" % path)
+    return path, os.path.getsize(path)
+
+
+class NpyStream(object):
+    """Reads one array of an .npz sample by sample, without loading it whole.
+
+    Eval sets can be far larger than the model (1000 images of 224x224x3 fp32
+    are 600 MB): streaming keeps them off the memory figures and out of a
+    small board's RAM.
+    """
+
+    def __init__(self, np, path, member):
+        self.np = np
+        self.path = path
+        try:
+            self.zip = zipfile.ZipFile(path)
+        except (OSError, IOError, zipfile.BadZipfile) as e:
+            raise AgentError("eval_error", "cannot open eval npz %s: %s" % (path, one_line(e)))
+        name = member + ".npy"
+        if name not in self.zip.namelist():
+            self.zip.close()
+            raise AgentError("eval_error", "eval npz %s has no array %r (has: %s)"
+                             % (path, member, ", ".join(n[:-4] for n in self.zip.namelist())))
+        self.fh = self.zip.open(name)
+        fmt = np.lib.format
+        try:
+            version = fmt.read_magic(self.fh)
+            if version == (1, 0):
+                shape, fortran, dtype = fmt.read_array_header_1_0(self.fh)
+            else:
+                shape, fortran, dtype = fmt.read_array_header_2_0(self.fh)
+        except Exception as e:
+            raise AgentError("eval_error", "eval npz %s: array %r is not a readable .npy: %s"
+                             % (path, member, one_line(e)))
+        if dtype.hasobject:
+            raise AgentError("eval_error", "eval npz %s: array %r holds Python objects"
+                             % (path, member))
+        if len(shape) < 1:
+            raise AgentError("eval_error", "eval npz %s: array %r needs a leading sample axis"
+                             % (path, member))
+        self.shape = tuple(shape)
+        self.dtype = dtype
+        self.fortran = fortran
+        self.sample_shape = self.shape[1:]
+        n = 1
+        for s in self.sample_shape:
+            n *= s
+        self.sample_size = n
+        self._all = None
+
+    def __len__(self):
+        return self.shape[0]
+
+    def sample(self, i):
+        np = self.np
+        if self.fortran:
+            # Column-major rows are not contiguous on disk; rare enough to load once.
+            if self._all is None:
+                self._all = np.load(self.path, allow_pickle=False)["x"]
+            return np.asarray(self._all[i])
+        nbytes = self.sample_size * self.dtype.itemsize
+        buf = self.fh.read(nbytes)
+        if len(buf) != nbytes:
+            raise AgentError("eval_error", "eval npz %s: array x ends early at sample %d"
+                             % (self.path, i))
+        return np.frombuffer(buf, dtype=self.dtype).reshape(self.sample_shape)
+
+    def close(self):
+        self.fh.close()
+        self.zip.close()
+
+
+def load_labels(np, path):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "y" not in z.files:
+                return None
+            y = np.asarray(z["y"])
+    except AgentError:
+        raise
+    except Exception as e:
+        raise AgentError("eval_error", "cannot read labels y from %s: %s" % (path, one_line(e)))
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_):
+        raise AgentError("eval_error", "eval npz %s: y must be 1-D integer labels, got "
+                         "shape %s dtype %s" % (path, list(y.shape), y.dtype))
+    return y.astype(np.int64)
+
+
+# --------------------------------------------------------------------------
+# interpreter, delegate and the execution plan
+
+
+def count_delegation(interp):
+    """How the runtime rewrote the main subgraph: which nodes were delegated.
+
+    The interpreter keeps every original operator as a node, and each
+    delegate partition becomes one extra node (op name "DELEGATE") appended
+    after them; the execution plan then runs the DELEGATE nodes instead of
+    the nodes they replaced. The Python API does not expose the execution
+    plan itself, but each DELEGATE node's inputs and outputs are exactly its
+    partition's boundary tensors. Walking backwards from its outputs through
+    the producers of tensors, stopping at its inputs, visits exactly the
+    original nodes it replaced. Nodes visited by no DELEGATE node still run
+    on the CPU kernels.
+
+    Returns (original node count, {delegate node index: set of original node
+    indices it replaced}, [op name of each original node]), or None if this
+    runtime does not expose the node list.
+    """
+    w = getattr(interp, "_interpreter", None)
+    if w is None or not all(hasattr(w, a) for a in
+                            ("NumNodes", "NodeName", "NodeInputs", "NodeOutputs")):
+        return None
+    n = w.NumNodes()
+    names = [str(w.NodeName(i)) for i in range(n)]
+    originals = [i for i in range(n) if names[i] != "DELEGATE"]
+    delegates = [i for i in range(n) if names[i] == "DELEGATE"]
+    producer = {}
+    for i in originals:
+        for t in w.NodeOutputs(i):
+            if int(t) >= 0:
+                producer[int(t)] = i
+    replaced = {}
+    for d in delegates:
+        boundary = set(int(t) for t in w.NodeInputs(d))
+        seen = set()
+        stack = [int(t) for t in w.NodeOutputs(d)]
+        while stack:
+            t = stack.pop()
+            if t in boundary or t not in producer:
+                continue
+            node = producer[t]
+            if node in seen:
+                continue
+            seen.add(node)
+            stack.extend(int(x) for x in w.NodeInputs(node) if int(x) >= 0)
+        replaced[d] = seen
+    return len(originals), replaced, [names[i] for i in originals]
+
+
+def _union(parts, keys):
+    out = set()
+    for k in keys:
+        out |= parts[k]
+    return out
+
+
+class NativeLog(object):
+    """Tees what native code writes to fds 1 and 2 while it is active.
+
+    TFLite often reports why something failed only in its log, raising an
+    empty exception (e.g. a delegate refusing a graph with dynamic tensors),
+    and logs some warnings only once per process, so the text has to be
+    caught the first time. It is passed straight on to the real stderr by a
+    thread rather than held back, so the last words of native code that
+    aborts the process still have a good chance to reach the coordinator.
+    """
+
+    def __init__(self):
+        self.text = ""
+        self._chunks = []
+        self._saved = []
+        self._thread = None
+
+    def __enter__(self):
+        import threading
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            real = os.dup(2)
+            r, w = os.pipe()
+            for fd in (1, 2):
+                self._saved.append((fd, os.dup(fd)))
+                os.dup2(w, fd)
+            os.close(w)
+        except (OSError, ValueError, AttributeError):
+            self._restore()
+            return self
+
+        def pump():
+            while True:
+                try:
+                    data = os.read(r, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                self._chunks.append(data)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(real, view):]
+                except OSError:
+                    pass
+            os.close(r)
+            os.close(real)
+
+        self._thread = threading.Thread(target=pump, name="native-log")
+        self._thread.daemon = True
+        self._thread.start()
+        return self
+
+    def _restore(self):
+        for fd, saved in self._saved:
+            os.dup2(saved, fd)
+            os.close(saved)
+        self._saved = []
+
+    def __exit__(self, *exc):
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        self._restore()
+        if self._thread is not None:
+            # EOF arrives once fds 1 and 2 no longer point at the pipe; a
+            # library that kept its own copy of the fd would hold it open.
+            self._thread.join(2.0)
+        self.text = b"".join(self._chunks).decode("utf-8", "replace")
+        return False
+
+    def why(self, exc):
+        """The exception's text, or the log's last lines if it has none."""
+        msg = one_line(exc)
+        if msg != "(no message)":
+            return msg
+        lines = [l.strip() for l in self.text.splitlines()
+                 if l.strip() and not l.startswith("INFO:")]
+        return one_line("\n".join(lines[-3:])) if lines else "(no message from the runtime)"
+
+
+def build_interpreter(rt, model_path, req):
+    """Loads the delegate, builds the interpreter, allocates; times each step."""
+    spec = req["delegate"]
+    name = spec["name"]
+    threads = req["threads"]
+    delegate_info = {"name": name, "library": spec["library"]}
+    t = {"delegate_load": 0.0, "interpreter": 0.0, "allocate_tensors": 0.0}
+    kwargs = {"model_path": model_path, "num_threads": threads}
+    delegate_obj = None
+
+    def failed(stage, why):
+        info = dict(delegate_info, outcome="failed", delegated_nodes=0, total_nodes=None,
+                    delegate_kernels=0, message="%s failed: %s" % (stage, why))
+        return AgentError("delegate_failed", "delegate %r (%s) %s failed on %s: %s"
+                          % (name, spec["library"], stage, model_path, why), info)
+
+    if name == "none":
+        if rt.OpResolverType is not None:
+            kwargs["experimental_op_resolver_type"] = \
+                rt.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        # else: an old runtime that cannot switch default delegates off; the
+        # node count below still tells whether anything got delegated.
+    elif name != "xnnpack":
+        error = None
+        with NativeLog() as log:
+            t0 = time.perf_counter_ns()
+            try:
+                delegate_obj = rt.load_delegate(spec["library"], spec["options"])
+            except Exception as e:
+                error = e
+            t["delegate_load"] = (time.perf_counter_ns() - t0) / 1e6
+        if error is not None:
+            raise failed("load", log.why(error))
+        kwargs["experimental_delegates"] = [delegate_obj]
+
+    error = None
+    with NativeLog() as log:
+        t0 = time.perf_counter_ns()
+        try:
+            interp = rt.Interpreter(**kwargs)
+        except Exception as e:
+            error = e
+        t["interpreter"] = (time.perf_counter_ns() - t0) / 1e6
+    if error is not None:
+        why = log.why(error)
+        if delegate_obj is not None and model_loads_without_delegates(rt, model_path):
+            raise failed("apply", why)
+        raise AgentError("invalid_model", "cannot load model %s with %s: %s"
+                         % (model_path, rt.name, why))
+
+    # An explicitly given delegate is applied inside the constructor, so the
+    # DELEGATE nodes present now are its own. The runtime's default XNNPACK
+    # delegate is applied lazily inside allocate_tensors() (and only to what
+    # is left when an explicit delegate did not take everything), so any
+    # DELEGATE nodes that appear after allocation are XNNPACK's.
+    before = count_delegation(interp)
+
+    with NativeLog() as log:
+        t0 = time.perf_counter_ns()
+        try:
+            interp.allocate_tensors()
+        except Exception as e:
+            error = e
+        t["allocate_tensors"] = (time.perf_counter_ns() - t0) / 1e6
+    if error is not None:
+        raise AgentError("runtime_error", "allocate_tensors failed for %s (delegate %r): %s"
+                         % (model_path, name, log.why(error)))
+
+    after = count_delegation(interp)
+    delegate_info.update(classify(name, before, after))
+    if delegate_info["outcome"] == "failed":
+        raise AgentError("delegate_failed", "delegate %r on %s: %s"
+                         % (name, model_path, delegate_info["message"]), delegate_info)
+    return interp, delegate_obj, delegate_info, t
+
+
+def model_loads_without_delegates(rt, model_path):
+    """Only on the error path: tells a refused delegate from a broken model."""
+    kwargs = {"model_path": model_path}
+    if rt.OpResolverType is not None:
+        kwargs["experimental_op_resolver_type"] = \
+            rt.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        rt.Interpreter(**kwargs)
+        return True
+    except Exception:
+        return False
+
+
+def classify(name, before, after):
+    if after is None:
+        return {"outcome": "unknown", "delegated_nodes": None, "total_nodes": None,
+                "delegate_kernels": None, "fallback_nodes": None, "cpu_ops": None,
+                "message": "this runtime does not expose the node list; "
+                           "delegation cannot be verified"}
+    total, parts, op_names = after
+    all_kernels = sorted(parts)
+    if name == "xnnpack":
+        mine = all_kernels
+        fallback = []
+    else:
+        mine = sorted(before[1]) if before is not None else all_kernels
+        fallback = [k for k in all_kernels if k not in set(mine)]
+    mine_nodes = _union(parts, mine)
+    fallback_nodes = _union(parts, fallback) - mine_nodes
+    cpu = [i for i in range(total) if i not in mine_nodes and i not in fallback_nodes]
+    cpu_ops = {}
+    for i in cpu:
+        cpu_ops[op_names[i]] = cpu_ops.get(op_names[i], 0) + 1
+    n = len(mine_nodes)
+    info = {"delegated_nodes": n, "total_nodes": total, "delegate_kernels": len(mine),
+            "fallback_nodes": len(fallback_nodes), "cpu_ops": cpu_ops}
+    cpu_text = ", ".join("%s x%d" % kv for kv in sorted(cpu_ops.items())) or "none"
+    if name == "none":
+        if all_kernels:
+            info.update(outcome="failed", message=(
+                "default delegates could not be disabled on this runtime: %d "
+                "kernels took %d of %d nodes" % (len(all_kernels), n, total)))
+        else:
+            info.update(outcome="cpu", message="all %d nodes on the built-in CPU "
+                        "kernels, no delegate" % total)
+        return info
+    label = "XNNPACK (runtime default)" if name == "xnnpack" else "delegate %r" % name
+    if n == 0:
+        outcome = "not_applied"
+        msg = "%s took 0 of %d nodes: the whole model ran on the CPU" % (label, total)
+    elif n == total:
+        outcome = "applied"
+        msg = "%s took all %d nodes in %d kernel(s)" % (label, total, len(mine))
+    else:
+        outcome = "partial"
+        msg = "%s took %d of %d nodes in %d kernel(s)" % (label, n, total, len(mine))
+    if n < total:
+        if fallback_nodes:
+            msg += ("; of the other %d, the runtime's default XNNPACK took %d"
+                    % (total - n, len(fallback_nodes)))
+        msg += "; on CPU kernels: %s" % cpu_text
+    info.update(outcome=outcome, message=msg)
+    return info
+
+
+def tensor_desc(d):
+    return {"name": d["name"], "shape": [int(s) for s in d["shape"]],
+            "dtype": getattr(d["dtype"], "__name__", str(d["dtype"]))}
+
+
+def random_inputs(np, details, seed):
+    rng = np.random.RandomState(seed)  # RandomState: also on old numpy of boards
+    arrays = []
+    for d in details:
+        dtype = np.dtype(d["dtype"])
+        shape = tuple(int(s) for s in d["shape"])
+        if dtype in (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16),
+                     np.dtype(np.uint16)):
+            info = np.iinfo(dtype)
+            a = rng.randint(int(info.min), int(info.max) + 1, size=shape).astype(dtype)
+        elif dtype.kind in "iu":
+            # Wider ints are usually indices or lengths; full range would index
+            # out of bounds, so keep them small like benchmark_model does.
+            a = rng.randint(0, 100, size=shape).astype(dtype)
+        elif dtype.kind == "b":
+            a = rng.randint(0, 2, size=shape).astype(dtype)
+        elif dtype.kind == "f":
+            a = rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
+        elif dtype.kind == "c":
+            a = (rng.uniform(-1.0, 1.0, size=shape)
+                 + 1j * rng.uniform(-1.0, 1.0, size=shape)).astype(dtype)
+        else:
+            a = np.zeros(shape, dtype=dtype)
+        arrays.append(a)
+    return arrays
+
+
+def measure(invoke, runs, min_secs, max_secs):
+    """Steady-state sampling; the loop is kept plain so it adds almost nothing."""
+    clock = time.perf_counter_ns
+    samples = []
+    append = samples.append
+    start = clock()
+    min_end = start + int(min_secs * 1e9)
+    max_end = start + int(max_secs * 1e9)
+    n = 0
+    while True:
+        t0 = clock()
+        invoke()
+        t1 = clock()
+        append(t1 - t0)
+        n += 1
+        if t1 >= max_end or (n >= runs and t1 >= min_end):
+            break
+    if n < runs or t1 >= max_end:
+        stopped = "max_secs"
+    elif min_secs > 0 and n > runs:
+        stopped = "min_secs"
+    else:
+        stopped = "runs"
+    return samples, (clock() - start) / 1e9, stopped
+
+
+# --------------------------------------------------------------------------
+# eval
+
+
+def quant_params(d):
+    qp = d.get("quantization_parameters") or {}
+    scales = qp.get("scales")
+    zps = qp.get("zero_points")
+    if scales is not None and len(scales) == 1:
+        return float(scales[0]), int(zps[0])
+    if scales is not None and len(scales) > 1:
+        return None  # per-axis on an activation: not something we can handle
+    scale, zp = d.get("quantization", (0.0, 0))
+    return float(scale), int(zp)
+
+
+def prepare_eval(np, req, in_details):
+    """Opens the eval set and checks it fits the model, before any timing."""
+    path = os.path.abspath(req["eval"])
+    if not os.path.isfile(path):
+        raise AgentError("eval_error", "eval file not found: %s" % path)
+    if len(in_details) != 1:
+        raise AgentError("eval_error", "eval needs a single-input model; %s has %d inputs"
+                         % (req["model"], len(in_details)))
+    d = in_details[0]
+    xs = NpyStream(np, path, "x")
+    need = 1
+    for s in d["shape"]:
+        need *= int(s)
+    if xs.sample_size != need:
+        xs.close()
+        raise AgentError("eval_error", "eval npz %s: per-sample shape %s (%d values) does "
+                         "not fit model input %r shape %s (%d values)"
+                         % (path, list(xs.sample_shape), xs.sample_size, d["name"],
+                            [int(s) for s in d["shape"]], need))
+    model_dt = np.dtype(d["dtype"])
+    if xs.dtype != model_dt:
+        if model_dt.kind in "iu" and xs.dtype.kind != "f":
+            xs.close()
+            raise AgentError("eval_error", "eval npz %s: x is %s but model input is %s; give "
+                             "float values (quantized with the input's scale and zero "
+                             "point) or %s values" % (path, xs.dtype, model_dt, model_dt))
+        if model_dt.kind in "iu":
+            q = quant_params(d)
+            if q is None or q[0] == 0.0:
+                xs.close()
+                raise AgentError("eval_error", "eval npz %s: model input is %s without "
+                                 "per-tensor quantization parameters, so float x cannot "
+                                 "be quantized; give %s values" % (path, model_dt, model_dt))
+    labels = load_labels(np, path)
+    count = len(xs)
+    if req["eval_limit"] is not None:
+        count = min(count, req["eval_limit"])
+    if labels is not None and len(labels) < count:
+        xs.close()
+        raise AgentError("eval_error", "eval npz %s: %d labels for %d samples"
+                         % (path, len(labels), count))
+    return xs, labels, count
+
+
+def run_eval(np, interp, xs, labels, count):
+    d_in = interp.get_input_details()[0]
+    d_out = interp.get_output_details()[0]
+    in_dt = np.dtype(d_in["dtype"])
+    in_shape = tuple(int(s) for s in d_in["shape"])
+    quantize = None
+    if xs.dtype != in_dt and in_dt.kind in "iu":
+        scale, zp = quant_params(d_in)
+        info = np.iinfo(in_dt)
+        quantize = (scale, zp, int(info.min), int(info.max))
+    out_dt = np.dtype(d_out["dtype"])
+    dequant = None
+    if out_dt.kind in "iu":
+        q = quant_params(d_out)
+        if q is not None and q[0] != 0.0:
+            dequant = q
+    preds = []
+    for i in range(count):
+        x = xs.sample(i).reshape(in_shape)
+        if quantize is not None:
+            scale, zp, lo, hi = quantize
+            x = np.clip(np.round(x.astype(np.float64) / scale) + zp, lo, hi)
+        interp.set_tensor(d_in["index"], np.ascontiguousarray(x, dtype=in_dt))
+        interp.invoke()
+        y = interp.get_tensor(d_out["index"])
+        if dequant is not None:
+            # Affine dequantization keeps the order, but doing it keeps
+            # argmax right for any sign of scale and makes intent explicit.
+            y = (y.astype(np.float64) - dequant[1]) * dequant[0]
+        preds.append(int(np.argmax(y.reshape(-1))))
+    accuracy = None
+    if labels is not None and count > 0:
+        correct = sum(1 for p, t in zip(preds, labels[:count]) if p == int(t))
+        accuracy = correct / float(count)
+    return {"count": count, "predictions": preds, "accuracy": accuracy}
+
+
+# --------------------------------------------------------------------------
+# main
+
+
+def run(req):
+    try:
+        import numpy as np
+    except Exception as e:
+        raise AgentError("runtime_missing", "numpy not importable by %s: %s"
+                         % (sys.executable, one_line(e)))
+    model_path, size = check_model_file(req["model"])
+    rt = import_runtime()
+    baseline_mb, mem_source = rss_now()
+    host = host_facts(np)
+
+    env_before = env_snapshot()
+    interp, delegate_obj, delegate_info, init_t = build_interpreter(rt, model_path, req)
+    in_details = interp.get_input_details()
+    out_details = interp.get_output_details()
+
+    eval_set = prepare_eval(np, req, in_details) if req["eval"] else None
+
+    for d, a in zip(in_details, random_inputs(np, in_details, req["seed"])):
+        interp.set_tensor(d["index"], a)
+
+    invoke = interp.invoke
+    clock = time.perf_counter_ns
+    try:
+        t0 = clock()
+        invoke()
+        first_ms = (clock() - t0) / 1e6
+        warmup = []
+        for _ in range(req["warmup_runs"]):
+            t0 = clock()
+            invoke()
+            warmup.append((clock() - t0) / 1e6)
+        gc.collect()
+        samples_ns, wall, stopped = measure(invoke, req["runs"], req["min_secs"],
+                                            req["max_secs"])
+    except AgentError:
+        raise
+    except Exception as e:
+        raise AgentError("runtime_error", "invoke failed on %s (delegate %r): %s"
+                         % (model_path, delegate_info["name"], one_line(e)))
+    peak_mb, peak_source = rss_peak()
+    env_after = env_snapshot()
+
+    eval_result = None
+    if eval_set is not None:
+        xs, labels, count = eval_set
+        try:
+            eval_result = run_eval(np, interp, xs, labels, count)
+        except AgentError:
+            raise
+        except Exception as e:
+            raise AgentError("eval_error", "eval on %s failed: %s"
+                             % (req["eval"], one_line(e)))
+        finally:
+            xs.close()
+
+    samples_us = [ns / 1000.0 for ns in samples_ns]
+    ordered = sorted(samples_us)
+    mid = len(ordered) // 2
+    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
+    result = {
+        "ok": True,
+        "agent_version": AGENT_VERSION,
+        "runtime": {"name": rt.name, "version": rt.version},
+        "model": {"path": model_path, "size_bytes": size,
+                  "inputs": [tensor_desc(d) for d in in_details],
+                  "outputs": [tensor_desc(d) for d in out_details]},
+        "delegate": delegate_info,
+        "threads": req["threads"],
+        "init_ms": round(sum(init_t.values()), 4),
+        "init_breakdown_ms": dict((k, round(v, 4)) for k, v in init_t.items()),
+        "first_ms": round(first_ms, 4),
+        "warmup_ms": [round(w, 4) for w in warmup],
+        "samples_us": samples_us,
+        "stats": {"count": len(ordered), "median_us": median,
+                  "mean_us": sum(ordered) / len(ordered),
+                  "min_us": ordered[0], "max_us": ordered[-1]},
+        "measure": {"wall_secs": round(wall, 6), "stopped_by": stopped},
+        "memory": {"baseline_mb": round(baseline_mb, 3) if baseline_mb is not None else None,
+                   "peak_mb": round(peak_mb, 3) if peak_mb is not None else None,
+                   "peak_delta_mb": (round(peak_mb - baseline_mb, 3)
+                                     if None not in (peak_mb, baseline_mb) else None),
+                   "source": peak_source if peak_source == mem_source else
+                   "%s/%s" % (mem_source, peak_source)},
+        "eval": eval_result,
+        "host": host,
+        "env_before": env_before,
+        "env_after": env_after,
+        "seed": req["seed"],
+        "warnings": req["warnings"],
+    }
+    return result
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    # Native libraries (delegates, vendor runtimes) sometimes print to fd 1.
+    # Point fd 1 at stderr for the whole run and keep a private handle on the
+    # real stdout, so it receives nothing but the final JSON object.
+    out_fd = None
+    try:
+        sys.stdout.flush()
+        out_fd = os.dup(1)
+        os.dup2(2, 1)
+    except (OSError, AttributeError, ValueError):
+        out_fd = None
+
+    code = 2
+    try:
+        req = None
+        if len(argv) == 2 and argv[0] == "--request":
+            try:
+                with open(argv[1]) as f:
+                    raw = f.read()
+            except (OSError, IOError) as e:
+                raise AgentError("bad_request", "cannot read request file %s: %s"
+                                 % (argv[1], e))
+        elif len(argv) == 1 and argv[0].startswith("--request="):
+            path = argv[0].split("=", 1)[1]
+            try:
+                with open(path) as f:
+                    raw = f.read()
+            except (OSError, IOError) as e:
+                raise AgentError("bad_request", "cannot read request file %s: %s" % (path, e))
+        elif not argv:
+            raw = sys.stdin.read()
+        else:
+            raise AgentError("bad_request", "usage: litert_agent.py [--request FILE] "
+                             "(or the request JSON on stdin); got %s" % " ".join(argv))
+        req = parse_request(raw)
+        result = run(req)
+        code = 0
+    except AgentError as e:
+        result = {"ok": False, "agent_version": AGENT_VERSION,
+                  "error": {"type": e.kind, "message": one_line(e.message)}}
+        if e.delegate is not None:
+            result["delegate"] = e.delegate
+    except BaseException as e:  # noqa: the contract is JSON, never a bare traceback
+        tb = traceback.extract_tb(sys.exc_info()[2])
+        where = ("%s:%d in %s" % (os.path.basename(tb[-1][0]), tb[-1][1], tb[-1][2])
+                 if tb else "?")
+        sys.stderr.write("litert_agent: unexpected error\n")
+        traceback.print_exc(limit=6, file=sys.stderr)
+        kind = "internal"
+        if isinstance(e, KeyboardInterrupt):
+            kind = "interrupted"
+        result = {"ok": False, "agent_version": AGENT_VERSION,
+                  "error": {"type": kind, "message": one_line(
+                      "%s: %s (at %s)" % (type(e).__name__, e, where))}}
+    try:
+        text = json.dumps(result, allow_nan=False, default=_json_default)
+    except (TypeError, ValueError) as e:
+        code = 2
+        text = json.dumps({"ok": False, "agent_version": AGENT_VERSION,
+                           "error": {"type": "internal", "message": one_line(
+                               "result not serialisable as JSON: %s" % e)}})
+    data = (text + "\n").encode("utf-8")
+    try:
+        if out_fd is None:
+            sys.stdout.write(data.decode("utf-8"))
+            sys.stdout.flush()
+        else:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(out_fd, view):]
+    finally:
+        sys.stderr.flush()
+    # Skip interpreter teardown: some delegates crash while being destroyed
+    # at exit, which would turn a complete, printed result into a failure.
+    os._exit(code)
+
+
+def _json_default(o):
+    # numpy scalars and arrays leak in from runtime metadata.
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)
+
+
+if __name__ == "__main__":
+    main()
