@@ -1010,7 +1010,7 @@ def run(req):
         finally:
             xs.close()
 
-    samples_us = [ns / 1000.0 for ns in samples_ns]
+    samples_us = [round(ns / 1000.0, 3) for ns in samples_ns]
     ordered = sorted(samples_us)
     mid = len(ordered) // 2
     median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
