@@ -527,10 +527,17 @@ def count_delegation(interp):
     original nodes it replaced. Nodes visited by no DELEGATE node still run
     on the CPU kernels.
 
+    Only the main subgraph is counted: the bodies of control-flow ops
+    (WHILE, IF) live in other subgraphs the Python API cannot list.
+
     Returns (original node count, {delegate node index: set of original node
     indices it replaced}, [op name of each original node]), or None if this
     runtime does not expose the node list.
     """
+    # The node accessors exist only on the private wrapper (same in
+    # ai_edge_litert, tflite_runtime and tf.lite). Holding a reference to it
+    # past this call would make allocate_tensors()/invoke() refuse to run
+    # (Interpreter._ensure_safe counts references), so it stays local.
     w = getattr(interp, "_interpreter", None)
     if w is None or not all(hasattr(w, a) for a in
                             ("NumNodes", "NodeName", "NodeInputs", "NodeOutputs")):
@@ -966,6 +973,7 @@ def run(req):
     host = host_facts(np)
 
     env_before = env_snapshot()
+    # The delegate object must outlive the interpreter that runs its kernels.
     interp, delegate_obj, delegate_info, init_t = build_interpreter(rt, model_path, req)
     in_details = interp.get_input_details()
     out_details = interp.get_output_details()
@@ -986,6 +994,8 @@ def run(req):
             t0 = clock()
             invoke()
             warmup.append((clock() - t0) / 1e6)
+        # Start the timed loop with no garbage pending; the loop itself only
+        # appends ints (not GC-tracked), so no collection can start inside it.
         gc.collect()
         samples_ns, wall, stopped = measure(invoke, req["runs"], req["min_secs"],
                                             req["max_secs"])
@@ -1029,7 +1039,7 @@ def run(req):
         "warmup_ms": [round(w, 4) for w in warmup],
         "samples_us": samples_us,
         "stats": {"count": len(ordered), "median_us": median,
-                  "mean_us": sum(ordered) / len(ordered),
+                  "mean_us": round(sum(ordered) / len(ordered), 3),
                   "min_us": ordered[0], "max_us": ordered[-1]},
         "measure": {"wall_secs": round(wall, 6), "stopped_by": stopped},
         "memory": {"baseline_mb": round(baseline_mb, 3) if baseline_mb is not None else None,
