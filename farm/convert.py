@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import warnings
 import zipfile
@@ -355,16 +356,18 @@ class _Job:
         if self.fmt == "saved_model":
             self._saved_model = self.source
             return
-        import keras
-
         try:
-            model = keras.models.load_model(self.source, compile=False)
+            with _quiet_native_logs():
+                import keras
+
+                model = keras.models.load_model(self.source, compile=False)
         except Exception as e:
             raise FarmError(f"{self.source.name}: can't load the Keras model: {_one_line(e, 300)}") from None
         self._tmp = tempfile.TemporaryDirectory(prefix="farm-convert-")
         export_dir = Path(self._tmp.name) / "saved_model"
         try:
-            model.export(str(export_dir), verbose=False)
+            with _quiet_native_logs():
+                model.export(str(export_dir), verbose=False)
         except Exception as e:
             raise FarmError(f"{self.source.name}: can't export the Keras model for conversion: "
                             f"{_one_line(e, 300)}") from None
@@ -375,7 +378,8 @@ class _Job:
             return
         tf = self._tf
         try:
-            loaded = tf.saved_model.load(str(self._saved_model))
+            with _quiet_native_logs():
+                loaded = tf.saved_model.load(str(self._saved_model))
         except Exception as e:
             raise FarmError(f"{self.source.name}: can't load the SavedModel: {_one_line(e, 300)}") from None
         sigs = loaded.signatures
@@ -419,7 +423,8 @@ class _Job:
                     yield [x[i : i + 1]]
 
             conv.representative_dataset = representative_dataset
-        return conv.convert()
+        with _quiet_native_logs():
+            return conv.convert()
 
 
 # --------------------------------------------------------------------------- .tflite as given
@@ -480,10 +485,10 @@ def _validate(path: Path, description: dict, *, allow_tf: bool) -> tuple[str | N
         return None, "not run here: needs Flex (Select TF ops), which ai_edge_litert lacks"
     tf = _import_tf()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_native_logs():
             warnings.simplefilter("ignore")
             tf_interp = tf.lite.Interpreter(model_path=str(path))
-        tf_interp.allocate_tensors()
+            tf_interp.allocate_tensors()
         return None, f"allocate_tensors ok (tf.lite.Interpreter with Flex, TF {tf.__version__})"
     except Exception as e:
         reason = _one_line(e, _MAX_REASON)
@@ -747,7 +752,8 @@ def _tf_version() -> str | None:
 def _import_tf():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
+        with _quiet_native_logs():
+            import tensorflow as tf
     except ImportError as e:
         raise FarmError(f"converting models needs TensorFlow (pip install 'tflite-farm[convert]'): "
                         f"{_one_line(e)}") from None
@@ -763,6 +769,46 @@ def _edgetpu_compiler_version() -> str | None:
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"unknown ({_one_line(e)})"
     return _last_line(proc.stdout) or _last_line(proc.stderr) or f"unknown (exit {proc.returncode})"
+
+
+# TensorFlow's C++ start-up and converter chatter (absl/glog INFO and WARNING lines, CPU
+# feature notices), which TF_CPP_MIN_LOG_LEVEL can't silence because most of it is written
+# before absl is initialised. Anything else written to stderr meanwhile is passed through.
+_NATIVE_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|[IW]\d{4} \d\d:\d\d:\d\d"
+    r"|To enable the following instructions:"
+    r"|fully_quantize: \d"
+    r"|INFO: Created TensorFlow Lite"
+    r"|WARNING:absl:)"
+)
+
+
+@contextlib.contextmanager
+def _quiet_native_logs():
+    """Hide TensorFlow's native log noise on fd 2 (the CLI promises one-line errors)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", "replace")
+            kept = [ln for ln in text.splitlines() if ln.strip() and not _NATIVE_NOISE.match(ln)]
+            if kept:
+                os.write(2, ("\n".join(kept) + "\n").encode())
+            if text:
+                log.debug("TensorFlow said:\n%s", text)
 
 
 # --------------------------------------------------------------------------- text

@@ -248,6 +248,28 @@ print(json.dumps({{"seconds": time.perf_counter() - t, "tensorflow": "tensorflow
     assert out["variants"] == [variants[k].to_dict() for k in ALL_KINDS]  # errors come back from the cache too
 
 
+def test_converting_keeps_stderr_clean(work, tmp_path):
+    """TensorFlow's native start-up/converter log lines don't leak (the CLI's errors are one line)."""
+    code = f"""
+from farm.convert import convert_model
+got = convert_model({str(work / 'digits.h5')!r}, ["fp32", "int8"], calibration={str(work / 'calib.npz')!r},
+                    calibration_samples=4, cache={str(tmp_path / 'cache')!r})
+print([v.error for v in got])
+"""
+    run = run_python(code)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[None, None]"
+    assert run.stderr == ""
+
+
+def test_only_tensorflow_chatter_is_hidden(capfd):
+    with convert_mod._quiet_native_logs():
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+                    b"I0000 00:00:1795308785.795695   10113 port.cc:153] oneDNN custom operations are on.\n"
+                    b"something real went wrong\n")
+    assert capfd.readouterr().err == "something real went wrong\n"
+
+
 def test_cache_key_follows_the_inputs(variants, work, cache):
     records = list((cache / "conversions").glob("*.json"))
     assert len(records) >= len(ALL_KINDS)
