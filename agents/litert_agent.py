@@ -6,6 +6,7 @@ Jetson, a workstation) and runs it with that host's Python (3.8 or newer):
 
     python litert_agent.py < request.json > result.json
     python litert_agent.py --request request.json > result.json
+    python litert_agent.py --probe > facts.json     # what this host is and can run
 
 It handles exactly one request and exits, so every benchmark starts in a
 fresh process (cold caches, its own memory high-water mark). It imports only
@@ -391,13 +392,73 @@ def host_facts(np):
         "os_release": platform.release(),
         "python_version": platform.python_version(),
         "python_executable": sys.executable,
-        "numpy_version": np.__version__,
+        "numpy_version": np.__version__ if np is not None else None,
         "cpu_model": cpu_model(),
         "board": board,
         "cores": os.cpu_count(),
         "governor": governor(),
         "temps_c": temperatures(),
     }
+
+
+# Coral USB accelerator before and after its firmware is loaded.
+EDGETPU_USB_IDS = (("1a6e", "089a"), ("18d1", "9302"))
+
+
+def edgetpu_facts():
+    usb = []
+    base = "/sys/bus/usb/devices"
+    try:
+        entries = sorted(os.listdir(base))
+    except OSError:
+        entries = []
+    for entry in entries:
+        ids = (_read(os.path.join(base, entry, "idVendor")), _read(os.path.join(base, entry, "idProduct")))
+        if ids in EDGETPU_USB_IDS:
+            usb.append("%s:%s" % ids)
+    try:
+        pci = sorted(d for d in os.listdir("/dev") if d.startswith("apex_"))
+    except OSError:
+        pci = []
+    import ctypes.util
+    library = ctypes.util.find_library("edgetpu")
+    if library is None:
+        for folder in ("/usr/lib", "/usr/lib/aarch64-linux-gnu", "/usr/lib/arm-linux-gnueabihf",
+                       "/usr/lib/x86_64-linux-gnu", "/usr/local/lib"):
+            if os.path.exists(os.path.join(folder, EDGETPU_LIBRARY)):
+                library = os.path.join(folder, EDGETPU_LIBRARY)
+                break
+    return {"usb": usb, "pci": pci, "library": library, "present": bool(usb or pci)}
+
+
+def probe():
+    """What this host is and can run: the facts the coordinator stores with the device."""
+    try:
+        rt = import_runtime()
+        runtime = {"name": rt.name, "version": rt.version}
+    except AgentError as e:
+        runtime = {"name": None, "version": None, "error": e.message}
+    try:
+        import numpy as np
+        facts = host_facts(np)
+    except ImportError as e:
+        facts = host_facts(None)
+        facts["numpy_error"] = one_line(e)
+    mem_kb = None
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+    tegra = _read("/etc/nv_tegra_release")
+    facts.update({
+        "ok": True,
+        "agent_version": AGENT_VERSION,
+        "runtime": runtime,
+        "ram_mb": None if mem_kb is None else round(mem_kb / 1024.0),
+        "jetson": tegra.splitlines()[0] if tegra else None,
+        "edgetpu": edgetpu_facts(),
+        "thermal_zones": sorted(facts["temps_c"]),
+    })
+    return facts
 
 
 # --------------------------------------------------------------------------
@@ -1088,13 +1149,18 @@ def main(argv=None):
                     raw = f.read()
             except (OSError, IOError) as e:
                 raise AgentError("bad_request", "cannot read request file %s: %s" % (path, e))
+        elif argv == ["--probe"]:
+            raw = None
         elif not argv:
             raw = sys.stdin.read()
         else:
             raise AgentError("bad_request", "usage: litert_agent.py [--request FILE] "
                              "(or the request JSON on stdin); got %s" % " ".join(argv))
-        req = parse_request(raw)
-        result = run(req)
+        if raw is None:
+            result = probe()
+        else:
+            req = parse_request(raw)
+            result = run(req)
         code = 0
     except AgentError as e:
         result = {"ok": False, "agent_version": AGENT_VERSION,

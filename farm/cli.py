@@ -24,7 +24,7 @@ def _ints(value: str) -> list[int]:
 # --- inventory ------------------------------------------------------------------------------------------------------
 
 def cmd_inventory_check(args) -> int:
-    from rich.console import Console
+    from farm.progress import make_console
     from rich.table import Table
 
     from farm.inventory import load_inventory
@@ -37,14 +37,14 @@ def cmd_inventory_check(args) -> int:
         where = {"local": "this machine", "linux": f"{device.user + '@' if device.user else ''}{device.host}:{device.port}",
                  "android": f"{device.serial} via {device.adb_server or 'local adb server'}"}[device.kind]
         table.add_row(device.name, device.kind, where, ", ".join(device.delegates), ", ".join(device.tags))
-    Console().print(table)
+    make_console().print(table)
     return 0
 
 
 def cmd_inventory_show(args) -> int:
     import json
 
-    from rich.console import Console
+    from farm.progress import make_console
     from rich.table import Table
 
     from farm.store import DeviceRow, Store
@@ -59,14 +59,14 @@ def cmd_inventory_show(args) -> int:
         facts = json.loads(device.facts)
         shown = ", ".join(f"{k}={v}" for k, v in facts.items() if not isinstance(v, (dict, list)))
         table.add_row(device.name, device.kind, str(device.last_seen or "never"), shown)
-    Console().print(table)
+    make_console().print(table)
     return 0
 
 
 # --- convert --------------------------------------------------------------------------------------------------------
 
 def cmd_convert(args) -> int:
-    from rich.console import Console
+    from farm.progress import make_console
     from rich.table import Table
 
     from farm.convert import convert_model
@@ -84,7 +84,7 @@ def cmd_convert(args) -> int:
         table.add_row(v.kind, f"{v.size / 1024:.1f}", v.sha256[:12], io((d.get("inputs") or [None])[0]),
                       io((d.get("outputs") or [None])[0]), str(d.get("op_count", "-")),
                       "yes" if d.get("needs_flex") else "no", "ok" if not v.error else f"unusable: {v.error}")
-    Console().print(table)
+    make_console().print(table)
     failed = [v.kind for v in variants if v.error]
     if failed:
         print(f"farm: {len(failed)} of {len(variants)} variants unusable: {', '.join(failed)}", file=sys.stderr)
@@ -115,12 +115,10 @@ def _spec_from_args(args):
 
 
 def _run_and_report(store, sweep) -> int:
-    from rich.console import Console
-
-    from farm.progress import SweepDisplay, results_table
+    from farm.progress import SweepDisplay, make_console, results_table
     from farm.sweep import run_sweep
 
-    console = Console()
+    console = make_console()
     counts = store.counts(sweep.id)
     try:
         with SweepDisplay(sweep.name, counts, console) as display:
@@ -153,7 +151,7 @@ def cmd_sweep_resume(args) -> int:
 
 
 def cmd_sweep_status(args) -> int:
-    from rich.console import Console
+    from farm.progress import make_console
     from rich.table import Table
 
     from farm.store import Store
@@ -167,7 +165,7 @@ def cmd_sweep_status(args) -> int:
         counts = store.counts(sweep.id)
         table.add_row(sweep.name, sweep.state, f"{sweep.created:%Y-%m-%d %H:%M}",
                       *(str(counts[s]) for s in ("pending", "running", "done", "failed", "skipped")))
-    console = Console()
+    console = make_console()
     console.print(table)
     if args.sweep:
         for row in store.report(sweeps[0].id):

@@ -13,7 +13,7 @@ class SweepDisplay:
     """A live table on a terminal; one line per finished job otherwise (CI logs, pipes)."""
 
     def __init__(self, sweep_name: str, counts: dict[str, int], console: Console | None = None):
-        self.console = console or Console()
+        self.console = console or make_console()
         self.sweep_name = sweep_name
         self.total = sum(counts.values())
         self.finished = counts["done"] + counts["failed"] + counts["skipped"]
@@ -58,20 +58,26 @@ class SweepDisplay:
         return Group(header, ProgressBar(total=max(self.total, 1), completed=self.finished, width=60), table)
 
 
+def make_console() -> Console:
+    """A console for farm's output: the terminal's width, or a wide fixed one for logs and pipes (no folded rows)."""
+    plain = Console()
+    return plain if plain.is_terminal else Console(width=200)
+
+
 def results_table(rows: list[dict], title: str) -> Table:
     """A sweep's results for the terminal: one row per job, the figures a person compares first."""
     table = Table(title=title, title_justify="left")
     for column in ("device", "model", "variant", "delegate", "thr", "status", "p50 ms", "p90 ms", "init ms",
                    "peak MB", "size KB", "top-1", "agree"):
-        table.add_column(column, justify="right" if column[0].isdigit() or " " in column or column in (
+        table.add_column(column, no_wrap=True, overflow="ellipsis", justify="right" if column[0].isdigit() or " " in column or column in (
             "thr", "top-1", "agree") else "left")
 
     def number(value, digits=2):
         return "-" if value is None else f"{value:.{digits}f}"
 
     for row in rows:
-        status = row["status"] if row["status"] == "done" else f"{row['status']}: {(row['error'] or '')[:60]}"
+        status = row["status"] if row["status"] == "done" else f"{row['status']}: {(row['error'] or '')[:70]}"
         table.add_row(row["device"], row["model"], row["variant"], row["delegate"], str(row["threads"]), status,
-                      number(row["p50_ms"]), number(row["p90_ms"]), number(row["init_ms"]), number(row["peak_rss_mb"], 1),
+                      number(row["p50_ms"], 3), number(row["p90_ms"], 3), number(row["init_ms"]), number(row["peak_rss_mb"], 1),
                       number(row["size_bytes"] / 1024, 1), number(row["accuracy"], 3), number(row["agreement_with_fp32"], 3))
     return table

@@ -135,7 +135,7 @@ class SweepRunner:
                 if labels is not None and len(labels) == len(measurement.predictions):
                     result["accuracy"] = accuracy(measurement.predictions, labels)
             self.store.finish_job(job.id, result, measurement.samples_us)
-            self.notify(Event(job.device, label, "done", f"p50 {result['p50_ms']:.2f} ms"))
+            self.notify(Event(job.device, label, "done", f"p50 {result['p50_ms']:.3f} ms"))
             return
 
     async def _measure(self, transport: Transport, job: JobRow):

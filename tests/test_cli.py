@@ -1,0 +1,91 @@
+"""Bad input: one clear line on stderr, a non-zero exit, and nothing half-written."""
+import sqlite3
+
+import numpy as np
+import pytest
+from conftest import REPO, farm
+
+LOCAL = REPO / "inventory" / "local.yaml"
+
+
+def sweeps_in(db):
+    if not db.exists():
+        return 0
+    return sqlite3.connect(db).execute("SELECT count(*) FROM sweeps").fetchone()[0]
+
+
+def check_refused(run, db, *fragments):
+    assert run.returncode == 2, run.stdout + run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("farm: error: "), run.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "Traceback" not in run.stderr
+    assert sweeps_in(db) == 0
+
+
+def test_missing_model(tmp_path):
+    db = tmp_path / "farm.db"
+    run = farm("sweep", "run", "--model", tmp_path / "nope.keras", "--inventory", LOCAL, "--db", db)
+    check_refused(run, db, "nope.keras")
+
+
+def test_a_file_that_is_not_a_model(tmp_path):
+    db = tmp_path / "farm.db"
+    (tmp_path / "model.keras").write_text("this is not a model\n")
+    run = farm("sweep", "run", "--model", tmp_path / "model.keras", "--inventory", LOCAL, "--db", db)
+    check_refused(run, db, "model.keras")
+
+
+def test_a_corrupt_tflite(tmp_path, digits_dir):
+    db = tmp_path / "farm.db"
+    (tmp_path / "broken.tflite").write_bytes(b"TFL3" + bytes(range(256)) * 4)
+    run = farm("sweep", "run", "--model", tmp_path / "broken.tflite", "--inventory", LOCAL, "--db", db)
+    check_refused(run, db, "broken.tflite")
+
+
+def test_eval_data_that_does_not_fit_the_model(tmp_path, digits_dir):
+    db = tmp_path / "farm.db"
+    np.savez(tmp_path / "eval.npz", x=np.zeros((10, 9, 9, 1), np.float32), y=np.zeros(10, np.int64))
+    run = farm("sweep", "run", "--model", digits_dir / "digits.keras", "--eval", tmp_path / "eval.npz",
+               "--inventory", LOCAL, "--db", db)
+    check_refused(run, db, "eval.npz", "(9, 9, 1)")
+
+
+def test_calibration_that_does_not_fit_the_model(tmp_path, digits_dir):
+    np.savez(tmp_path / "calib.npz", x=np.zeros((10, 4, 4, 3), np.float32))
+    run = farm("convert", digits_dir / "digits.keras", "--variants", "int8", "--calibration", tmp_path / "calib.npz")
+    check_refused(run, tmp_path / "farm.db", "calib.npz")
+
+
+def test_inventory_typo(tmp_path, digits_dir):
+    db = tmp_path / "farm.db"
+    inventory = tmp_path / "lab.yaml"
+    inventory.write_text("devices:\n  - {name: local, kind: local, delegates: [xnnpak]}\n")
+    run = farm("sweep", "run", "--model", digits_dir / "digits.keras", "--inventory", inventory, "--db", db)
+    check_refused(run, db, f"{inventory}: device 'local': delegates: unknown delegate 'xnnpak'")
+
+
+def test_unknown_device(tmp_path, digits_dir):
+    db = tmp_path / "farm.db"
+    run = farm("sweep", "run", "--model", digits_dir / "digits.keras", "--inventory", LOCAL, "--devices", "rpi9",
+               "--db", db)
+    check_refused(run, db, "unknown device 'rpi9'")
+
+
+def test_unknown_variant(tmp_path, digits_dir):
+    db = tmp_path / "farm.db"
+    run = farm("sweep", "run", "--model", digits_dir / "digits.keras", "--variants", "fp32,int4",
+               "--inventory", LOCAL, "--db", db)
+    check_refused(run, db, "unknown variant 'int4'")
+
+
+def test_unknown_sweep_and_missing_store(tmp_path):
+    run = farm("sweep", "resume", "nope", "--db", tmp_path / "farm.db")
+    check_refused(run, tmp_path / "farm.db", "no such store")
+
+
+@pytest.mark.parametrize("command", [["--help"], ["sweep", "run", "--help"], ["convert", "--help"], ["export", "--help"]])
+def test_help_explains_commands(command):
+    run = farm(*command)
+    assert run.returncode == 0 and "usage: farm" in run.stdout

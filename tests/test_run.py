@@ -1,0 +1,64 @@
+"""The scheduler survives its own death: SIGKILL mid-sweep, then `farm sweep resume` → exactly one result per job."""
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import yaml
+from conftest import REPO, farm
+
+
+def counts(db):
+    connection = sqlite3.connect(db, timeout=30)
+    try:
+        return dict(connection.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
+    except sqlite3.OperationalError:  # not created yet
+        return {}
+    finally:
+        connection.close()
+
+
+def test_sigkill_then_resume_gives_exactly_one_result_per_job(tmp_path, digits_dir):
+    db = tmp_path / "farm.db"
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "crash",
+        "inventory": [str(REPO / "inventory" / "local.yaml")],
+        "models": [{"source": str(digits_dir / "digits.keras"), "variants": ["fp32", "dynamic"],
+                    "eval": str(digits_dir / "digits_eval.npz")}],
+        "delegates": ["xnnpack", "none"],
+        "threads": [1, 2],
+        "repeats": 2,
+        "runs": 20,
+        "min_secs": 0.5,  # every job lasts long enough to be caught mid-run
+    }))
+    coordinator = subprocess.Popen([sys.executable, "-m", "farm", "sweep", "run", str(spec), "--db", str(db)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    seen = {}
+    while time.monotonic() < deadline and coordinator.poll() is None:
+        seen = counts(db)
+        if seen.get("done", 0) >= 3 and seen.get("running", 0) == 1:
+            break
+        time.sleep(0.05)
+    assert coordinator.poll() is None, f"the sweep ended before it could be killed: {seen}"
+    os.kill(coordinator.pid, signal.SIGKILL)
+    coordinator.wait(timeout=30)
+    killed = counts(db)
+    assert killed.get("running") == 1 and killed.get("pending", 0) > 0, killed
+
+    resumed = farm("sweep", "resume", "crash", "--db", db)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+    connection = sqlite3.connect(db)
+    total = connection.execute("SELECT count(*) FROM jobs").fetchone()[0]
+    assert total == 2 * 2 * 2 * 2
+    assert counts(db) == {"done": total}
+    per_job = connection.execute("SELECT j.id, count(r.id) FROM jobs j LEFT JOIN results r ON r.job_id = j.id GROUP BY j.id")
+    assert {n for _, n in per_job} == {1}
+    assert connection.execute("SELECT count(*) FROM samples").fetchone()[0] == total
+    # The job that was running at the kill was run again: its attempt count says so.
+    assert connection.execute("SELECT max(attempts) FROM jobs").fetchone()[0] == 2
+    assert connection.execute("SELECT state FROM sweeps").fetchone()[0] == "done"
