@@ -77,7 +77,7 @@ __all__ = [
 
 # Outcomes of a delegate, as in the Python agent's contract (agents/litert_agent.py):
 #   applied      the delegate took every node; partial: some of them
-#   not_applied  requested (or mentioned) but it took nothing: the model ran on the CPU, never that delegate's speed
+#   not_applied  requested (or mentioned) but it took nothing: the model ran without it, never that delegate's speed
 #   failed       the delegate failed (or, for a run that asked for no delegate, one was applied anyway)
 #   cpu          no delegate: the built-in CPU kernels ran the model
 #   unknown      the delegate was created but the log does not say how many nodes it took
@@ -233,7 +233,8 @@ def _int(text: str | None) -> int | None:
 
 
 def _ms(us: float | None) -> float | None:
-    return None if us is None else us / _US_PER_MS
+    # The tool prints at most 6 significant digits of microseconds: 9 decimals of ms lose nothing.
+    return None if us is None else round(us / _US_PER_MS, 9)
 
 
 def _close(a: float | None, b: float | None) -> bool:
@@ -362,7 +363,7 @@ def _describe(name: str, ev: _Evidence) -> DelegateInfo:
     if ev.explicit == "not_applied":
         said = f" (the log had replaced {counted})" if counted else ""
         return info("not_applied", f"{name} delegate was applied but took no part of the graph{said}: "
-                                   "the model ran on the CPU", delegated_nodes=0)
+                                   f"the model ran without the {name} delegate", delegated_nodes=0)
     if ev.explicit == "applied":
         return info("applied", f"{name} delegate executes the whole graph" + (f": {counted}" if counted else ""))
     if ev.explicit == "partial":
@@ -373,14 +374,14 @@ def _describe(name: str, ev: _Evidence) -> DelegateInfo:
             return info("applied", f"{name} delegate took {counted}")
         if nodes > 0:
             return info("partial", f"{name} delegate took {counted}")
-        return info("not_applied", f"{name} delegate took {counted}: the model ran on the CPU")
+        return info("not_applied", f"{name} delegate took {counted}: the model ran without it")
     if nodes is not None:
         return info("unknown", f"{name} delegate took {counted}; the total node count was not printed")
     if ev.created or ev.explicit == "unknown":
         return info("unknown", f"{name} delegate created; the log does not say how many nodes it took")
     # Only a flag echo (`Use gpu: [1]`): requested, never seen.
     return info("not_applied", f"{name} delegate was requested but the log shows no {name} delegate: "
-                               "the model ran on the CPU", delegated_nodes=0)
+                               f"the model ran without the {name} delegate", delegated_nodes=0)
 
 
 def _collect_delegates(lines: list[tuple[str | None, str]]):
@@ -532,7 +533,8 @@ def _resolve(delegates: dict[str, DelegateInfo], use_flags: dict[str, bool], unc
 
     name = _canon(requested)
     if name == "CPU":
-        ignored = [f for f in unconsumed if f.lstrip("-").partition("=")[0] == "use_xnnpack"]
+        ignored = [f for f in unconsumed if f.lstrip("-").partition("=")[0] == "use_xnnpack"
+                   and not _truthy(f.partition("=")[2] if "=" in f else None)]
         if ignored:
             return DelegateInfo("failed", "CPU", message=f"this benchmark_model build does not know {ignored[0]} "
                                                          "(WARN: Unconsumed cmdline flags): the runtime's default "
@@ -558,9 +560,10 @@ def _resolve(delegates: dict[str, DelegateInfo], use_flags: dict[str, bool], unc
         return info
     others = [i for i in delegates.values() if i.outcome in _RAN]
     ran = "; the log shows " + ", ".join(i.message for i in others) if others else ""
+    off = f" (the tool echoed `Use {name.lower()}: [0]`)" if use_flags.get(name) is False else ""
     return DelegateInfo("not_applied", name, delegated_nodes=0,
-                        message=f"{name} delegate was requested but the log shows no {name} delegate: "
-                                f"the model ran on the CPU{ran}")
+                        message=_one_line(f"{name} delegate was requested but the log shows no {name} delegate{off}: "
+                                          f"the model ran without the {name} delegate{ran}"))
 
 
 def resolve_delegate(log: BenchmarkLog, requested: str | None) -> DelegateInfo:
@@ -673,10 +676,12 @@ def parse_benchmark_model(stdout: str, stderr: str = "", exit_code: int | None =
         raise _fail(kind, f"benchmark_model: {marker}{detail}{status}", exit_code, tool_error=marker,
                     delegate=failed if kind == "delegate_failed" else mentioned)
 
+    errors = _causes(lines, len(lines))
+    tool_error = errors[0] if errors else None
+    said = f" (ERROR: {tool_error})" if tool_error and tool_error != lines[-1][1] else ""
     if exit_code is not None and exit_code != 0:
-        last = lines[-1][1]
-        raise _fail("crashed", f"benchmark_model {_exit_reason(exit_code)}; last line: {last}", exit_code,
-                    delegate=mentioned)
+        raise _fail("crashed", f"benchmark_model {_exit_reason(exit_code)}{said}; last line: {lines[-1][1]}",
+                    exit_code, tool_error=tool_error, delegate=mentioned)
 
     # Timings: the last summary line, and the run statistics printed before it.
     summary_at = None
@@ -688,8 +693,8 @@ def parse_benchmark_model(stdout: str, stderr: str = "", exit_code: int | None =
     if summary_at is None:
         counts = sum(1 for _l, msg in lines if msg.startswith("count="))
         raise _fail("no_timings", f"no 'Inference timings in us' summary in {len(lines)} line(s)"
-                                  f" ({counts} 'count=' line(s)); last line: {lines[-1][1]}", exit_code,
-                    delegate=mentioned)
+                                  f" ({counts} 'count=' line(s)){said}; last line: {lines[-1][1]}", exit_code,
+                    tool_error=tool_error, delegate=mentioned)
     m = _SUMMARY.match(lines[summary_at][1])
     legacy = m.group(1).lower().startswith("average")
     summary: dict[str, float | None] = {}
@@ -700,7 +705,7 @@ def parse_benchmark_model(stdout: str, stderr: str = "", exit_code: int | None =
     mean_us = summary.get("mean")
     if mean_us is None:
         raise _fail("no_timings", f"the timing summary has no steady-state average: {lines[summary_at][1]}",
-                    exit_code, delegate=mentioned)
+                    exit_code, tool_error=tool_error, delegate=mentioned)
 
     stats: list[dict] = []
     for _level, msg in lines[:summary_at]:
@@ -777,7 +782,7 @@ def parse_benchmark_model(stdout: str, stderr: str = "", exit_code: int | None =
         init_ms=init_ms,
         first_ms=_ms(first_us),
         warmup_avg_ms=_ms(summary.get("warmup")),
-        mean_ms=mean_us / _US_PER_MS,
+        mean_ms=_ms(mean_us),
         std_ms=_ms(regular.get("std")),
         min_ms=_ms(regular.get("min")),
         max_ms=_ms(regular.get("max")),

@@ -115,6 +115,7 @@ def _spec_from_args(args):
 
 
 def _run_and_report(store, sweep) -> int:
+    """Run a recorded sweep with a live display, print its results; 0 when every job ran, 1 when some failed."""
     from farm.progress import SweepDisplay, make_console, results_table
     from farm.sweep import run_sweep
 
@@ -171,7 +172,7 @@ def cmd_sweep_status(args) -> int:
         for row in store.report(sweeps[0].id):
             if row["status"] in ("failed", "skipped"):
                 console.print(f"  {row['status']}: {row['device']} {row['model']} {row['variant']} {row['delegate']} "
-                              f"t{row['threads']}: {row['error']}", markup=False, highlight=False)
+                              f"t{row['threads']}: {row['error']}", markup=False, highlight=False, soft_wrap=True)
     return 0
 
 

@@ -281,7 +281,7 @@ class _Job:
             v = self._make(kind, options)
             self.store(key, v)
         if v.error:
-            log.warning("%s %s: %s", self.name, kind, v.error)
+            log.debug("%s %s: %s", self.name, kind, v.error)
         self.done[kind] = v
         return v
 
@@ -446,7 +446,7 @@ def _as_given(source: Path, kinds: list[str], name: str, cache: Path) -> Variant
                 size=len(data), description=description, options={"as_given": True},
                 error=error, validation=validation, source=str(source))
     if error:
-        log.warning("%s %s: %s", name, kind, error)
+        log.debug("%s %s: %s", name, kind, error)
     return v
 
 

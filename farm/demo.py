@@ -102,7 +102,11 @@ def run_demo(workdir: Path, db: str, reports: Path, runs: int = 50) -> int:
     print(f"demo: sweep spec written to {spec_path}")
     store = Store(db)
     sweep = create_sweep(store, load_spec(spec_path), str(spec_path))
-    status = _run_and_report(store, sweep)
+    _run_and_report(store, sweep)
     for path in export_per_device(store, sweep.name, reports):
         print(f"demo: wrote {path}")
-    return status
+    counts = store.counts(sweep.id)
+    if counts["failed"]:
+        # Failed jobs are findings here (e.g. XNNPACK takes no node of a 16x8 model), not a broken demo.
+        print(f"demo: {counts['failed']} jobs failed, each with its reason: farm sweep status {sweep.name}")
+    return 0 if counts["pending"] == counts["running"] == 0 else 1

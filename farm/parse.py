@@ -50,8 +50,8 @@ def parse_agent_result(raw: RawResult) -> Measurement:
     outcome = delegate["outcome"]
     if outcome in ("failed", "not_applied"):
         # Never report a CPU run under the delegate's name.
-        nodes = f" ({delegate.get('delegated_nodes')} of {delegate.get('total_nodes')} nodes)"
-        raise JobFailed(f"delegate not applied: {delegate['name']}{nodes}: {delegate.get('message') or outcome}")
+        nodes = f"{delegate['name']} took {delegate.get('delegated_nodes')} of {delegate.get('total_nodes')} nodes"
+        raise JobFailed(f"delegate not applied: {delegate.get('message') or nodes}")
     samples = reply["samples_us"]
     warmup = reply.get("warmup_ms") or []
     memory = reply.get("memory") or {}
