@@ -89,3 +89,15 @@ def test_unknown_sweep_and_missing_store(tmp_path):
 def test_help_explains_commands(command):
     run = farm(*command)
     assert run.returncode == 0 and "usage: farm" in run.stdout
+
+
+def test_inventory_check_and_show(tmp_path, digits_dir):
+    run = farm("inventory", "check", LOCAL, REPO / "inventory" / "example-lab.yaml")
+    assert run.returncode == 0 and "6 devices, inventory valid" in run.stdout and "coral-devboard" in run.stdout
+    db = tmp_path / "farm.db"
+    swept = farm("sweep", "run", "--model", digits_dir / "digits.keras", "--runs", "5", "--inventory", LOCAL,
+                 "--db", f"sqlite:///{db}")  # any SQLAlchemy URL works as --db
+    assert swept.returncode == 0, swept.stderr
+    shown = farm("inventory", "show", "--db", db)
+    assert shown.returncode == 0
+    assert "local" in shown.stdout and "cores=" in shown.stdout and "cpu_model=" in shown.stdout

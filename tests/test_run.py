@@ -62,3 +62,24 @@ def test_sigkill_then_resume_gives_exactly_one_result_per_job(tmp_path, digits_d
     # The job that was running at the kill was run again: its attempt count says so.
     assert connection.execute("SELECT max(attempts) FROM jobs").fetchone()[0] == 2
     assert connection.execute("SELECT state FROM sweeps").fetchone()[0] == "done"
+
+
+def test_a_job_over_its_timeout_fails_with_the_reason_and_the_lane_goes_on(tmp_path, digits_dir):
+    db = tmp_path / "farm.db"
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "slow",
+        "inventory": [str(REPO / "inventory" / "local.yaml")],
+        "models": [{"source": str(digits_dir / "digits.keras")}],
+        "threads": [1, 2],
+        "min_secs": 60,  # each job would measure for a minute...
+        "timeout_s": 3,  # ...but may take 3 s
+    }))
+    started = time.monotonic()
+    run = farm("sweep", "run", spec, "--db", db)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert time.monotonic() - started < 45
+    connection = sqlite3.connect(db)
+    rows = connection.execute("SELECT state, error, attempts FROM jobs ORDER BY id").fetchall()
+    assert rows == [("failed", "timed out after 3 s", 1)] * 2
+    assert connection.execute("SELECT count(*) FROM results").fetchone()[0] == 0
