@@ -63,6 +63,64 @@ def cmd_inventory_show(args) -> int:
     return 0
 
 
+def _inventory_devices(args):
+    from farm.inventory import load_inventory
+
+    inventory = load_inventory(*args.inventory)
+    names = args.devices or [d.name for d in inventory.devices]
+    unknown = [n for n in names if n not in {d.name for d in inventory.devices}]
+    if unknown:
+        raise FarmError(f"unknown device {unknown[0]!r} (inventory has: {', '.join(d.name for d in inventory.devices)})")
+    return [inventory.device(name) for name in names]
+
+
+def cmd_inventory_probe(args) -> int:
+    import asyncio
+
+    from farm.store import Store
+    from farm.transports import DeviceLost, DeviceRefused, open_transport
+
+    devices = _inventory_devices(args)
+    store = Store(args.db)
+
+    async def probe(device):
+        transport = open_transport(device)
+        try:
+            return await transport.probe()
+        except (DeviceLost, DeviceRefused) as error:
+            return error
+        finally:
+            await transport.close()
+
+    async def probe_all():
+        return await asyncio.gather(*(probe(device) for device in devices))
+
+    failed = 0
+    for device, facts in zip(devices, asyncio.run(probe_all())):
+        if isinstance(facts, Exception):
+            failed += 1
+            print(f"{device.name}: unreachable: {facts}")
+            continue
+        store.upsert_device(device, facts)
+        runtime = facts.get("runtime") or {}
+        edgetpu = "Edge TPU present" if (facts.get("edgetpu") or {}).get("present") else "no Edge TPU"
+        print(f"{device.name}: Python {facts.get('python_version')}, {runtime.get('name')} {runtime.get('version')}, "
+              f"{facts.get('cpu_model')} x{facts.get('cores')}, {facts.get('ram_mb')} MB RAM, "
+              f"board {facts.get('board') or facts.get('jetson') or '-'}, governor {facts.get('governor') or '-'}, "
+              f"{edgetpu}")
+    return 1 if failed else 0
+
+
+def cmd_inventory_trust(args) -> int:
+    from farm.transports.ssh import trust
+
+    for device in _inventory_devices(args):
+        if device.kind != "linux":
+            raise FarmError(f"device {device.name!r}: only SSH (linux) devices have host keys to trust")
+        print(trust(device))
+    return 0
+
+
 # --- convert --------------------------------------------------------------------------------------------------------
 
 def cmd_convert(args) -> int:
@@ -123,12 +181,15 @@ def _run_and_report(store, sweep) -> int:
     counts = store.counts(sweep.id)
     try:
         with SweepDisplay(sweep.name, counts, console) as display:
-            counts = run_sweep(store, sweep, display.notify)
+            runner = run_sweep(store, sweep, display.notify)
     except KeyboardInterrupt:
         print(f"farm: interrupted; continue with: farm sweep resume {sweep.name}", file=sys.stderr)
         return 130
     console.print(results_table(store.report(sweep.id), f"sweep {sweep.name}"))
-    console.print(f"sweep {sweep.name}: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n))
+    counts = runner.counts
+    uploaded = sum(runner.bytes_uploaded.values())
+    console.print(f"sweep {sweep.name}: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+                  + f"; {uploaded} bytes uploaded to devices")
     return 0 if counts["failed"] == 0 else 1
 
 
@@ -213,6 +274,19 @@ def build_parser() -> argparse.ArgumentParser:
     show = with_db(inventory_commands.add_parser("show", help="devices in the store with the facts probed from them"))
     show.set_defaults(func=cmd_inventory_show)
 
+    def with_inventory(sub):
+        sub.add_argument("devices", nargs="*", help="device names (default: every device of the inventory)")
+        sub.add_argument("--inventory", action="append", default=None, type=str,
+                         help="inventory file (repeatable; default: inventory/local.yaml)")
+        return sub
+
+    probe = with_db(with_inventory(inventory_commands.add_parser(
+        "probe", help="connect to devices, record their facts (Python, runtime, CPU, RAM, board, Edge TPU, thermals)")))
+    probe.set_defaults(func=cmd_inventory_probe)
+    trust_ = with_inventory(inventory_commands.add_parser(
+        "trust", help="record the current SSH host key of devices in their known_hosts (after you checked it)"))
+    trust_.set_defaults(func=cmd_inventory_trust)
+
     convert = commands.add_parser("convert", help="convert a Keras/SavedModel/.tflite model into variants (cached)")
     convert.add_argument("model", help=".keras or .h5 file, SavedModel folder, or .tflite file")
     convert.add_argument("--variants", type=_csv, default=["fp32"],
@@ -265,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "inventory", "unset") is None and args.command == "inventory":
+        args.inventory = ["inventory/local.yaml"]
     try:
         return args.func(args)
     except FarmError as error:

@@ -19,7 +19,7 @@ from farm.inventory import Device
 from farm.plan import SweepSpec
 from farm.stats import accuracy
 from farm.store import JobRow, Store
-from farm.transports import DeviceLost, JobFailed, Transport, open_transport
+from farm.transports import DeviceLost, DeviceRefused, JobFailed, Transport, open_transport
 
 BACKOFF_S = (1.0, 3.0, 10.0, 30.0)
 
@@ -57,8 +57,11 @@ class SweepRunner:
         self.models = {m.name: m for m in spec.models}
         self._labels: dict[str, list[int] | None] = {}
         self._digests: dict[str, str] = {}
+        self.bytes_uploaded: dict[str, int] = {}  # per device: what this run had to copy there
+        self.counts: dict[str, int] = {}
 
     async def run(self) -> dict[str, int]:
+        """Run every pending job; returns the sweep's job counts by state."""
         self.store.requeue_running(self.sweep_id)
         self.store.set_sweep_state(self.sweep_id, "running")
         lanes: dict[str, list[JobRow]] = {}
@@ -69,26 +72,28 @@ class SweepRunner:
                 self.store.fail_job(job.id, f"device {name!r} is no longer in the inventory")
         await asyncio.gather(*(self._lane(self.devices[name], jobs) for name, jobs in lanes.items()))
         self.store.update_agreement(self.sweep_id)
-        counts = self.store.counts(self.sweep_id)
-        if counts["pending"] == 0 and counts["running"] == 0:
+        self.counts = self.store.counts(self.sweep_id)
+        if self.counts["pending"] == 0 and self.counts["running"] == 0:
             self.store.set_sweep_state(self.sweep_id, "done")
-        return counts
+        return self.counts
 
     async def _lane(self, device: Device, jobs: list[JobRow]) -> None:
         transport = self.transport_for(device)
         try:
             try:
                 facts = await self._with_retries(device, transport.probe)
-            except DeviceLost as error:
+            except (DeviceLost, DeviceRefused) as error:
+                reason = f"device refused: {error}" if isinstance(error, DeviceRefused) else f"device unreachable: {error}"
                 for job in jobs:
                     self.store.start_job(job.id)
-                    self.store.fail_job(job.id, f"device unreachable: {error}")
-                    self.notify(Event(device.name, self._label(job), "failed", str(error)))
+                    self.store.fail_job(job.id, reason)
+                    self.notify(Event(device.name, self._label(job), "failed", reason))
                 return
             self.store.upsert_device(device, facts)
             for job in jobs:
                 await self._job(transport, job)
         finally:
+            self.bytes_uploaded[device.name] = getattr(transport, "bytes_uploaded", 0)
             await transport.close()
 
     async def _with_retries(self, device: Device, call: Callable):
@@ -124,7 +129,7 @@ class SweepRunner:
                 self.store.fail_job(job.id, f"timed out after {self.spec.timeout_s:g} s")
                 self.notify(Event(job.device, label, "failed", "timeout"))
                 return
-            except (JobFailed, OSError) as error:
+            except (JobFailed, DeviceRefused, OSError) as error:
                 self.store.fail_job(job.id, str(error))
                 self.notify(Event(job.device, label, "failed", str(error)))
                 return

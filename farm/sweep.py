@@ -44,9 +44,11 @@ def create_sweep(store: Store, spec: SweepSpec, where: str, name: str | None = N
     return store.create_sweep(store.unique_sweep_name(name or spec.name), spec.model_dump(), jobs)
 
 
-def run_sweep(store: Store, sweep: SweepRow, notify: Callable[[Event], None] = lambda event: None) -> dict[str, int]:
-    """Run (or resume) the pending jobs of a recorded sweep; returns the job counts by state."""
+def run_sweep(store: Store, sweep: SweepRow, notify: Callable[[Event], None] = lambda event: None) -> SweepRunner:
+    """Run (or resume) the pending jobs of a recorded sweep; returns the finished runner (counts, bytes uploaded)."""
     spec = SweepSpec.model_validate_json(sweep.spec)
     devices = {device.name: device for device in load_inventory(*spec.inventory).devices}
-    return asyncio.run(SweepRunner(store, sweep.id, spec, devices, notify).run())
+    runner = SweepRunner(store, sweep.id, spec, devices, notify)
+    asyncio.run(runner.run())
+    return runner
 

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fleet.fixtures import healed_ssh_fleet, ssh_fleet  # noqa: F401  (real OpenSSH servers on loopback)
 
 REPO = Path(__file__).resolve().parent.parent
 

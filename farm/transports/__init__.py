@@ -16,6 +16,10 @@ class DeviceLost(Exception):
     """The device stopped answering (dropped link, killed server, lost phone): the job may be retried after reconnecting."""
 
 
+class DeviceRefused(Exception):
+    """The device cannot be used as configured (unknown or changed host key, login refused): no retry can fix it."""
+
+
 class JobFailed(Exception):
     """The job ran and failed (the agent's error, a crash, a bad model): retrying would fail the same way."""
 
@@ -55,4 +59,8 @@ def open_transport(device: Device) -> Transport:
         from farm.transports.local import LocalTransport
 
         return LocalTransport(device)
+    if device.kind == "linux":
+        from farm.transports.ssh import SshTransport
+
+        return SshTransport(device)
     raise NotImplementedError(f"device {device.name!r}: the {device.kind} transport is not available in this version")

@@ -1,0 +1,243 @@
+"""Linux boards over SSH (Raspberry Pi, Coral, Jetson): the agent runs with the board's Python, driven by asyncssh.
+
+One connection per device, reused for the whole sweep. Keepalive is on, because asyncssh otherwise waits forever on a
+frozen board; a server that dies shows up as a missing exit status, which `parse` turns into DeviceLost. Host keys are
+always verified against known_hosts. Everything that reaches the remote shell goes through shlex.quote.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import posixpath
+import secrets
+import time
+from pathlib import Path
+from shlex import quote
+
+import asyncssh
+
+from farm import AGENT_PATH
+from farm.errors import FarmError
+from farm.inventory import Device
+from farm.parse import parse_agent_result
+from farm.paths import sha256_file
+from farm.transports import DeviceLost, DeviceRefused, RawResult
+
+KEEPALIVE_S = 2.0  # with 3 missed answers: a frozen board is noticed within ~6-8 s
+KEEPALIVE_MISSES = 3
+CONNECT_TIMEOUT_S = 10.0
+_LOST = (OSError, asyncssh.Error, asyncio.IncompleteReadError)
+
+
+def known_hosts_path(device: Device) -> Path:
+    """The known_hosts file that vouches for this device: the inventory's, else the user's."""
+    return Path(device.known_hosts or "~/.ssh/known_hosts").expanduser()
+
+
+def client_keys(device: Device) -> list[str] | None:
+    """The device's key file, or None for asyncssh's defaults (ssh-agent, then ~/.ssh/id_*)."""
+    return [str(Path(device.key).expanduser())] if device.key else None
+
+
+def password(device: Device) -> str | None:
+    if not device.password_env:
+        return None
+    value = os.environ.get(device.password_env)
+    if value is None:
+        raise DeviceRefused(f"device {device.name!r}: environment variable {device.password_env} (password_env) is not set")
+    return value
+
+
+def _split_jump(jump: str) -> tuple[str | None, str, int]:
+    user, _, rest = jump.rpartition("@")
+    host, _, port = rest.partition(":")
+    return user or None, host, int(port or 22)
+
+
+async def connect(device: Device, host: str | None = None, port: int | None = None) -> asyncssh.SSHClientConnection:
+    """An SSH connection to the device (through its jump host if any), host key verified; DeviceRefused / DeviceLost."""
+    known_hosts = known_hosts_path(device)
+    if not known_hosts.is_file():
+        raise DeviceRefused(f"device {device.name!r}: no known_hosts file at {known_hosts}; "
+                            f"check the host key, then: farm inventory trust {device.name}")
+    options = dict(known_hosts=str(known_hosts), keepalive_interval=KEEPALIVE_S, keepalive_count_max=KEEPALIVE_MISSES,
+                   connect_timeout=CONNECT_TIMEOUT_S, password=password(device))
+    if client_keys(device) is not None:
+        options["client_keys"] = client_keys(device)
+    target = f"{host or device.host}:{port or device.port}"
+    tunnel = None
+    try:
+        if device.jump:
+            jump_user, jump_host, jump_port = _split_jump(device.jump)
+            tunnel = await asyncssh.connect(jump_host, jump_port, username=jump_user or device.user, **options)
+        return await asyncssh.connect(host or device.host, port or device.port, username=device.user, tunnel=tunnel,
+                                      **options)
+    except asyncssh.HostKeyNotVerifiable as error:
+        raise DeviceRefused(f"device {device.name!r}: host key of {target} is unknown or has changed ({error.reason}); "
+                            f"check it, then: farm inventory trust {device.name}") from None
+    except asyncssh.PermissionDenied:
+        raise DeviceRefused(f"device {device.name!r}: {target} refused the login of user {device.user!r} "
+                            "(check key, ssh-agent or password_env)") from None
+    except (*_LOST, asyncio.TimeoutError) as error:
+        if tunnel is not None:
+            tunnel.close()
+        raise DeviceLost(f"cannot connect to {target}: {error or type(error).__name__}") from None
+
+
+class SshTransport:
+    """A Linux board: content-addressed uploads into its workspace, the agent run there, one connection reused."""
+
+    parse = staticmethod(parse_agent_result)
+
+    def __init__(self, device: Device):
+        self.device = device
+        self.connection: asyncssh.SSHClientConnection | None = None
+        self.workspace = ""
+        self.python = device.python or "python3"
+        self.present: set[str] = set()  # files checked to be on the device, over this connection
+        self.bytes_uploaded = 0
+
+    async def _connection(self) -> asyncssh.SSHClientConnection:
+        if self.connection is None:
+            self.connection = await connect(self.device)
+            self.present.clear()
+            home = (await self._run('printf %s "$HOME"')).stdout
+            workspace = self.device.workspace
+            self.workspace = home + workspace[1:] if workspace.startswith("~") else workspace
+            await self._run(f"mkdir -p -- {quote(posixpath.join(self.workspace, 'files'))}")
+            if not self.device.python:
+                venv_python = posixpath.join(self.workspace, "venv", "bin", "python")
+                found = await self._run(f"test -x {quote(venv_python)} && echo yes", check=False)
+                self.python = venv_python if found.stdout.strip() == "yes" else "python3"
+        return self.connection
+
+    async def _run(self, command: str, *, input: str | bytes | None = None, timeout: float | None = 60,
+                   check: bool = True, binary: bool = False) -> asyncssh.SSHCompletedProcess:
+        connection = self.connection
+        try:
+            result = await connection.run(command, input=input, timeout=timeout, check=False,
+                                          encoding=None if binary else "utf-8")
+        except asyncssh.TimeoutError:
+            raise
+        except _LOST as error:
+            await self._drop()
+            raise DeviceLost(f"{self.device.host}:{self.device.port}: {error or type(error).__name__}") from None
+        if result.exit_status is None and result.exit_signal is None:
+            await self._drop()
+            raise DeviceLost(f"{self.device.host}:{self.device.port}: the connection closed during a command")
+        if check and result.exit_status != 0:
+            raise DeviceLost(f"{command.split()[0]} failed on {self.device.name}: {str(result.stderr).strip()[-200:]}")
+        return result
+
+    async def _drop(self) -> None:
+        if self.connection is not None:
+            self.connection.abort()
+            self.connection = None
+
+    async def probe(self) -> dict:
+        await self._connection()
+        agent = await self.ensure(AGENT_PATH, _agent_sha())
+        result = await self._run(f"{quote(self.python)} {quote(agent)} --probe", timeout=120, check=False)
+        try:
+            facts = json.loads(result.stdout)
+        except json.JSONDecodeError:
+            raise DeviceLost(f"probe of {self.device.name} with {self.python} failed: "
+                             f"{(result.stderr or result.stdout).strip()[-300:]}") from None
+        facts["workspace"] = self.workspace
+        return facts
+
+    async def ensure(self, path: Path, sha256: str) -> str:
+        await self._connection()
+        remote = posixpath.join(self.workspace, "files", sha256 + Path(path).suffix)
+        if sha256 in self.present:
+            return remote
+        # Checked, not assumed: a copy is reused only when its content hashes to the same sha256.
+        found = await self._run(f"sha256sum -- {quote(remote)} 2>/dev/null", check=False)
+        if not found.stdout.startswith(sha256):
+            data = Path(path).read_bytes()
+            partial = f"{remote}.part-{secrets.token_hex(4)}"
+            await self._run(f"cat > {quote(partial)} && mv -f -- {quote(partial)} {quote(remote)}", input=data,
+                            timeout=600, binary=True)
+            self.bytes_uploaded += len(data)
+        self.present.add(sha256)
+        return remote
+
+    async def run_job(self, request: dict, timeout: float) -> RawResult:
+        await self._connection()
+        agent = await self.ensure(AGENT_PATH, _agent_sha())
+        # The board enforces the timeout too, so a timed-out agent does not keep running (and heating) there.
+        command = f"exec timeout -s KILL {int(timeout) + 1} {quote(self.python)} {quote(agent)}"
+        start = time.perf_counter()
+        try:
+            result = await self._run(command, input=json.dumps(request), timeout=timeout + 5, check=False)
+        except asyncssh.TimeoutError:
+            raise asyncio.TimeoutError() from None
+        wall_ms = (time.perf_counter() - start) * 1000
+        code = result.exit_status
+        if result.exit_signal:
+            code = -_signal_number(result.exit_signal[0])
+        if code == 137 and wall_ms >= timeout * 1000:
+            raise asyncio.TimeoutError()
+        return RawResult(result.stdout or "", result.stderr or "", code, wall_ms)
+
+    async def reconnect(self) -> None:
+        await self._drop()
+        await self._connection()
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            try:
+                await asyncio.wait_for(self.connection.wait_closed(), 5)
+            except (asyncio.TimeoutError, *_LOST):
+                pass
+            self.connection = None
+
+
+def _signal_number(name: str) -> int:
+    import signal
+
+    try:
+        return int(signal.Signals("SIG" + name))
+    except ValueError:
+        return 0
+
+
+_AGENT_SHA: list[str] = []
+
+
+def _agent_sha() -> str:
+    if not _AGENT_SHA:
+        _AGENT_SHA.append(sha256_file(AGENT_PATH))
+    return _AGENT_SHA[0]
+
+
+async def fetch_host_key(device: Device) -> asyncssh.SSHKey:
+    """The key the device's SSH server presents now (unverified: only for `farm inventory trust`)."""
+    try:
+        key = await asyncio.wait_for(asyncssh.get_server_host_key(device.host, device.port), CONNECT_TIMEOUT_S)
+    except (*_LOST, asyncio.TimeoutError) as error:
+        raise FarmError(f"device {device.name!r}: cannot reach {device.host}:{device.port}: {error}") from None
+    if key is None:
+        raise FarmError(f"device {device.name!r}: {device.host}:{device.port} presented no host key")
+    return key
+
+
+def trust(device: Device) -> str:
+    """Record the device's current host key in its known_hosts file; returns what was done, with the fingerprint."""
+    key = asyncio.run(fetch_host_key(device))
+    path = known_hosts_path(device)
+    pattern = device.host if device.port == 22 else f"[{device.host}]:{device.port}"
+    entry = f"{pattern} {key.export_public_key('openssh').decode().strip()}"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    kept = [line for line in lines if line.split(" ", 1)[0] != pattern]
+    replaced = len(kept) != len(lines)
+    if entry in lines:
+        return f"{device.name}: {pattern} already trusted ({key.get_fingerprint()})"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    temp.write_text("\n".join(kept + [entry]) + "\n")
+    os.replace(temp, path)
+    verb = "replaced the old key with" if replaced else "trusted"
+    return f"{device.name}: {verb} {key.get_algorithm()} {key.get_fingerprint()} for {pattern} in {path}"

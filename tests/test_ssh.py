@@ -1,0 +1,225 @@
+"""Linux boards over SSH: sweeps against the fleet of real OpenSSH servers (tests/fleet), host keys always verified."""
+import re
+import sqlite3
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import farm
+
+RUNS = 10
+
+
+def inventory(tmp_path: Path, fleet, *, local: bool = True, name: str = "lab.yaml", **overrides) -> Path:
+    """The fleet's boards (and this machine) as an inventory; the agent runs there with this venv's Python."""
+    devices = [host.device(python=sys.executable, delegates=["xnnpack", "none"], tags=["board"], **overrides)
+               for host in fleet]
+    if local:
+        devices.append({"name": "local", "kind": "local"})
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump({"devices": devices}))
+    return path
+
+
+def sweep_spec(tmp_path: Path, digits_dir: Path, lab: Path, name: str = "boards", **overrides) -> Path:
+    spec = {
+        "name": name,
+        "inventory": [str(lab)],
+        "models": [{"name": "digits", "source": str(digits_dir / "digits.keras"), "variants": ["fp32", "int8"],
+                    "calibration": str(digits_dir / "digits_calib.npz"), "eval": str(digits_dir / "digits_eval.npz")}],
+        "delegates": ["xnnpack"],
+        "runs": RUNS,
+        "warmup_runs": 2,
+        **overrides,
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def job_states(db: Path) -> dict[str, list[tuple]]:
+    connection = sqlite3.connect(db)
+    rows = connection.execute("SELECT device, state, error FROM jobs ORDER BY id").fetchall()
+    out: dict[str, list[tuple]] = {}
+    for device, state, error in rows:
+        out.setdefault(device, []).append((state, error))
+    return out
+
+
+def results_per_job(db: Path) -> set[int]:
+    connection = sqlite3.connect(db)
+    rows = connection.execute("SELECT count(r.id) FROM jobs j LEFT JOIN results r ON r.job_id = j.id "
+                              "WHERE j.state = 'done' GROUP BY j.id").fetchall()
+    return {n for (n,) in rows}
+
+
+def uploaded(run) -> int:
+    return int(re.search(r"; (\d+) bytes uploaded to devices", run.stdout).group(1))
+
+
+def test_sweep_over_four_boards_and_this_machine(tmp_path, ssh_fleet, digits_dir):
+    lab = inventory(tmp_path, ssh_fleet)
+    db = tmp_path / "farm.db"
+    run = farm("sweep", "run", sweep_spec(tmp_path, digits_dir, lab), "--db", db)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr
+    states = job_states(db)
+    assert set(states) == {host.name for host in ssh_fleet} | {"local"}
+    assert all(state == "done" for jobs in states.values() for state, _ in jobs), states
+    connection = sqlite3.connect(db)
+    for host in ssh_fleet:
+        # The agent ran on that board: its facts carry the board's workspace, and the files were uploaded there.
+        facts = connection.execute("SELECT facts FROM devices WHERE name = ?", (host.name,)).fetchone()[0]
+        assert f'"workspace": "{host.workspace}"' in facts
+        files = sorted(p.suffix for p in (host.workspace / "files").iterdir())
+        assert files == [".npz", ".py", ".tflite", ".tflite"], files
+        accuracy = connection.execute(
+            "SELECT min(r.accuracy), min(r.count) FROM results r JOIN jobs j ON j.id = r.job_id WHERE j.device = ?",
+            (host.name,)).fetchone()
+        assert accuracy[0] >= 0.9 and accuracy[1] == RUNS
+    assert uploaded(run) > 0
+
+    again = farm("sweep", "run", sweep_spec(tmp_path, digits_dir, lab), "--db", db)
+    assert again.returncode == 0, again.stderr
+    assert uploaded(again) == 0  # the same models again: every file checked on the board, none copied
+    assert results_per_job(db) == {1}
+
+
+def test_a_board_whose_host_key_changed_is_refused(tmp_path, healed_ssh_fleet, digits_dir):
+    lab = inventory(tmp_path, healed_ssh_fleet, local=False)
+    healed_ssh_fleet["board2"].rotate_host_key()
+    db = tmp_path / "farm.db"
+    run = farm("sweep", "run", sweep_spec(tmp_path, digits_dir, lab), "--db", db)
+    assert run.returncode == 1
+    states = job_states(db)
+    for state, error in states["board2"]:
+        assert state == "failed"
+        assert "device refused" in error and "host key" in error and "unknown or has changed" in error
+        assert "farm inventory trust board2" in error
+    assert all(state == "done" for name, jobs in states.items() if name != "board2" for state, _ in jobs)
+
+
+def test_trust_records_a_host_key_only_when_asked(tmp_path, ssh_fleet, digits_dir):
+    host = ssh_fleet["board1"]
+    known_hosts = tmp_path / "known_hosts"
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(yaml.safe_dump({"devices": [host.device(python=sys.executable, known_hosts=str(known_hosts))]}))
+    refused = farm("inventory", "probe", "board1", "--inventory", lab, "--db", tmp_path / "farm.db")
+    assert refused.returncode == 1 and "no known_hosts file" in refused.stdout
+    assert not known_hosts.exists()  # never recorded silently
+
+    trusted = farm("inventory", "trust", "board1", "--inventory", lab)
+    assert trusted.returncode == 0, trusted.stderr
+    assert "trusted ssh-ed25519 SHA256:" in trusted.stdout
+    assert known_hosts.read_text().strip() == host.known_hosts_line()
+
+    probed = farm("inventory", "probe", "board1", "--inventory", lab, "--db", tmp_path / "farm.db")
+    assert probed.returncode == 0, probed.stdout + probed.stderr
+    assert "board1: Python 3." in probed.stdout and "ai_edge_litert 2." in probed.stdout
+    shown = farm("inventory", "show", "--db", tmp_path / "farm.db")
+    assert "board1" in shown.stdout and f"workspace={host.workspace}" in shown.stdout
+
+
+def test_names_and_paths_with_quotes_neither_break_nor_inject(tmp_path, ssh_fleet, digits_dir):
+    evil = "it's a; touch PWNED; $(touch PWNED2) `touch PWNED3`"
+    host = ssh_fleet["board3"]
+    workspace = host.workspace / evil
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(yaml.safe_dump({"devices": [host.device(python=sys.executable, workspace=str(workspace))]}))
+    model_dir = tmp_path / "models 'quoted'; rm -rf ~"
+    model_dir.mkdir()
+    (model_dir / "digits it's.keras").write_bytes((digits_dir / "digits.keras").read_bytes())
+    spec = sweep_spec(tmp_path, digits_dir, lab, name="quotes")
+    raw = yaml.safe_load(spec.read_text())
+    raw["models"][0].update(name="digits-it's", source=str(model_dir / "digits it's.keras"), variants=["fp32"])
+    spec.write_text(yaml.safe_dump(raw))
+    db = tmp_path / "farm.db"
+    run = farm("sweep", "run", spec, "--db", db)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    assert {state for state, _ in job_states(db)["board3"]} == {"done"}
+    assert (workspace / "files").is_dir() and len(list((workspace / "files").glob("*.tflite"))) == 1
+    for folder in (host.home, host.workspace, workspace, Path.cwd(), tmp_path):
+        assert not list(folder.glob("PWNED*"))
+    model = sqlite3.connect(db).execute("SELECT name FROM models").fetchone()[0]
+    assert model == "digits-it's"
+
+
+def _when_running(db: Path, device: str, action, timeout: float = 120) -> threading.Thread:
+    """Do `action` once `device` has a job running (bounded), in a thread beside the sweep."""
+
+    def watch():
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                row = sqlite3.connect(db, timeout=5).execute(
+                    "SELECT count(*) FROM jobs WHERE device = ? AND state = 'running'", (device,)).fetchone()
+            except sqlite3.OperationalError:
+                row = (0,)
+            if row[0]:
+                action()
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_board_killed_mid_sweep_is_retried_and_the_others_finish(tmp_path, healed_ssh_fleet, digits_dir):
+    lab = inventory(tmp_path, healed_ssh_fleet, local=False)
+    db = tmp_path / "farm.db"
+    board = healed_ssh_fleet["board2"]
+
+    def kill_then_come_back():
+        board.kill()
+        time.sleep(1.5)
+        board.start()
+
+    watcher = _when_running(db, "board2", kill_then_come_back)
+    spec = sweep_spec(tmp_path, digits_dir, lab, min_secs=1.0, threads=[1, 2])
+    run = farm("sweep", "run", spec, "--db", db)
+    watcher.join(timeout=5)
+    states = job_states(db)
+    for name, jobs in states.items():
+        if name != "board2":
+            assert {state for state, _ in jobs} == {"done"}, (name, jobs)
+    for state, error in states["board2"]:
+        assert state == "done" or (state == "failed" and "device lost" in error), states["board2"]
+    connection = sqlite3.connect(db)
+    attempts = connection.execute("SELECT max(attempts) FROM jobs WHERE device = 'board2'").fetchone()[0]
+    assert attempts >= 2  # the job that was running when the board died was tried again
+    assert results_per_job(db) == {1}
+    assert connection.execute("SELECT count(*) FROM results r JOIN jobs j ON j.id = r.job_id "
+                              "WHERE j.state != 'done'").fetchone()[0] == 0
+    assert run.returncode in (0, 1)
+
+
+def test_a_frozen_board_is_detected_within_ten_seconds(tmp_path, healed_ssh_fleet, digits_dir):
+    lab = inventory(tmp_path, healed_ssh_fleet, local=False)
+    db = tmp_path / "farm.db"
+    board = healed_ssh_fleet["board4"]
+    frozen_at: list[float] = []
+
+    def freeze():
+        board.freeze()
+        frozen_at.append(time.time())
+
+    watcher = _when_running(db, "board4", freeze)
+    # One attempt: the first loss is final, so its time is the detection time.
+    spec = sweep_spec(tmp_path, digits_dir, lab, min_secs=3.0, attempts=1)
+    run = farm("sweep", "run", spec, "--db", db, timeout=300)
+    watcher.join(timeout=5)
+    assert frozen_at, "board4 never ran a job"
+    connection = sqlite3.connect(db)
+    rows = connection.execute("SELECT state, error, finished FROM jobs WHERE device = 'board4' ORDER BY id").fetchall()
+    state, error, finished = rows[0]
+    assert state == "failed" and "device lost" in error, rows
+    stamp = datetime.fromisoformat(finished)
+    detected = (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp()  # the store keeps UTC
+    assert detected - frozen_at[0] < 10, (detected - frozen_at[0], error)
+    others = {name: jobs for name, jobs in job_states(db).items() if name != "board4"}
+    assert all(state == "done" for jobs in others.values() for state, _ in jobs)
+    assert run.returncode == 1
