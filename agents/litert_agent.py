@@ -88,6 +88,7 @@ Result (exactly one JSON object on stdout; exit code 0)
     env_before     {"temps_c": {zone type: deg C}, "governor", "cpu0_freq_khz"}
     env_after      same, taken right after the latency measurement
     seed           int
+    agent_ms       float: this process's run time so far (start-up included), for the coordinator's overhead
     warnings       [str]
 
 Errors (exactly one JSON object on stdout; exit code 2)
@@ -113,6 +114,35 @@ import traceback
 import zipfile
 
 AGENT_VERSION = 1
+_T0 = time.time()
+
+
+def process_age_s():
+    """Seconds since this process started (interpreter start-up included), from /proc; 0 where unreadable."""
+    stat = _read_text("/proc/self/stat")
+    uptime = _read_text("/proc/uptime")
+    try:
+        # Field 22 (starttime, in clock ticks since boot) follows the parenthesised command name.
+        start_ticks = int(stat.rsplit(")", 1)[1].split()[19])
+        return max(0.0, float(uptime.split()[0]) - start_ticks / float(os.sysconf("SC_CLK_TCK")))
+    except (AttributeError, IndexError, ValueError, OSError):
+        return 0.0
+
+
+def _read_text(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except (OSError, IOError):
+        return None
+
+
+_AGE_AT_T0 = process_age_s()
+
+
+def agent_ms():
+    """The agent's own run time so far: the process's start-up before _T0 plus everything since."""
+    return round((_AGE_AT_T0 + time.time() - _T0) * 1000.0, 3)
 
 DEFAULTS = {
     "delegate": {"name": "xnnpack"},
@@ -433,17 +463,21 @@ def edgetpu_facts():
 
 def probe():
     """What this host is and can run: the facts the coordinator stores with the device."""
-    try:
-        rt = import_runtime()
-        runtime = {"name": rt.name, "version": rt.version}
-    except AgentError as e:
-        runtime = {"name": None, "version": None, "error": e.message}
-    try:
-        import numpy as np
-        facts = host_facts(np)
-    except ImportError as e:
-        facts = host_facts(None)
-        facts["numpy_error"] = one_line(e)
+    # Installed versions come from package metadata: importing the runtime costs ~0.1 s (more on a Pi) per device,
+    # and every benchmark result reports the runtime it really imported anyway.
+    runtime = {"name": None, "version": None, "error": "no TFLite runtime installed for %s" % sys.executable}
+    for name, dists in (("ai_edge_litert", ("ai-edge-litert", "ai-edge-litert-nightly")),
+                        ("tflite_runtime", ("tflite-runtime",)),
+                        ("tensorflow", ("tensorflow", "tensorflow-cpu", "tensorflow-aarch64"))):
+        version = _dist_version(*dists)
+        if version:
+            runtime = {"name": name, "version": version}
+            break
+
+    class _Numpy(object):
+        __version__ = _dist_version("numpy")
+
+    facts = host_facts(_Numpy)
     mem_kb = None
     for line in (_read("/proc/meminfo") or "").splitlines():
         if line.startswith("MemTotal:"):
@@ -1114,6 +1148,7 @@ def run(req):
         "env_before": env_before,
         "env_after": env_after,
         "seed": req["seed"],
+        "agent_ms": agent_ms(),
         "warnings": req["warnings"],
     }
     return result

@@ -71,5 +71,6 @@ def parse_agent_result(raw: RawResult) -> Measurement:
         "env_before": json.dumps(reply.get("env_before") or {}),
         "env_after": json.dumps(reply.get("env_after") or {}),
         "host": json.dumps(reply.get("host") or {}),
+        "agent_ms": reply.get("agent_ms"),
     }
     return Measurement(result=result, samples_us=samples, predictions=eval_part.get("predictions"))

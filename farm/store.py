@@ -129,6 +129,7 @@ class ResultRow(SQLModel, table=True):
     env_after: str = _json()
     host: str = _json()
     wall_ms: float | None = None  # the coordinator's view: job start to result, transport included
+    agent_ms: float | None = None  # the agent's own run time on the device, its start-up included
 
 
 class SampleRow(SQLModel, table=True):

@@ -102,14 +102,16 @@ class SshTransport:
         if self.connection is None:
             self.connection = await connect(self.device)
             self.present.clear()
-            home = (await self._run('printf %s "$HOME"')).stdout
+            # One round trip: resolve the workspace (a leading ~ is the board's $HOME), create it, look for a venv.
             workspace = self.device.workspace
-            self.workspace = home + workspace[1:] if workspace.startswith("~") else workspace
-            await self._run(f"mkdir -p -- {quote(posixpath.join(self.workspace, 'files'))}")
+            expression = '"$HOME"' + quote(workspace[1:]) if workspace.startswith("~") else quote(workspace)
+            reply = await self._run(f'ws={expression} && mkdir -p -- "$ws/files" && printf "%s\\n" "$ws" && '
+                                    f'if test -x "$ws/venv/bin/python"; then echo venv; fi')
+            lines = reply.stdout.splitlines()
+            self.workspace = lines[0]
             if not self.device.python:
-                venv_python = posixpath.join(self.workspace, "venv", "bin", "python")
-                found = await self._run(f"test -x {quote(venv_python)} && echo yes", check=False)
-                self.python = venv_python if found.stdout.strip() == "yes" else "python3"
+                has_venv = lines[1:] == ["venv"]
+                self.python = posixpath.join(self.workspace, "venv", "bin", "python") if has_venv else "python3"
         return self.connection
 
     async def _run(self, command: str, *, input: str | bytes | None = None, timeout: float | None = 60,

@@ -1,0 +1,111 @@
+"""How well the scheduler fills a farm, and what the coordinator costs per job, over real SSH.
+
+Starts the test fleet (4 real OpenSSH servers on loopback, tests/fleet) plus this machine as a local device, sweeps the
+digits CNN over all five, twice (the second time with warm caches: the agent and models already on every board), and
+prints, for the warm sweep:
+  * lane efficiency: the sweep's wall time / the busiest device's summed job time (1.0 = the sweep took exactly as long
+    as its longest lane; target <= 1.15)
+  * the coordinator's overhead per job: job wall time seen by the coordinator minus the agent's own run time on the
+    board (start-up included), as p50 and p90 (target p50 <= 150 ms)
+  * the bytes uploaded by each sweep (the warm one must upload 0)
+
+    .venv/bin/python benchmarks/ssh_fleet_sweep.py [--runs N] [--rounds R]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from fleet import start_fleet  # noqa: E402  (the real sshd fleet of the test suite)
+
+from farm.demo import build_digits  # noqa: E402
+from farm.inventory import load_inventory  # noqa: E402
+from farm.plan import load_spec  # noqa: E402
+from farm.run import SweepRunner  # noqa: E402
+from farm.store import Store  # noqa: E402
+from farm.sweep import create_sweep  # noqa: E402
+
+
+def sweep_once(store: Store, spec_path: Path, name: str) -> tuple[float, SweepRunner, int]:
+    spec = load_spec(spec_path)
+    sweep = create_sweep(store, spec, str(spec_path), name=name, log=lambda line: None)
+    devices = {d.name: d for d in load_inventory(*spec.inventory).devices}
+    runner = SweepRunner(store, sweep.id, spec, devices)
+    start = time.perf_counter()
+    asyncio.run(runner.run())
+    return time.perf_counter() - start, runner, sweep.id
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30, help="measured runs per job")
+    parser.add_argument("--rounds", type=int, default=3, help="warm sweeps to take the median of")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="ssh-fleet-bench-") as tmp:
+        tmp = Path(tmp)
+        build_digits(tmp / "digits")
+        fleet = start_fleet(4, tmp / "fleet")
+        try:
+            devices = [h.device(python=sys.executable, delegates=["xnnpack", "none"]) for h in fleet]
+            devices.append({"name": "local", "kind": "local", "delegates": ["xnnpack", "none"]})
+            (tmp / "lab.yaml").write_text(yaml.safe_dump({"devices": devices}))
+            (tmp / "sweep.yaml").write_text(yaml.safe_dump({
+                "name": "bench",
+                "inventory": [str(tmp / "lab.yaml")],
+                "models": [{"name": "digits", "source": str(tmp / "digits" / "digits.keras"),
+                            "variants": ["fp32", "fp16", "int8"],
+                            "calibration": str(tmp / "digits" / "digits_calib.npz"),
+                            "eval": str(tmp / "digits" / "digits_eval.npz")}],
+                "delegates": ["xnnpack", "none"],
+                "runs": args.runs,
+            }))
+            store = Store(tmp / "farm.db")
+            cold_wall, cold, _ = sweep_once(store, tmp / "sweep.yaml", "cold")
+            print(f"cold sweep: {cold_wall:.2f} s, {sum(cold.bytes_uploaded.values())} bytes uploaded, "
+                  f"jobs {cold.counts}")
+            efficiencies, overheads, uploaded = [], [], []
+            for round_ in range(args.rounds):
+                wall, runner, sweep_id = sweep_once(store, tmp / "sweep.yaml", f"warm-{round_}")
+                rows = [r for r in store.report(sweep_id) if r["status"] == "done"]
+                lanes: dict[str, float] = {}
+                for row in rows:
+                    lanes[row["device"]] = lanes.get(row["device"], 0.0) + row["wall_ms"] / 1000
+                with store.session() as session:
+                    from sqlalchemy import text
+
+                    pairs = session.execute(text(
+                        "SELECT r.wall_ms, r.agent_ms FROM results r JOIN jobs j ON j.id = r.job_id "
+                        "WHERE j.sweep_id = :s AND j.device != 'local'"), {"s": sweep_id}).all()
+                overheads.extend(wall_ms - agent_ms for wall_ms, agent_ms in pairs)
+                busiest = max(lanes.values())
+                efficiencies.append(wall / busiest)
+                uploaded.append(sum(runner.bytes_uploaded.values()))
+                print(f"warm sweep {round_ + 1}: wall {wall:.2f} s, busiest lane {busiest:.2f} s "
+                      f"({max(lanes, key=lanes.get)}), ratio {wall / busiest:.3f}, {len(rows)} jobs done, "
+                      f"{uploaded[-1]} bytes uploaded")
+        finally:
+            fleet.stop()
+
+    overheads.sort()
+    p90 = overheads[int(0.9 * (len(overheads) - 1))]
+    print()
+    print(f"lane efficiency (sweep wall / busiest device's summed job time), median of {args.rounds}: "
+          f"{statistics.median(efficiencies):.3f}  (target <= 1.15)")
+    print(f"coordinator overhead per SSH job, warm caches ({len(overheads)} jobs): "
+          f"p50 {statistics.median(overheads):.1f} ms, p90 {p90:.1f} ms  (target p50 <= 150 ms)")
+    print(f"bytes uploaded by the warm sweeps: {uploaded}  (target 0)")
+
+
+if __name__ == "__main__":
+    main()
