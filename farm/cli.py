@@ -121,6 +121,41 @@ def cmd_inventory_trust(args) -> int:
     return 0
 
 
+def cmd_provision(args) -> int:
+    import asyncio
+
+    from farm.provision import provision
+    from farm.store import Store
+    from farm.transports import DeviceLost, DeviceRefused
+    from farm.transports.ssh import SshTransport
+
+    store = Store(args.db)
+    for device in _inventory_devices(args):
+        venv_python = provision(device, base_python=args.python, pip_args=args.pip_args)
+        if device.python and device.python != venv_python:
+            print(f"{device.name}: note: the inventory sets python: {device.python}, so the agent keeps using it; "
+                  f"remove that line to use {venv_python}")
+
+        async def probe(device=device):
+            transport = SshTransport(device)
+            try:
+                return await transport.probe()
+            finally:
+                await transport.close()
+
+        try:
+            facts = asyncio.run(probe())
+        except (DeviceLost, DeviceRefused) as error:
+            raise FarmError(f"device {device.name!r}: provisioned, but the probe failed: {error}") from None
+        store.upsert_device(device, facts)
+        runtime = facts.get("runtime") or {}
+        if not runtime.get("name"):
+            raise FarmError(f"device {device.name!r}: provisioned, but no runtime found: {runtime.get('error')}")
+        print(f"{device.name}: ready: {facts['python_executable']} (Python {facts['python_version']}), "
+              f"{runtime['name']} {runtime['version']}, numpy {facts.get('numpy_version')}")
+    return 0
+
+
 # --- convert --------------------------------------------------------------------------------------------------------
 
 def cmd_convert(args) -> int:
@@ -287,6 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
         "trust", help="record the current SSH host key of devices in their known_hosts (after you checked it)"))
     trust_.set_defaults(func=cmd_inventory_trust)
 
+    provision_ = with_db(with_inventory(commands.add_parser(
+        "provision", help="install the agent's runtime on Linux boards: a venv with numpy and ai-edge-litert "
+                          "(or tflite-runtime), checked with a probe")))
+    provision_.add_argument("--python", default="python3", help="the board's Python to create the venv with")
+    provision_.add_argument("--pip-args", default="", help="extra pip arguments, e.g. '--index-url URL'")
+    provision_.set_defaults(func=cmd_provision)
+
     convert = commands.add_parser("convert", help="convert a Keras/SavedModel/.tflite model into variants (cached)")
     convert.add_argument("model", help=".keras or .h5 file, SavedModel folder, or .tflite file")
     convert.add_argument("--variants", type=_csv, default=["fp32"],
@@ -339,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "inventory", "unset") is None and args.command == "inventory":
+    if getattr(args, "inventory", "unset") is None and args.command in ("inventory", "provision"):
         args.inventory = ["inventory/local.yaml"]
     try:
         return args.func(args)

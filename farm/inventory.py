@@ -19,7 +19,8 @@ KINDS = ("local", "linux", "android")
 # Delegates that only run fully integer-quantized models.
 INT8_ONLY_DELEGATES = frozenset({"hexagon", "edgetpu"})
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$")
+# Names go into file names (CSV reports) and never into a shell: anything printable but '/' and surrounding spaces.
+NAME = re.compile(r"^[^\s/\x00-\x1f\x7f](?:[^/\x00-\x1f\x7f]*[^\s/\x00-\x1f\x7f])?$")
 
 
 class DelegateOptions(BaseModel):
@@ -70,8 +71,8 @@ class Device(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(f"invalid name {value!r} (letters, digits and . _ @ + - only)")
+        if not NAME.match(value):
+            raise ValueError(f"invalid name {value!r} (printable, no '/', no surrounding spaces)")
         return value
 
     @field_validator("delegates")

@@ -5,7 +5,6 @@ Combinations that cannot run are kept as `skipped` jobs with the reason, so that
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from farm.errors import FarmError
-from farm.inventory import DELEGATES, INT8_ONLY_DELEGATES, Device
+from farm.inventory import DELEGATES, INT8_ONLY_DELEGATES, NAME, Device
 
 VARIANT_KINDS = ("fp32", "fp16", "dynamic", "int8", "int16x8", "edgetpu")
 
@@ -58,8 +57,8 @@ class SweepSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$", value):
-            raise ValueError(f"invalid sweep name {value!r} (letters, digits and . _ + - only)")
+        if not NAME.match(value):
+            raise ValueError(f"invalid sweep name {value!r} (printable, no '/', no surrounding spaces)")
         return value
 
     @field_validator("inventory", mode="before")

@@ -72,6 +72,7 @@ def test_select_devices_by_name_tag_and_all():
         ({"models": []}, "sweep.yaml: models: "),
         ({"models": [{"source": "m.keras"}], "runz": 3}, "sweep.yaml: runz: unknown field"),
         ({"name": "a/b", "models": [{"source": "m.keras"}]}, "sweep.yaml: name: invalid sweep name 'a/b'"),
+        ({"name": "", "models": [{"source": "m.keras"}]}, "sweep.yaml: name: invalid sweep name ''"),
     ],
 )
 def test_spec_mistakes(raw, message):

@@ -128,7 +128,8 @@ def test_names_and_paths_with_quotes_neither_break_nor_inject(tmp_path, ssh_flee
     host = ssh_fleet["board3"]
     workspace = host.workspace / evil
     lab = tmp_path / "lab.yaml"
-    lab.write_text(yaml.safe_dump({"devices": [host.device(python=sys.executable, workspace=str(workspace))]}))
+    device = "bob's pi; $(touch PWNED4)"
+    lab.write_text(yaml.safe_dump({"devices": [host.device(name=device, python=sys.executable, workspace=str(workspace))]}))
     model_dir = tmp_path / "models 'quoted'; rm -rf ~"
     model_dir.mkdir()
     (model_dir / "digits it's.keras").write_bytes((digits_dir / "digits.keras").read_bytes())
@@ -139,12 +140,17 @@ def test_names_and_paths_with_quotes_neither_break_nor_inject(tmp_path, ssh_flee
     db = tmp_path / "farm.db"
     run = farm("sweep", "run", spec, "--db", db)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr
-    assert {state for state, _ in job_states(db)["board3"]} == {"done"}
+    assert {state for state, _ in job_states(db)[device]} == {"done"}
     assert (workspace / "files").is_dir() and len(list((workspace / "files").glob("*.tflite"))) == 1
     for folder in (host.home, host.workspace, workspace, Path.cwd(), tmp_path):
         assert not list(folder.glob("PWNED*"))
     model = sqlite3.connect(db).execute("SELECT name FROM models").fetchone()[0]
     assert model == "digits-it's"
+    exported = farm("export", "--sweep", "quotes", "--out", tmp_path / "reports", "--db", db)
+    assert exported.returncode == 0, exported.stderr
+    report = tmp_path / "reports" / f"quotes-{device}.csv"
+    assert report.is_file() and "digits-it's" in report.read_text()
+    assert not list(tmp_path.rglob("PWNED*"))
 
 
 def _when_running(db: Path, device: str, action, timeout: float = 120) -> threading.Thread:
@@ -223,3 +229,72 @@ def test_a_frozen_board_is_detected_within_ten_seconds(tmp_path, healed_ssh_flee
     others = {name: jobs for name, jobs in job_states(db).items() if name != "board4"}
     assert all(state == "done" for jobs in others.values() for state, _ in jobs)
     assert run.returncode == 1
+
+
+def logins(host) -> int:
+    return Path(host.log).read_text().count("Accepted publickey")
+
+
+def test_a_board_behind_a_jump_host(tmp_path, ssh_fleet, digits_dir):
+    gateway, board = ssh_fleet["board1"], ssh_fleet["board2"]
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(yaml.safe_dump({"devices": [
+        board.device(python=sys.executable, jump=f"{gateway.user}@{gateway.address}:{gateway.port}")]}))
+    before = logins(gateway)
+    run = farm("sweep", "run", sweep_spec(tmp_path, digits_dir, lab, name="jump"), "--db", tmp_path / "farm.db")
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    assert {state for state, _ in job_states(tmp_path / "farm.db")["board2"]} == {"done"}
+    assert logins(gateway) == before + 1  # one connection through the gateway, reused for the whole lane
+
+
+def test_a_delegate_library_that_does_not_load_is_recorded_as_such(tmp_path, ssh_fleet, digits_dir):
+    host = ssh_fleet["board1"]
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(yaml.safe_dump({"devices": [host.device(
+        python=sys.executable, delegates=["xnnpack", "gpu"],
+        delegate_options={"gpu": {"library": "/opt/vendor/libnot_there_gpu_delegate.so", "options": {"precision": "fp16"}}})]}))
+    spec = sweep_spec(tmp_path, digits_dir, lab, name="gpu", delegates=["xnnpack", "gpu"])
+    run = farm("sweep", "run", spec, "--db", tmp_path / "farm.db")
+    assert run.returncode == 1
+    connection = sqlite3.connect(tmp_path / "farm.db")
+    rows = connection.execute("SELECT j.delegate, j.state, j.error, r.id FROM jobs j LEFT JOIN results r "
+                              "ON r.job_id = j.id ORDER BY j.id").fetchall()
+    for delegate, state, error, result in rows:
+        if delegate == "gpu":
+            # Never a CPU number filed under the GPU's name.
+            assert state == "failed" and result is None
+            assert "delegate_failed" in error and "libnot_there_gpu_delegate.so" in error
+        else:
+            assert state == "done" and result is not None
+
+
+def test_provision_installs_the_runtime_with_fabric_and_the_agent_uses_it(tmp_path, ssh_fleet, digits_dir):
+    host = ssh_fleet["board4"]
+    workspace = host.workspace / "provisioned"
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(yaml.safe_dump({"devices": [host.device(workspace=str(workspace))]}))  # no python: the venv's
+    run = farm("provision", "board4", "--inventory", lab, "--python", "/usr/bin/python3", "--db", tmp_path / "farm.db",
+               timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    venv_python = workspace / "venv" / "bin" / "python"
+    assert f"board4: ready: {venv_python} (Python 3." in run.stdout and "ai_edge_litert 2." in run.stdout
+    swept = farm("sweep", "run", sweep_spec(tmp_path, digits_dir, lab, name="provisioned"), "--db", tmp_path / "farm.db")
+    assert swept.returncode == 0, swept.stdout[-2000:] + swept.stderr
+    hosts = sqlite3.connect(tmp_path / "farm.db").execute("SELECT DISTINCT host FROM results").fetchall()
+    assert len(hosts) == 1 and f'"python_executable": "{venv_python}"' in hosts[0][0]
+
+
+def test_provision_verifies_host_keys_too(tmp_path, healed_ssh_fleet):
+    host = healed_ssh_fleet["board3"]
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(yaml.safe_dump({"devices": [host.device(workspace=str(host.workspace / "never"))]}))
+    host.rotate_host_key()
+    run = farm("provision", "board3", "--inventory", lab, "--db", tmp_path / "farm.db")
+    assert run.returncode == 2
+    assert "host key of" in run.stderr and "farm inventory trust board3" in run.stderr
+    assert not (host.workspace / "never").exists()  # nothing ran on a board that could not prove who it is
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    lab.write_text(yaml.safe_dump({"devices": [host.device(known_hosts=str(empty))]}))
+    run = farm("provision", "board3", "--inventory", lab, "--db", tmp_path / "farm.db")
+    assert run.returncode == 2 and "not found in known_hosts" in run.stderr, run.stderr
