@@ -66,6 +66,7 @@ class Device(BaseModel):
     serial: str | None = None
     adb_server: str | None = None  # host:port of the adb server the phone hangs off; the local one by default
     binaries: dict[str, str] = Field(default_factory=dict)  # ABI -> local path of benchmark_model
+    flex_binaries: dict[str, str] = Field(default_factory=dict)  # ABI -> benchmark_model_plus_flex, for Flex models
     affinity: str | None = None  # taskset CPU mask, e.g. "f0" for the big cores
 
     @field_validator("name")
@@ -99,6 +100,10 @@ class Device(BaseModel):
             raise ValueError("host: required for a linux device")
         if self.kind == "android" and not self.serial:
             raise ValueError("serial: required for an android device")
+        if self.kind == "android" and not self.binaries:
+            raise ValueError("binaries: required for an android device (ABI: local path of benchmark_model)")
+        if self.kind == "android" and self.flex and not self.flex_binaries:
+            raise ValueError("flex_binaries: required with flex: true (ABI: local path of benchmark_model_plus_flex)")
         if self.kind == "android" and self.python:
             raise ValueError("python: android devices run benchmark_model, not the Python agent")
         for delegate in ("external",):

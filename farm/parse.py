@@ -5,6 +5,7 @@ import json
 import signal
 from dataclasses import dataclass
 
+from farm.benchmark_model import BenchmarkModelParseError, parse_benchmark_model
 from farm.stats import summarize
 from farm.transports import DeviceLost, JobFailed, RawResult
 
@@ -74,3 +75,43 @@ def parse_agent_result(raw: RawResult) -> Measurement:
         "agent_ms": reply.get("agent_ms"),
     }
     return Measurement(result=result, samples_us=samples, predictions=eval_part.get("predictions"))
+
+
+def parse_benchmark_model_result(raw: RawResult) -> Measurement:
+    """benchmark_model's log from a phone → a Measurement; a failed run or a delegate that did not apply → JobFailed.
+
+    The tool prints aggregates, not every sample: the percentiles it did not print stay None, and no samples are stored.
+    """
+    if raw.exit_code is None:
+        raise DeviceLost("the phone went away before benchmark_model finished")
+    requested = raw.extra.get("delegate")
+    try:
+        log = parse_benchmark_model(raw.stdout, raw.stderr, raw.exit_code, requested_delegate=requested)
+    except BenchmarkModelParseError as error:
+        raise JobFailed(f"benchmark_model: {error}") from None
+    delegate = log.delegate
+    if delegate.outcome in ("failed", "not_applied"):
+        raise JobFailed(f"delegate not applied: {delegate.message or f'{requested}: {delegate.outcome}'}")
+    result = {
+        "count": log.count or 0,
+        "mean_ms": log.mean_ms,
+        "std_ms": log.std_ms if log.std_ms is not None else 0.0,
+        "min_ms": log.min_ms if log.min_ms is not None else log.mean_ms,
+        "max_ms": log.max_ms if log.max_ms is not None else log.mean_ms,
+        "p50_ms": log.median_ms,
+        "p95_ms": log.p95_ms,
+        "init_ms": log.init_ms if log.init_ms is not None else 0.0,
+        "first_ms": log.first_ms if log.first_ms is not None else log.mean_ms,
+        "warmup_ms": log.warmup_avg_ms,
+        "peak_mb": log.peak_mb if log.peak_mb is not None else log.memory_overall_mb,
+        "peak_delta_mb": log.memory_overall_mb,
+        "delegate_outcome": delegate.outcome,
+        "delegated_nodes": delegate.delegated_nodes,
+        "total_nodes": delegate.total_nodes,
+        "runtime": "benchmark_model",
+        "runtime_version": log.runtime_version or raw.extra.get("binary", "unknown"),
+        "env_before": json.dumps(raw.extra.get("env_before") or {}),
+        "env_after": json.dumps(raw.extra.get("env_after") or {}),
+        "host": json.dumps(raw.extra.get("host") or {}),
+    }
+    return Measurement(result=result, samples_us=[], predictions=raw.extra.get("predictions"))

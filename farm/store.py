@@ -111,10 +111,11 @@ class ResultRow(SQLModel, table=True):
     std_ms: float
     min_ms: float
     max_ms: float
-    p50_ms: float
-    p90_ms: float
-    p95_ms: float
-    p99_ms: float
+    # None where the device's tool printed no such figure (benchmark_model on a phone reports aggregates, not samples).
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
     peak_mb: float | None = None
     peak_delta_mb: float | None = None
     accuracy: float | None = None
@@ -337,7 +338,8 @@ class Store:
             row = ResultRow(job_id=job_id, **result)
             session.add(row)
             session.flush()
-            session.add(SampleRow(result_id=row.id, latency_us=json.dumps(samples_us)))
+            if samples_us:
+                session.add(SampleRow(result_id=row.id, latency_us=json.dumps(samples_us)))
             job.state = "done"
             job.error = None
             job.finished = now()

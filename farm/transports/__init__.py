@@ -5,7 +5,7 @@ The scheduler never knows whether a device is this machine, a board over SSH or 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -32,6 +32,8 @@ class RawResult:
     stderr: str
     exit_code: int | None
     wall_ms: float
+    # What the transport learned beside the log (phones: requested delegate, eval predictions, battery/thermals).
+    extra: dict = field(default_factory=dict)
 
 
 class Transport(Protocol):
@@ -63,4 +65,8 @@ def open_transport(device: Device) -> Transport:
         from farm.transports.ssh import SshTransport
 
         return SshTransport(device)
+    if device.kind == "android":
+        from farm.transports.adb import AdbTransport
+
+        return AdbTransport(device)
     raise NotImplementedError(f"device {device.name!r}: the {device.kind} transport is not available in this version")

@@ -1,0 +1,316 @@
+"""Android phones over adb: TensorFlow Lite's own `benchmark_model` is pushed and run on the phone, as the TFLite team
+benchmarks phones; its log is parsed on the coordinator (farm.benchmark_model).
+
+The phone may hang off this machine's adb server or off a lab machine's (`adb_server: host:port`). adbutils is
+synchronous, so every call runs in a worker thread. Commands run with `shell2(..., v2=True)`: exit codes and both
+streams (the tool prints INFO/WARN on stdout but ERROR on stderr), and an error instead of partial output when the
+phone is lost. Everything passed to the phone's shell is quoted.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import posixpath
+import re
+import socket
+import time
+from pathlib import Path
+from shlex import quote
+
+import numpy as np
+
+from farm.inventory import Device
+from farm.parse import parse_benchmark_model_result
+from farm.paths import sha256_file
+from farm.transports import DeviceLost, DeviceRefused, JobFailed, RawResult
+
+ROOT = "/data/local/tmp/tflite-farm"
+PROPS = {
+    "model": "ro.product.model", "manufacturer": "ro.product.manufacturer", "soc": "ro.soc.model",
+    "soc_manufacturer": "ro.soc.manufacturer", "platform": "ro.board.platform", "abi": "ro.product.cpu.abi",
+    "release": "ro.build.version.release", "sdk": "ro.build.version.sdk", "fingerprint": "ro.build.fingerprint",
+}
+
+
+def _lost_errors() -> tuple:
+    from adbutils import AdbError
+
+    # What adbutils raises depends on the call and on when the phone went: all of them mean the phone is gone.
+    return (AdbError, EOFError, BrokenPipeError, ConnectionError, socket.timeout, OSError)
+
+
+def delegate_flags(device: Device, name: str) -> list[str]:
+    """benchmark_model's flags for a delegate, with the inventory's options for it."""
+    options = device.delegate_options.get(name)
+    extra = dict(options.options) if options else {}
+    if name == "xnnpack":
+        return ["--use_xnnpack=true"] + [f"--{k}={v}" for k, v in extra.items()]
+    if name == "none":
+        return ["--use_xnnpack=false"]
+    if name in ("gpu", "nnapi", "hexagon"):
+        return [f"--use_{name}=true"] + [f"--{k}={v}" for k, v in extra.items()]
+    # external (and edgetpu through its external delegate library)
+    library = options.library if options and options.library else None
+    if library is None:
+        raise JobFailed(f"device {device.name!r}: delegate {name} needs delegate_options.{name}.library")
+    flags = [f"--external_delegate_path={library}"]
+    if extra:
+        flags.append("--external_delegate_options=" + ";".join(f"{k}:{v}" for k, v in extra.items()))
+    return flags
+
+
+def parse_battery(text: str) -> dict:
+    """`dumpsys battery` → level (%), temperature (°C), status."""
+    facts: dict = {}
+    for key, value in re.findall(r"^\s*(level|temperature|status|plugged|voltage):\s*(-?\d+)", text, re.M):
+        number = int(value)
+        facts[key] = number / 10.0 if key == "temperature" else number  # tenths of a degree
+    return facts
+
+
+class AdbTransport:
+    """A phone: binaries and models pushed content-addressed under /data/local/tmp/tflite-farm, benchmark_model run."""
+
+    parse = staticmethod(parse_benchmark_model_result)
+
+    def __init__(self, device: Device):
+        self.device = device
+        host, _, port = (device.adb_server or "127.0.0.1:5037").rpartition(":")
+        self.server = (host or "127.0.0.1", int(port))
+        self.present: set[str] = set()
+        self.local_of: dict[str, Path] = {}  # remote path -> the coordinator's copy (to describe models, read eval data)
+        self.bytes_uploaded = 0
+        self.abi: str | None = None
+        self._phone = None
+
+    # --- the phone -------------------------------------------------------------------------------------------------
+
+    def _connect(self):
+        import adbutils
+
+        client = adbutils.AdbClient(host=self.server[0], port=self.server[1], socket_timeout=30)
+        try:
+            serials = {d.serial: d for d in client.device_list()}
+            if self.device.serial not in serials and ":" in self.device.serial:
+                # A network phone past the adb server's own reconnect window: ask for it again.
+                client.connect(self.device.serial, timeout=10)
+                serials = {d.serial: d for d in client.device_list()}
+        except _lost_errors() as error:
+            raise DeviceLost(f"adb server {self.server[0]}:{self.server[1]}: {error or type(error).__name__}") from None
+        if self.device.serial not in serials:
+            raise DeviceLost(f"phone {self.device.serial} is not attached to the adb server "
+                             f"{self.server[0]}:{self.server[1]} (adb devices lists: {', '.join(serials) or 'none'})")
+        self._phone = client.device(self.device.serial)
+        return self._phone
+
+    def _shell(self, command: str, timeout: float = 60):
+        """Run a command on the phone with its exit code and both streams; DeviceLost if the phone goes away."""
+        from adbutils import AdbTimeout
+
+        phone = self._phone or self._connect()
+        try:
+            return phone.shell2(command, timeout=timeout, v2=True)
+        except AdbTimeout:
+            raise TimeoutError(f"{self.device.name}: no answer within {timeout:g} s") from None
+        except _lost_errors() as error:
+            self._phone = None
+            raise DeviceLost(f"phone {self.device.serial}: {error or type(error).__name__}") from None
+
+    async def _call(self, function, *args, **kwargs):
+        return await asyncio.to_thread(function, *args, **kwargs)
+
+    # --- the protocol ----------------------------------------------------------------------------------------------
+
+    async def probe(self) -> dict:
+        return await self._call(self._probe)
+
+    def _probe(self) -> dict:
+        phone = self._phone or self._connect()
+        try:
+            facts = {key: phone.getprop(prop) or None for key, prop in PROPS.items()}
+        except _lost_errors() as error:
+            self._phone = None
+            raise DeviceLost(f"phone {self.device.serial}: {error or type(error).__name__}") from None
+        self.abi = facts["abi"]
+        facts["soc"] = facts["soc"] or facts["platform"]
+        cores = self._shell("cat /sys/devices/system/cpu/present")
+        facts["cores"] = _count_cpus(cores.stdout.strip()) if cores.returncode == 0 else None
+        facts.update(self._environment())
+        facts["serial"] = self.device.serial
+        facts["adb_server"] = f"{self.server[0]}:{self.server[1]}"
+        if self.abi not in self.device.binaries:
+            raise DeviceRefused(f"device {self.device.name!r}: no benchmark_model for ABI {self.abi} "
+                                f"(inventory binaries: {', '.join(self.device.binaries) or 'none'})")
+        self._shell(f"mkdir -p {quote(ROOT)}")
+        return facts
+
+    def _environment(self) -> dict:
+        """Battery and thermal zones now: taken before and after each job."""
+        battery = self._shell("dumpsys battery")
+        thermal = self._shell("for z in /sys/class/thermal/thermal_zone*; do "
+                              "printf '%s %s\\n' \"$(cat $z/type 2>/dev/null)\" \"$(cat $z/temp 2>/dev/null)\"; done")
+        temps = {}
+        for line in thermal.stdout.splitlines():
+            name, _, value = line.strip().rpartition(" ")
+            if name and value.lstrip("-").isdigit():
+                temps[name] = int(value) / 1000.0 if abs(int(value)) > 1000 else float(value)
+        return {"battery": parse_battery(battery.stdout) if battery.returncode == 0 else {}, "temps_c": temps}
+
+    async def ensure(self, path: Path, sha256: str, mode: int = 0o644) -> str:
+        return await self._call(self._ensure, Path(path), sha256, mode)
+
+    def _ensure(self, path: Path, sha256: str, mode: int) -> str:
+        remote = posixpath.join(ROOT, sha256 + path.suffix)
+        self.local_of[remote] = path
+        if path.suffix == ".npz":
+            return remote  # eval data goes to the phone as raw tensor files, written per model input (see _accuracy)
+        if sha256 in self.present:
+            return remote
+        # Checked, not assumed: reused only when the phone's copy hashes the same.
+        found = self._shell(f"sha256sum {quote(remote)} 2>/dev/null")
+        if not found.stdout.startswith(sha256):
+            self._push(path.read_bytes(), remote, mode)
+        self.present.add(sha256)
+        return remote
+
+    def _push(self, data: bytes, remote: str, mode: int) -> None:
+        partial = f"{remote}.part"
+        phone = self._phone or self._connect()
+        try:
+            phone.sync.push(data, partial, mode=mode)
+        except _lost_errors() as error:
+            self._phone = None
+            raise DeviceLost(f"phone {self.device.serial}: push failed: {error or type(error).__name__}") from None
+        moved = self._shell(f"mv -f {quote(partial)} {quote(remote)}")
+        if moved.returncode != 0:
+            raise DeviceLost(f"phone {self.device.serial}: {moved.stderr.strip() or 'mv failed'}")
+        self.bytes_uploaded += len(data)
+
+    async def run_job(self, request: dict, timeout: float) -> RawResult:
+        return await self._call(self._run_job, request, timeout)
+
+    def _run_job(self, request: dict, timeout: float) -> RawResult:
+        from farm.convert import describe_tflite
+
+        if self.abi is None:
+            self._probe()
+        model = request["model"]
+        description = describe_tflite(self.local_of[model])
+        # Models with Flex ops need the Flex build of the tool (the planner only sends them to flex: true phones).
+        binaries = self.device.flex_binaries if description["needs_flex"] else self.device.binaries
+        if self.abi not in binaries:
+            raise JobFailed(f"device {self.device.name!r}: no {'flex_' if description['needs_flex'] else ''}binaries "
+                            f"entry for ABI {self.abi}")
+        binary = binaries[self.abi]
+        binary_remote = self._ensure(Path(binary), sha256_file(binary), 0o755)
+        delegate = request["delegate"]["name"]
+        flags = [f"--graph={model}", f"--num_threads={request['threads']}",
+                 f"--warmup_runs={request['warmup_runs']}", f"--num_runs={request['runs']}",
+                 f"--min_secs={request['min_secs']}", f"--max_secs={request['max_secs']}",
+                 "--report_peak_memory_footprint=true", *delegate_flags(self.device, delegate)]
+        before = self._environment()
+        start = time.perf_counter()
+        reply = self._shell(self._command(binary_remote, flags, timeout), timeout=timeout + 10)
+        wall_ms = (time.perf_counter() - start) * 1000
+        after = self._environment()
+        if reply.returncode == 137 and wall_ms >= timeout * 1000:
+            raise TimeoutError()
+        extra = {"delegate": delegate, "env_before": before, "env_after": after, "binary": Path(binary).name,
+                 "host": {"serial": self.device.serial, "abi": self.abi}}
+        if request.get("eval") and reply.returncode == 0:
+            extra["predictions"] = self._accuracy(binary_remote, model, description, request, delegate, timeout)
+        return RawResult(reply.stdout, reply.stderr, reply.returncode, wall_ms, extra)
+
+    def _command(self, binary: str, flags: list[str], timeout: float) -> str:
+        pinned = f"taskset {quote(self.device.affinity)} " if self.device.affinity else ""
+        # The phone enforces the timeout too, so a hung run does not keep the phone busy (and hot).
+        return (f"cd {quote(ROOT)} && timeout -s KILL {int(timeout) + 1} {pinned}{quote(binary)} "
+                + " ".join(quote(flag) for flag in flags))
+
+    def _accuracy(self, binary: str, model: str, description: dict, request: dict, delegate: str,
+                  timeout: float) -> list[int]:
+        """Top-1 predictions on the eval set: one benchmark_model run per sample inside one on-device shell loop."""
+        from farm.datasets import check_fits, load_npz
+
+        (model_input,), outputs = description["inputs"], description["outputs"]
+        x, _ = load_npz(self.local_of[request["eval"]])
+        x = check_fits(x, model_input["shape"], str(self.local_of[request["eval"]]))
+        if request.get("eval_limit"):
+            x = x[: request["eval_limit"]]
+        tensors = _to_input_dtype(x, model_input)
+        digest = hashlib.sha256(tensors.tobytes() + str(tensors.shape).encode()).hexdigest()[:16]
+        folder = posixpath.join(ROOT, f"eval-{digest}")
+        if self._shell(f"test -f {quote(folder)}/complete").returncode != 0:
+            self._shell(f"mkdir -p {quote(folder)}")
+            for index, sample in enumerate(tensors):
+                self._push(sample.tobytes(), posixpath.join(folder, f"{index}.bin"), 0o644)
+            self._shell(f"touch {quote(folder)}/complete")
+        name = model_input["name"].replace(":", "::")  # the tool's escape for ':' in layer names
+        outputs_dir = posixpath.join(ROOT, f"out-{time.time_ns()}")
+        flags = [f"--graph={model}", "--num_runs=1", "--warmup_runs=0", "--min_secs=0",
+                 f"--num_threads={request['threads']}", *delegate_flags(self.device, delegate)]
+        fixed = " ".join(quote(flag) for flag in flags)
+        loop = (f"mkdir -p {quote(outputs_dir)} && cd {quote(ROOT)} && i=0; while [ $i -lt {len(tensors)} ]; do "
+                f"{quote(binary)} {fixed} --input_layer_value_files={quote(name)}:{quote(folder)}/$i.bin "
+                f"--output_filepath={quote(outputs_dir)}/$i.bin >/dev/null 2>&1 || exit 3; i=$((i+1)); done; "
+                f"cat $(i=0; while [ $i -lt {len(tensors)} ]; do echo {quote(outputs_dir)}/$i.bin; i=$((i+1)); done) "
+                f"> {quote(outputs_dir)}/all && echo ok")
+        reply = self._shell(loop, timeout=timeout * 4 + 60)
+        if reply.returncode != 0 or "ok" not in reply.stdout:
+            raise JobFailed(f"accuracy run failed on the phone (exit {reply.returncode}): {reply.stderr.strip()[-200:]}")
+        phone = self._phone or self._connect()
+        try:
+            data = phone.sync.read_bytes(posixpath.join(outputs_dir, "all"))
+        except _lost_errors() as error:
+            self._phone = None
+            raise DeviceLost(f"phone {self.device.serial}: pulling outputs failed: {error}") from None
+        finally:
+            self._shell(f"rm -rf {quote(outputs_dir)}")
+        return _top1(data, outputs, len(tensors))
+
+    async def reconnect(self) -> None:
+        self._phone = None
+        await self._call(self._connect)
+
+    async def close(self) -> None:
+        self._phone = None
+
+
+def _count_cpus(present: str) -> int | None:
+    """'0-7' or '0-3,4-7' → 8."""
+    try:
+        total = 0
+        for part in present.split(","):
+            low, _, high = part.partition("-")
+            total += int(high or low) - int(low) + 1
+        return total
+    except ValueError:
+        return None
+
+
+def _to_input_dtype(x: np.ndarray, model_input: dict) -> np.ndarray:
+    dtype = np.dtype(model_input["dtype"])
+    if np.issubdtype(dtype, np.integer) and not np.issubdtype(x.dtype, np.integer):
+        scale = model_input["quantization"]["scale"] or 1.0
+        zero_point = model_input["quantization"]["zero_point"] or 0
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+    return x.astype(dtype)
+
+
+def _top1(data: bytes, outputs: list[dict], count: int) -> list[int]:
+    """benchmark_model writes every output tensor's raw bytes, in order: the first output gives the top-1 class."""
+    per_sample = sum(int(np.prod(o["shape"])) * np.dtype(o["dtype"]).itemsize for o in outputs)
+    if len(data) != per_sample * count:
+        raise JobFailed(f"benchmark_model wrote {len(data)} output bytes for {count} samples; expected {per_sample * count}")
+    first = outputs[0]
+    size = int(np.prod(first["shape"])) * np.dtype(first["dtype"]).itemsize
+    predictions = []
+    for index in range(count):
+        chunk = data[index * per_sample: index * per_sample + size]
+        values = np.frombuffer(chunk, dtype=np.dtype(first["dtype"]))
+        predictions.append(int(np.argmax(values)))  # argmax is the same on quantized values (monotonic scale)
+    return predictions
+
+
+
