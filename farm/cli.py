@@ -111,6 +111,32 @@ def cmd_inventory_probe(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_inventory_discover(args) -> int:
+    import re
+
+    import yaml
+
+    from farm.transports.adb import discover
+
+    entries = []
+    for server in args.adb_server or ["127.0.0.1:5037"]:
+        for phone in discover(server):
+            print(f"# {phone['serial']}: {phone['manufacturer']} {phone['model']}, SoC {phone['soc']}, "
+                  f"{phone['abi']}, Android {phone['release']} (SDK {phone['sdk']}) on adb server {server}")
+            name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{phone['model'] or 'phone'}-{phone['serial']}").strip("-").lower()
+            entry = {"name": name, "kind": "android", "serial": phone["serial"]}
+            if server != "127.0.0.1:5037":
+                entry["adb_server"] = server
+            entry.update(tags=["android"], delegates=["xnnpack", "none", "gpu", "nnapi"],
+                         binaries={phone["abi"] or "arm64-v8a": f"tools/{phone['abi'] or 'arm64-v8a'}/benchmark_model"})
+            entries.append(entry)
+    if not entries:
+        print("# no phones attached (adb devices lists none)")
+        return 1
+    print(yaml.safe_dump({"devices": entries}, sort_keys=False), end="")
+    return 0
+
+
 def cmd_inventory_trust(args) -> int:
     from farm.transports.ssh import trust
 
@@ -318,6 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     probe = with_db(with_inventory(inventory_commands.add_parser(
         "probe", help="connect to devices, record their facts (Python, runtime, CPU, RAM, board, Edge TPU, thermals)")))
     probe.set_defaults(func=cmd_inventory_probe)
+    discover_ = inventory_commands.add_parser(
+        "discover", help="list the phones attached to adb servers and print inventory entries to paste")
+    discover_.add_argument("--adb-server", action="append", help="host:port of an adb server (repeatable; "
+                           "default: the local one, 127.0.0.1:5037)")
+    discover_.set_defaults(func=cmd_inventory_discover)
     trust_ = with_inventory(inventory_commands.add_parser(
         "trust", help="record the current SSH host key of devices in their known_hosts (after you checked it)"))
     trust_.set_defaults(func=cmd_inventory_trust)

@@ -39,6 +39,17 @@ def _lost_errors() -> tuple:
     return (AdbError, EOFError, BrokenPipeError, ConnectionError, socket.timeout, OSError)
 
 
+def adb_client(server: tuple[str, int]):
+    """An adbutils client for an adb server that answers now (adbutils would otherwise spawn a local server)."""
+    import adbutils
+
+    try:
+        socket.create_connection(server, timeout=5).close()
+    except OSError as error:
+        raise DeviceLost(f"adb server {server[0]}:{server[1]} does not answer: {error}") from None
+    return adbutils.AdbClient(host=server[0], port=server[1], socket_timeout=30)
+
+
 def delegate_flags(device: Device, name: str) -> list[str]:
     """benchmark_model's flags for a delegate, with the inventory's options for it."""
     options = device.delegate_options.get(name)
@@ -86,9 +97,7 @@ class AdbTransport:
     # --- the phone -------------------------------------------------------------------------------------------------
 
     def _connect(self):
-        import adbutils
-
-        client = adbutils.AdbClient(host=self.server[0], port=self.server[1], socket_timeout=30)
+        client = adb_client(self.server)
         try:
             serials = {d.serial: d for d in client.device_list()}
             if self.device.serial not in serials and ":" in self.device.serial:
@@ -274,6 +283,27 @@ class AdbTransport:
 
     async def close(self) -> None:
         self._phone = None
+
+
+def discover(server: str = "127.0.0.1:5037") -> list[dict]:
+    """Every phone attached to an adb server, with what an inventory entry needs."""
+    from farm.errors import FarmError
+
+    host, _, port = server.rpartition(":")
+    try:
+        client = adb_client((host or "127.0.0.1", int(port)))
+    except DeviceLost as error:
+        raise FarmError(f"{error} (is it running? `adb start-server`)") from None
+    try:
+        phones = [d for d in client.device_list()]
+        found = []
+        for phone in phones:
+            facts = {key: phone.getprop(prop) or None for key, prop in PROPS.items()}
+            facts["soc"] = facts["soc"] or facts["platform"]
+            found.append({"serial": phone.serial, **facts})
+        return found
+    except _lost_errors() as error:
+        raise FarmError(f"adb server {server}: {error or type(error).__name__} (is it running? `adb start-server`)") from None
 
 
 def _count_cpus(present: str) -> int | None:
