@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from farm.errors import FarmError
 
@@ -21,6 +21,30 @@ INT8_ONLY_DELEGATES = frozenset({"hexagon", "edgetpu"})
 
 # Names go into file names (CSV reports) and never into a shell: anything printable but '/' and surrounding spaces.
 NAME = re.compile(r"^[^\s/\x00-\x1f\x7f](?:[^/\x00-\x1f\x7f]*[^\s/\x00-\x1f\x7f])?$")
+
+
+def check_name(value: str) -> str:
+    if not NAME.match(value):
+        raise ValueError(f"invalid name {value!r} (printable, no '/', no surrounding spaces)")
+    return value
+
+
+def known(what: str, choices: tuple[str, ...]):
+    """A validator of a list whose items must be among `choices`, each named in the error."""
+
+    def check(values: list[str]) -> list[str]:
+        for value in values:
+            if value not in choices:
+                raise ValueError(f"unknown {what} {value!r} (known: {', '.join(choices)})")
+        if len(set(values)) != len(values):
+            raise ValueError(f"a {what} is listed twice")
+        return values
+
+    return AfterValidator(check)
+
+
+Name = Annotated[str, AfterValidator(check_name)]
+Delegates = Annotated[list[str], known("delegate", DELEGATES)]
 
 
 class DelegateOptions(BaseModel):
@@ -44,10 +68,10 @@ class Device(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
+    name: Name
     kind: Literal["local", "linux", "android"]
     tags: list[str] = Field(default_factory=list)
-    delegates: list[str] = Field(default_factory=lambda: ["xnnpack", "none"])
+    delegates: Delegates = Field(default_factory=lambda: ["xnnpack", "none"])
     delegate_options: dict[str, DelegateOptions] = Field(default_factory=dict)
     flex: bool = False  # the runtime on this device can run Flex (SELECT_TF_OPS) ops
     python: str | None = None  # interpreter that runs the agent (local and linux)
@@ -68,23 +92,6 @@ class Device(BaseModel):
     binaries: dict[str, str] = Field(default_factory=dict)  # ABI -> local path of benchmark_model
     flex_binaries: dict[str, str] = Field(default_factory=dict)  # ABI -> benchmark_model_plus_flex, for Flex models
     affinity: str | None = None  # taskset CPU mask, e.g. "f0" for the big cores
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not NAME.match(value):
-            raise ValueError(f"invalid name {value!r} (printable, no '/', no surrounding spaces)")
-        return value
-
-    @field_validator("delegates")
-    @classmethod
-    def _delegates(cls, value: list[str]) -> list[str]:
-        for delegate in value:
-            if delegate not in DELEGATES:
-                raise ValueError(f"unknown delegate {delegate!r} (known: {', '.join(DELEGATES)})")
-        if len(set(value)) != len(value):
-            raise ValueError("a delegate is listed twice")
-        return value
 
     @field_validator("delegate_options")
     @classmethod

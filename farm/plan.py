@@ -7,43 +7,36 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from farm.errors import FarmError
-from farm.inventory import DELEGATES, INT8_ONLY_DELEGATES, NAME, Device
-
-VARIANT_KINDS = ("fp32", "fp16", "dynamic", "int8", "int16x8", "edgetpu")
+from farm.convert import VARIANT_KINDS
+from farm.inventory import INT8_ONLY_DELEGATES, Delegates, Device, Name, known
 
 
 class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = None  # defaults to the source file's stem
     source: str
-    variants: list[str] = Field(default_factory=lambda: ["fp32"])
+    variants: Annotated[list[str], known("variant", VARIANT_KINDS)] = Field(default_factory=lambda: ["fp32"])
     calibration: str | None = None
     calibration_samples: int = Field(default=200, gt=0)
     eval: str | None = None
 
-    @field_validator("variants")
-    @classmethod
-    def _variants(cls, value: list[str]) -> list[str]:
-        for kind in value:
-            if kind not in VARIANT_KINDS:
-                raise ValueError(f"unknown variant {kind!r} (known: {', '.join(VARIANT_KINDS)})")
-        return value
 
 
 class SweepSpec(BaseModel):
     """What to measure. Paths are relative to the spec file."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = "sweep"
+    name: Name = "sweep"
     inventory: list[str] = Field(default_factory=lambda: ["inventory/local.yaml"])
     models: list[ModelSpec] = Field(min_length=1)
     devices: list[str] = Field(default_factory=lambda: ["all"])  # device names, "tag:NAME", or "all"
-    delegates: list[str] = Field(default_factory=lambda: ["xnnpack"])
+    delegates: Delegates = Field(default_factory=lambda: ["xnnpack"])
     threads: list[int] = Field(default_factory=lambda: [1])
     repeats: int = Field(default=1, gt=0)
     warmup_runs: int = Field(default=5, ge=0)
@@ -54,25 +47,10 @@ class SweepSpec(BaseModel):
     timeout_s: float = Field(default=600.0, gt=0)  # per job attempt
     attempts: int = Field(default=3, gt=0)  # tries per job when the device is lost
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not NAME.match(value):
-            raise ValueError(f"invalid sweep name {value!r} (printable, no '/', no surrounding spaces)")
-        return value
-
     @field_validator("inventory", mode="before")
     @classmethod
     def _one_or_many(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
-
-    @field_validator("delegates")
-    @classmethod
-    def _delegates(cls, value: list[str]) -> list[str]:
-        for delegate in value:
-            if delegate not in DELEGATES:
-                raise ValueError(f"unknown delegate {delegate!r} (known: {', '.join(DELEGATES)})")
-        return value
 
     @field_validator("threads")
     @classmethod

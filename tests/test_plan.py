@@ -72,8 +72,8 @@ def test_select_devices_by_name_tag_and_all():
         ({"models": [{"source": "m.keras"}], "threads": [0]}, "sweep.yaml: threads: threads must be positive"),
         ({"models": []}, "sweep.yaml: models: "),
         ({"models": [{"source": "m.keras"}], "runz": 3}, "sweep.yaml: runz: unknown field"),
-        ({"name": "a/b", "models": [{"source": "m.keras"}]}, "sweep.yaml: name: invalid sweep name 'a/b'"),
-        ({"name": "", "models": [{"source": "m.keras"}]}, "sweep.yaml: name: invalid sweep name ''"),
+        ({"name": "a/b", "models": [{"source": "m.keras"}]}, "sweep.yaml: name: invalid name 'a/b'"),
+        ({"name": "", "models": [{"source": "m.keras"}]}, "sweep.yaml: name: invalid name ''"),
     ],
 )
 def test_spec_mistakes(raw, message):
