@@ -3,5 +3,7 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
-# The agent is shipped to hosts as a single file, so it lives beside the package, not inside it.
-AGENT_PATH = Path(__file__).resolve().parent.parent / "agents" / "litert_agent.py"
+REPO = Path(__file__).resolve().parent.parent
+# The agent is shipped to hosts as a single file and the dashboard is a Streamlit app: both live beside the package.
+AGENT_PATH = REPO / "agents" / "litert_agent.py"
+DASHBOARD_PATH = REPO / "dashboard"

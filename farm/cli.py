@@ -310,6 +310,22 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_dashboard(args) -> int:
+    import importlib.util
+    import subprocess
+
+    from farm import DASHBOARD_PATH
+
+    spec = importlib.util.spec_from_file_location("dashboard_launch", DASHBOARD_PATH / "launch.py")
+    launch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launch)
+    print(f"dashboard: http://{args.address}:{args.port}/ over {args.db} (read-only; Ctrl-C stops it)", flush=True)
+    try:
+        return subprocess.call(launch.command(args.db, args.port, args.address))
+    except KeyboardInterrupt:
+        return 0
+
+
 def cmd_demo(args) -> int:
     from farm.demo import run_demo
 
@@ -401,6 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--per-device", action="store_true", default=True, help="one CSV per device (the default)")
     export.add_argument("--out", default="reports", help="output folder (default: reports/)")
     export.set_defaults(func=cmd_export)
+
+    dashboard = with_db(commands.add_parser("dashboard", help="browse the store in a Streamlit dashboard (read-only)"))
+    dashboard.add_argument("--port", type=int, default=8501, help="port to serve on (default: 8501)")
+    dashboard.add_argument("--address", default="127.0.0.1",
+                           help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 shares it)")
+    dashboard.set_defaults(func=cmd_dashboard)
 
     demo = with_db(commands.add_parser("demo", help="train two small models, convert them, benchmark them here"))
     demo.add_argument("--workdir", default="demo", help="where the demo models and data go (default: demo/)")

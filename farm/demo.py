@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from farm import AGENT_PATH
+from farm import REPO
 
 SEED = 7
-LOCAL_INVENTORY = AGENT_PATH.parent.parent / "inventory" / "local.yaml"
+LOCAL_INVENTORY = REPO / "inventory" / "local.yaml"
 
 
 def build_digits(workdir: Path) -> None:
