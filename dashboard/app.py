@@ -1,0 +1,65 @@
+"""The tflite-farm dashboard: `streamlit run dashboard/app.py -- --db farm.db` (what `farm dashboard` starts).
+
+This script is the frame every page runs in: it opens the store read-only, says so plainly when the store is missing,
+empty or of another schema version, draws the sidebar's filters, then runs the page chosen in the navigation.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+# `streamlit run` puts this file's folder on sys.path, not the repository's; `dashboard` and `farm` live there.
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+from sqlalchemy.exc import DBAPIError  # noqa: E402
+
+from dashboard import filters, queries  # noqa: E402
+from farm.errors import FarmError  # noqa: E402
+
+PAGES = (
+    ("views/sweeps.py", "Sweeps", ":material/checklist:"),
+    ("views/leaderboard.py", "Leaderboard", ":material/leaderboard:"),
+    ("views/tradeoffs.py", "Trade-offs", ":material/scatter_plot:"),
+    ("views/device.py", "Device", ":material/developer_board:"),
+    ("views/compare.py", "Compare", ":material/compare_arrows:"),
+    ("views/export.py", "Export", ":material/download:"),
+)
+
+
+def store_argument(argv: list[str]) -> str:
+    """The --db given after `--` on the streamlit command line (a path or an SQLAlchemy URL); farm.db by default."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--db", default="farm.db")
+    return parser.parse_known_args(argv)[0].db
+
+
+def main() -> None:
+    st.set_page_config(page_title="tflite-farm", page_icon="📟", layout="wide")
+    db = store_argument(sys.argv[1:])
+    here = Path(__file__).parent
+    page = st.navigation([st.Page(here / path, title=title, icon=icon, default=i == 0)
+                          for i, (path, title, icon) in enumerate(PAGES)])
+    try:
+        queries.open_store(db)
+        sweeps = queries.sweeps(db)
+    except FarmError as error:
+        st.error(f"**Cannot show this store.** {error}", icon=":material/error:")
+        st.stop()
+    if sweeps.empty:
+        st.info(f"**No sweeps in `{db}` yet.** Run one (`farm sweep run sweeps/your-sweep.yaml`, or `make demo` for "
+                "this machine) and this page fills in as its jobs finish.", icon=":material/hourglass_empty:")
+        st.stop()
+    filters.sidebar(db, sweeps)
+    try:
+        page.run()
+    except FarmError as error:
+        st.error(str(error), icon=":material/error:")
+    except DBAPIError as error:
+        st.error(f"Cannot read the store `{db}`: {str(error.orig).splitlines()[0]}", icon=":material/error:")
+
+
+main()

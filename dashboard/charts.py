@@ -1,0 +1,116 @@
+"""The dashboard's plotly figures, each built from a small DataFrame the page has already reduced."""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+VERDICT_COLORS = {"slower": "#d62728", "faster": "#2ca02c", "noise": "#9e9e9e"}
+_ROW_PX = 22
+
+
+def config_label(frame: pd.DataFrame) -> pd.Series:
+    """'model · variant · delegate · N thr' for each row: how a configuration is named on every page."""
+    return (frame["model"].astype(str) + " · " + frame["variant"].astype(str) + " · " + frame["delegate"].astype(str)
+            + " · " + frame["threads"].astype(str) + " thr")
+
+
+def _tall(rows: int, base: int = 160) -> int:
+    return max(320, base + _ROW_PX * rows)
+
+
+def heatmap(matrix: pd.DataFrame, metric: str, higher_better: bool) -> go.Figure:
+    """Configurations (rows) × devices (columns), coloured from worst to best, the value written in each cell."""
+    figure = go.Figure(go.Heatmap(
+        z=matrix.to_numpy(), x=list(matrix.columns), y=list(matrix.index),
+        colorscale="RdYlGn" if higher_better else "RdYlGn_r", colorbar={"title": {"text": metric}},
+        texttemplate="%{z:.3~r}" if matrix.size <= 1500 else None,
+        hovertemplate="%{y}<br>device %{x}<br>" + metric + " %{z:.4~r}<extra></extra>", hoverongaps=False))
+    figure.update_layout(height=_tall(len(matrix)), margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                         yaxis={"autorange": "reversed", "type": "category"}, xaxis={"side": "top", "type": "category"})
+    return figure
+
+
+def tradeoff(points: pd.DataFrame, latency: str, latency_label: str, color: str) -> go.Figure:
+    """Latency against accuracy, marker area by model size, and each device's Pareto front as a staircase."""
+    spread = points[latency].max() / max(points[latency].min(), 1e-9)
+    figure = px.scatter(points, x=latency, y="accuracy", size="size_kb", color=color, size_max=28,
+                        log_x=bool(spread > 50),  # latencies over orders of magnitude (fast boards and slow ones)
+                        hover_name="config", hover_data={"device": True, "size_kb": ":.0f", latency: ":.3f",
+                                                         "accuracy": ":.4f", color: False, "config": False},
+                        labels={latency: latency_label, "size_kb": "size (KB)"})
+    colors = {trace.name: trace.marker.color for trace in figure.data} if color == "device" else {}
+    for device, front in points[points["on_front"]].groupby("device", sort=True):
+        front = front.sort_values(latency)
+        figure.add_trace(go.Scatter(x=front[latency], y=front["accuracy"], mode="lines", line_shape="hv",
+                                    line={"dash": "dot", "width": 1.5, "color": colors.get(device, "#444")},
+                                    hoverinfo="skip", name=f"Pareto front · {device}", legendgroup=device,
+                                    showlegend=not colors))
+    figure.update_layout(height=520, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"itemsizing": "constant"})
+    return figure
+
+
+def latency_boxes(boxes: pd.DataFrame) -> go.Figure:
+    """One box per configuration from precomputed quartiles and whiskers (the raw samples stay on the server)."""
+    figure = go.Figure()
+    for variant, rows in boxes.groupby("variant", sort=True):
+        figure.add_trace(go.Box(
+            y=rows["config"], q1=rows["q1"], median=rows["median"], q3=rows["q3"], lowerfence=rows["lowerfence"],
+            upperfence=rows["upperfence"], mean=rows["mean"], orientation="h", name=str(variant), boxpoints=False))
+    figure.update_layout(height=_tall(len(boxes), 120), margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                         xaxis_title="latency (ms)", yaxis={"autorange": "reversed", "type": "category",
+                                                            "categoryorder": "array",
+                                                            "categoryarray": list(boxes["config"])})
+    return figure
+
+
+def samples_in_order(samples_ms, label: str) -> go.Figure:
+    """One result's samples in the order they were measured: drift here is heat, throttling or a noisy neighbour."""
+    figure = go.Figure(go.Scattergl(y=samples_ms, mode="lines+markers", marker={"size": 3}, name=label))
+    figure.update_layout(height=300, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title="run",
+                         yaxis_title="latency (ms)")
+    return figure
+
+
+def memory(results: pd.DataFrame) -> go.Figure:
+    """Peak resident memory per configuration, and the part above the runtime's own import baseline."""
+    figure = go.Figure([
+        go.Bar(y=results["config"], x=results["peak_mb"], orientation="h", name="peak RSS (MB)"),
+        go.Bar(y=results["config"], x=results["peak_delta_mb"], orientation="h", name="above import baseline (MB)"),
+    ])
+    figure.update_layout(barmode="group", height=_tall(len(results), 120), margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                         yaxis={"autorange": "reversed", "type": "category"})
+    return figure
+
+
+def temperatures(results: pd.DataFrame) -> go.Figure:
+    """The hottest thermal zone before and after each job, jobs in the order they ran, joined by a line per job."""
+    order = list(range(1, len(results) + 1))
+    segments_x, segments_y = [], []
+    for x, before, after in zip(order, results["temp_before_c"], results["temp_after_c"]):
+        segments_x += [x, x, None]
+        segments_y += [before, after, None]
+    figure = go.Figure(go.Scatter(x=segments_x, y=segments_y, mode="lines", line={"color": "#bbb"}, hoverinfo="skip",
+                                  showlegend=False))
+    for when, symbol in (("before", "circle-open"), ("after", "circle")):
+        figure.add_trace(go.Scatter(x=order, y=results[f"temp_{when}_c"], mode="markers", marker={"symbol": symbol},
+                                    name=f"{when} the job", text=results["config"],
+                                    hovertemplate="job %{x}: %{text}<br>%{y:.1f} °C<extra></extra>"))
+    figure.update_layout(height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title="job, in run order",
+                         yaxis_title="hottest zone (°C)")
+    return figure
+
+
+def changes(pairs: pd.DataFrame) -> go.Figure:
+    """Change of median latency per configuration, coloured by whether it is beyond noise."""
+    figure = go.Figure()
+    for verdict, rows in pairs.groupby("verdict", sort=False):
+        figure.add_trace(go.Bar(y=rows["label"], x=rows["change_pct"], orientation="h", name=verdict,
+                                marker_color=VERDICT_COLORS.get(verdict), customdata=rows[["median_a", "median_b"]],
+                                hovertemplate="%{y}<br>%{x:+.1f} % (%{customdata[0]:.3f} → %{customdata[1]:.3f} ms)"
+                                              "<extra></extra>"))
+    figure.update_layout(height=_tall(len(pairs), 120), margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                         xaxis_title="change of median latency (%)",
+                         yaxis={"autorange": "reversed", "type": "category", "categoryorder": "array",
+                                "categoryarray": list(pairs["label"])})
+    return figure
