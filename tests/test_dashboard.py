@@ -1,0 +1,461 @@
+"""The dashboard: its math with plain numbers, and every page run by Streamlit's AppTest on a seeded store, checked for
+the numbers it shows (a known p50, a failure's reason, the Pareto front, a 2x slowdown flagged and noise not)."""
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dashboard import analysis
+from farm.export import export_per_device
+from farm.inventory import Device
+from farm.stats import summarize
+from farm.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+APP = REPO / "dashboard" / "app.py"
+
+# --- a seeded store -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SeedVariant:
+    """A conversion result as farm.convert returns it (the fields the store reads)."""
+
+    model: str
+    kind: str
+    sha256: str
+    size: int
+    path: Path = Path("/models/x.tflite")
+    source_sha: str = "src"
+    description: dict = field(default_factory=lambda: {"inputs": [], "outputs": [], "needs_flex": False})
+    error: str | None = None
+
+
+FACTS = {
+    "pi4": {"board": "Raspberry Pi 4 Model B Rev 1.4", "cpu_model": "Cortex-A72", "cores": 4, "ram_mb": 3792,
+            "platform": "Linux", "os_release": "6.6.51+rpt-rpi-v8", "machine": "aarch64", "python_version": "3.11.2",
+            "runtime": {"name": "ai_edge_litert", "version": "2.3.0"}, "governor": "ondemand",
+            "temps_c": {"cpu-thermal": 51.1}, "jetson": None, "edgetpu": {"present": False}},
+    "local": {"board": None, "cpu_model": "AMD EPYC 7B13", "cores": 2, "ram_mb": 24000, "platform": "Linux",
+              "os_release": "6.1.0", "machine": "x86_64", "python_version": "3.11.7",
+              "runtime": {"name": "ai_edge_litert", "version": "2.3.0"}, "governor": None, "temps_c": {},
+              "jetson": None, "edgetpu": {"present": False}},
+    "orin": {"board": "NVIDIA Jetson Orin Nano Developer Kit", "jetson": "# R36 (release), REVISION: 4.0",
+             "cpu_model": "ARMv8 Processor rev 1 (v8l)", "cores": 6, "ram_mb": 7620, "platform": "Linux",
+             "os_release": "5.15.148-tegra", "machine": "aarch64", "python_version": "3.10.12",
+             "runtime": {"name": "tflite_runtime", "version": "2.14.0"}, "governor": "schedutil",
+             "temps_c": {"cpu-thermal": 44.0, "gpu-thermal": 43.5}, "edgetpu": {"present": False}},
+}
+# (model, variant) -> (size in bytes, p50 latency on the pi in ms, accuracy); `local` runs everything 4x faster.
+VARIANTS = {
+    ("mnv2", "fp32"): (14_000_000, 40.0, 0.92),
+    ("mnv2", "fp16"): (7_000_000, 38.0, 0.92),  # as accurate as fp32 and faster: fp32 is off the front
+    ("mnv2", "int8"): (3_600_000, 15.0, 0.90),
+    ("digits", "fp32"): (120_000, 2.0, 0.85),
+    ("digits", "int8"): (40_000, 1.0, 0.80),
+}
+FRONT_ON_PI = {("digits", "int8"), ("digits", "fp32"), ("mnv2", "int8"), ("mnv2", "fp16")}
+FAILED_REASON = "delegate not applied: gpu took 0 of 65 nodes"
+SKIPPED_REASON = "device pi4 offers no edgetpu delegate"
+RUNS = 101
+
+
+def samples_around(median_ms: float, rng: np.random.Generator | None = None) -> list[float]:
+    """RUNS samples (µs) whose median is exactly `median_ms`, or drawn around it when given a generator."""
+    if rng is None:
+        return list(np.linspace(median_ms * 950.0, median_ms * 1050.0, RUNS))
+    return list(np.round(rng.normal(median_ms * 1000.0, median_ms * 20.0, RUNS), 3))
+
+
+def seed_store(path: Path) -> dict:
+    """Three sweeps on three devices: `baseline` and `candidate` done (pi4's mnv2 fp32 2x slower in candidate), and
+    `live` still running. Returns what the pages should show."""
+    store = Store(path)
+    for name, kind, tags, delegates in (("pi4", "linux", ["pi", "arm64"], ["xnnpack", "none"]),
+                                        ("local", "local", ["x86"], ["xnnpack", "none"]),
+                                        ("orin", "linux", ["jetson", "arm64"], ["xnnpack", "none", "gpu"])):
+        device = Device(name=name, kind=kind, tags=tags, delegates=delegates,
+                        **({"host": f"{name}.lab", "user": "farm"} if kind == "linux" else {}))
+        store.upsert_device(device, FACTS[name])
+    ids = {key: store.add_variant(SeedVariant(key[0], key[1], f"{i:064x}", size))
+           for i, (key, (size, _, _)) in enumerate(VARIANTS.items())}
+    labels = list(range(10)) * 2
+
+    def job(device, key, delegate="xnnpack", **extra):
+        return {"device": device, "variant_id": ids[key], "delegate": delegate, "threads": 1, "repeat": 0, **extra}
+
+    def finish(store, job_row, key, latency_ms, samples):
+        size, _, accuracy = VARIANTS[key]
+        predictions = labels if key[1] == "fp32" else labels[:-2] + [0, 0]  # 18 of 20 agree with fp32
+        result = {**summarize(samples), "init_ms": 120.0 + latency_ms, "first_ms": 2 * latency_ms,
+                  "peak_mb": 30.0 + size / 1e6, "peak_delta_mb": size / 1e6, "accuracy": accuracy,
+                  "predictions": json.dumps(predictions), "delegate_outcome": "applied", "delegated_nodes": 65,
+                  "total_nodes": 65, "runtime": "ai_edge_litert", "runtime_version": "2.3.0",
+                  "env_before": json.dumps({"temps_c": {"cpu-thermal": 48.0}, "governor": "ondemand"}),
+                  "env_after": json.dumps({"temps_c": {"cpu-thermal": 52.5}, "governor": "ondemand"})}
+        store.start_job(job_row.id)
+        store.finish_job(job_row.id, result, samples)
+
+    expected = {"samples": {}}
+    for sweep_name, seed in (("baseline", 1), ("candidate", 2)):
+        rng = np.random.default_rng(seed)
+        jobs = [job(d, key) for d in ("pi4", "local") for key in VARIANTS]
+        jobs.append(job("orin", ("mnv2", "fp32"), "gpu"))
+        jobs.append(job("pi4", ("mnv2", "int8"), "edgetpu", state="skipped", error=SKIPPED_REASON))
+        sweep = store.create_sweep(sweep_name, {"name": sweep_name}, jobs)
+        store.set_sweep_state(sweep.id, "running")
+        for row in store.jobs(sweep.id, ("pending",)):
+            model, kind = store.variant_names(row.variant_id)
+            key = (model, kind)
+            if row.device == "orin":
+                store.start_job(row.id)
+                store.fail_job(row.id, FAILED_REASON)
+                continue
+            latency = VARIANTS[key][1] * (1.0 if row.device == "pi4" else 0.25)
+            if (row.device, key, sweep_name) == ("pi4", ("mnv2", "fp32"), "candidate"):
+                latency *= 2.0  # the regression the Compare page must flag
+            exact = row.device == "pi4"  # pi4's medians are exact; local's are drawn from one distribution per key
+            samples = samples_around(latency, None if exact else rng)
+            expected["samples"][(sweep_name, row.device, key)] = samples
+            finish(store, row, key, latency, samples)
+        store.update_agreement(sweep.id)
+        store.set_sweep_state(sweep.id, "done")
+
+    live = store.create_sweep("live", {"name": "live"}, [job("pi4", key) for key in VARIANTS])
+    store.set_sweep_state(live.id, "running")
+    first, second = store.jobs(live.id)[:2]
+    finish(store, first, ("mnv2", "fp32"), 40.0, samples_around(40.0))
+    store.start_job(second.id)
+    store.engine.dispose()
+    expected["live"] = {"done": 1, "running": 1, "pending": len(VARIANTS) - 2}
+    return expected
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory) -> tuple[Path, dict]:
+    path = tmp_path_factory.mktemp("dashboard") / "farm.db"
+    return path, seed_store(path)
+
+
+# --- the math -------------------------------------------------------------------------------------------------------
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    latency = [40, 38, 15, 2, 1, 5, 5, np.nan]
+    accuracy = [.92, .92, .90, .85, .80, .85, .85, .99]
+    assert analysis.pareto_front(latency, accuracy).tolist() == [False, True, True, True, True, False, False, False]
+    # Identical points do not dominate each other; an equally fast but less accurate point is dominated.
+    assert analysis.pareto_front([1, 1, 1], [.5, .5, .4]).tolist() == [True, True, False]
+    assert analysis.pareto_front([], []).tolist() == []
+
+
+def test_mann_whitney_by_hand():
+    # a = [1, 2], b = [3, 4]: every a is below every b, so U(a) = 0; n1 = n2 = 2, mean 2, sd sqrt(4 * 5 / 12).
+    u, p = analysis.mann_whitney([1, 2], [3, 4])
+    assert u == 0.0
+    z = (2 - 0.5) / np.sqrt(4 * 5 / 12)
+    assert p == pytest.approx(float(__import__("math").erfc(z / np.sqrt(2))))
+    # Ties share their mean rank: [1, 2, 2] against [2, 3] gives ranks 1, 3, 3 | 3, 5, so U(a) = 7 - 6 = 1.
+    assert analysis.mann_whitney([1, 2, 2], [2, 3])[0] == 1.0
+    # All equal: no evidence of a difference.
+    assert analysis.mann_whitney([5, 5, 5], [5, 5])[1] == 1.0
+
+
+def test_mann_whitney_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        n1, n2 = rng.integers(2, 80, 2)
+        a, b = rng.integers(0, 9, n1).astype(float), rng.normal(4, 3, n2).round()
+        reference = stats.mannwhitneyu(a, b, method="asymptotic", use_continuity=True, alternative="two-sided")
+        u, p = analysis.mann_whitney(a, b)
+        assert u == pytest.approx(reference.statistic)
+        assert p == pytest.approx(reference.pvalue, rel=1e-9, abs=1e-12)
+
+
+def test_mann_whitney_many_equals_one_by_one():
+    rng = np.random.default_rng(3)
+    a = [rng.normal(10, 1, n) for n in (50, 50, 30, 1)]
+    b = [rng.normal(10.5, 1, n) for n in (50, 50, 60, 1)]
+    batched = analysis.mann_whitney_many(a, b)
+    assert batched == pytest.approx([analysis.mann_whitney(x, y)[1] for x, y in zip(a, b)])
+
+
+def test_change_verdicts_need_significance_and_size():
+    verdicts = analysis.change_verdicts([1.0, -0.5, 0.01, 0.5, np.nan], [1e-9, 1e-9, 1e-9, 0.2, np.nan])
+    assert verdicts.tolist() == ["slower", "faster", "noise", "noise", "noise"]
+
+
+def test_compare_samples_flags_a_2x_slowdown_and_not_noise():
+    rng = np.random.default_rng(11)
+    keys = ["config"]
+    a = pd.DataFrame({"config": ["slow", "same", "gone"],
+                      "samples_ms": [rng.normal(10, .3, 100), rng.normal(5, .2, 100), rng.normal(1, .1, 100)]})
+    b = pd.DataFrame({"config": ["slow", "same", "new"],
+                      "samples_ms": [rng.normal(20, .6, 100), rng.normal(5, .2, 100), rng.normal(1, .1, 100)]})
+    pairs = analysis.compare_samples(a, b, keys).set_index("config")
+    assert pairs.loc["slow", "verdict"] == "slower"
+    assert pairs.loc["slow", "change"] == pytest.approx(1.0, abs=0.05)
+    assert pairs.loc["same", "verdict"] == "noise"
+    assert pairs.loc["gone", "verdict"] == "only in A" and pairs.loc["new", "verdict"] == "only in B"
+
+
+def test_compare_samples_pools_repeats():
+    a = pd.DataFrame({"config": ["x", "x"], "samples_ms": [np.array([1.0, 2.0]), np.array([3.0])]})
+    b = pd.DataFrame({"config": ["x"], "samples_ms": [np.array([2.0, 3.0, 4.0])]})
+    pair = analysis.compare_samples(a, b, ["config"]).iloc[0]
+    assert (pair["runs_a"], pair["median_a"], pair["median_b"]) == (3, 2.0, 3.0)
+
+
+def test_box_stats_and_hottest_zone():
+    box = analysis.box_stats([1, 2, 3, 4, 5, 6, 7, 8, 100])
+    assert (box["q1"], box["median"], box["q3"]) == (3.0, 5.0, 7.0)
+    assert (box["lowerfence"], box["upperfence"]) == (1.0, 8.0)  # 100 is beyond 7 + 1.5 * 4
+    assert analysis.hottest({"temps_c": {"cpu": 51.5, "gpu": 48.0}}) == 51.5
+    assert analysis.hottest({"temps_c": {}}) is None and analysis.hottest(None) is None
+
+
+def test_duration_text():
+    assert [analysis.duration_text(s) for s in (12, 187, 7500, None, float("nan"))] == [
+        "12 s", "3 min 07 s", "2 h 05 min", "—", "—"]
+
+
+# --- the pages, run by AppTest ----------------------------------------------------------------------------------------
+
+
+def open_app(db: Path, monkeypatch, sweep: str | None = None):
+    """The dashboard over `db` as `streamlit run dashboard/app.py -- --db DB` runs it, after its first run."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setattr(sys, "argv", ["app.py", "--db", str(db)])
+    app = AppTest.from_file(str(APP), default_timeout=60).run()
+    if sweep:
+        app.selectbox(key="sweep").set_value(sweep).run()
+    return app
+
+
+def visit(app, page: str):
+    app.switch_page(f"views/{page}.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.title[0].value.lower().replace("-", "") == page
+    return app
+
+
+def texts(app) -> str:
+    """Everything a page says in words (markdown, captions, alerts), as one string."""
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "subheader")
+             for e in getattr(app, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def figure(app, index: int = 0) -> list[dict]:
+    """The traces of a page's plotly chart, with plotly's base64-packed arrays unpacked into lists."""
+    def unpack(value):
+        if isinstance(value, dict) and set(value) == {"dtype", "bdata"}:
+            return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+        return value
+
+    return [{key: unpack(value) for key, value in trace.items()}
+            for trace in json.loads(app.get("plotly_chart")[index].proto.spec)["data"]]
+
+
+def test_sweeps_page_counts_jobs_and_gives_reasons(seeded, monkeypatch):
+    db, _ = seeded
+    app = open_app(db, monkeypatch)
+    assert not app.exception
+    # The newest sweep is still running: the page says so, with its progress, rather than failing.
+    assert "Sweep live is still running:** 1 of 5 jobs finished, 1 running now, 3 pending" in texts(app)
+    overview = app.dataframe[0].value.set_index("sweep")
+    assert overview.loc["baseline", ["done", "failed", "skipped", "pending", "running", "jobs"]].tolist() == [
+        10, 1, 1, 0, 0, 12]
+    assert overview.loc["live", ["done", "running", "pending"]].tolist() == [1, 1, 3]
+    running = app.dataframe[1].value
+    assert running[["device", "model", "variant"]].values.tolist() == [["pi4", "mnv2", "fp16"]]
+
+    app.selectbox(key="sweep").set_value("baseline").run()
+    assert {m.label: m.value for m in app.metric} == {
+        "done": "10", "failed": "1", "skipped": "1", "pending": "0", "running": "0"}
+    reasons = app.table[0].value
+    assert set(reasons["reason"]) == {FAILED_REASON, SKIPPED_REASON}
+    problems = app.dataframe[1].value.set_index("state")
+    assert problems.loc["failed", "device"] == "orin" and problems.loc["failed", "reason"] == FAILED_REASON
+    assert problems.loc["skipped", "delegate"] == "edgetpu"
+
+
+def test_leaderboard_shows_the_known_figures(seeded, monkeypatch):
+    db, expected = seeded
+    app = visit(open_app(db, monkeypatch, "baseline"), "leaderboard")
+    board = app.dataframe[0].value
+    assert board.loc["mnv2 · fp32 · xnnpack · 1 thr", "pi4"] == pytest.approx(40.0)
+    local = summarize(expected["samples"][("baseline", "local", ("mnv2", "int8"))])["p50_ms"]
+    assert board.loc["mnv2 · int8 · xnnpack · 1 thr", "local"] == pytest.approx(local)
+    assert board.index[0] == "digits · int8 · xnnpack · 1 thr"  # fastest first
+    assert len(app.get("plotly_chart")) == 1
+    best = app.table[0].value
+    assert best.loc["pi4", "config"] == "digits · int8 · xnnpack · 1 thr"
+
+    app.radio(key="leaderboard_metric").set_value("agreement with fp32").run()
+    board = app.dataframe[0].value
+    assert board.loc["mnv2 · int8 · xnnpack · 1 thr", "pi4"] == pytest.approx(0.9)
+    assert board.loc["mnv2 · fp32 · xnnpack · 1 thr", "pi4"] == pytest.approx(1.0)
+    app.radio(key="leaderboard_metric").set_value("init (ms)").run()
+    assert app.dataframe[0].value.loc["mnv2 · fp32 · xnnpack · 1 thr", "pi4"] == pytest.approx(160.0)
+
+
+def test_leaderboard_of_a_running_sweep_shows_what_is_done(seeded, monkeypatch):
+    db, _ = seeded
+    app = visit(open_app(db, monkeypatch), "leaderboard")
+    assert "still running" in texts(app)
+    assert app.dataframe[0].value.to_dict() == {"pi4": {"mnv2 · fp32 · xnnpack · 1 thr": 40.0}}
+
+
+def test_tradeoffs_draw_the_pareto_front(seeded, monkeypatch):
+    db, _ = seeded
+    app = visit(open_app(db, monkeypatch, "baseline"), "tradeoffs")
+    front = app.dataframe[0].value
+    assert {(m, v) for m, v in front.loc[front["device"] == "pi4", ["model", "variant"]].values} == FRONT_ON_PI
+    assert set(front["device"]) == {"pi4", "local"}  # a front per device
+    app.selectbox(key="tradeoffs_scope").set_value("pi4").run()
+    front = app.dataframe[0].value
+    assert front[["model", "variant", "p50 latency (ms)", "accuracy"]].values.tolist() == [
+        ["digits", "int8", 1.0, 0.80], ["digits", "fp32", 2.0, 0.85], ["mnv2", "int8", 15.0, 0.90],
+        ["mnv2", "fp16", 38.0, 0.92]]
+    fronts = [trace for trace in figure(app) if trace.get("name", "").startswith("Pareto front")]
+    assert [trace["x"] for trace in fronts] == [[1.0, 2.0, 15.0, 38.0]]
+
+
+def test_device_page_shows_facts_percentiles_and_temperatures(seeded, monkeypatch):
+    db, _ = seeded
+    app = visit(open_app(db, monkeypatch, "baseline"), "device")
+    app.selectbox(key="device_name").set_value("pi4").run()
+    assert not app.exception
+    facts = app.table[0].value["value"]
+    assert facts["board"] == "Raspberry Pi 4 Model B Rev 1.4"
+    assert facts["SoC / CPU"] == "Cortex-A72" and facts["runtime"] == "ai_edge_litert 2.3.0"
+    assert facts["delegates"] == "xnnpack, none" and facts["tags"] == "pi, arm64"
+    percentiles = app.dataframe[0].value.set_index("config")
+    assert percentiles.loc["mnv2 · fp32 · xnnpack · 1 thr", "p50_ms"] == pytest.approx(40.0)
+    assert percentiles.loc["mnv2 · fp32 · xnnpack · 1 thr", "count"] == RUNS
+    assert "Hottest zone 48.0–52.5 °C; a job warmed it by 4.5 °C" in texts(app)
+    assert "CPU governor during the jobs: ondemand." in texts(app)
+    medians = {y: m for trace in figure(app) for y, m in zip(trace["y"], trace["median"])}
+    assert medians["mnv2 · fp32 · xnnpack · 1 thr"] == pytest.approx(40.0)
+
+    app.selectbox(key="device_name").set_value("orin").run()  # it only failed: facts, and no results to show
+    assert not app.exception
+    assert app.table[0].value["value"]["Jetson"] == "# R36 (release), REVISION: 4.0"
+    assert "No results of orin in this sweep for the current filters" in texts(app)
+
+
+def test_compare_flags_the_2x_slowdown_and_not_noise(seeded, monkeypatch):
+    db, _ = seeded
+    app = visit(open_app(db, monkeypatch, "candidate"), "compare")
+    assert (app.selectbox(key="compare_a").value, app.selectbox(key="compare_b").value) == ("baseline", "candidate")
+    counts = {m.label: m.value for m in app.metric}
+    assert counts == {"slower": "1", "faster": "0", "within noise": "9", "only in A": "0", "only in B": "0"}
+    flagged = app.table[0].value
+    assert flagged.index.tolist() == ["pi4 · mnv2 · fp32 · xnnpack · 1 thr"]
+    assert flagged["change"].tolist() == ["+100.0 %"]
+    pairs = app.dataframe[0].value.set_index(["device", "model", "variant"])
+    assert pairs.loc[("pi4", "mnv2", "fp32"), "verdict"] == "slower"
+    assert pairs.loc[("local", "mnv2", "fp32"), "verdict"] == "noise"  # new draws from the same distribution
+    assert pairs.loc[("pi4", "mnv2", "fp16"), "verdict"] == "noise"
+
+    app.selectbox(key="compare_a").set_value("candidate").run()
+    assert "Pick two different sweeps." in texts(app)
+
+
+def test_export_is_the_farm_export_csv(seeded, monkeypatch, tmp_path):
+    db, _ = seeded
+    app = visit(open_app(db, monkeypatch, "baseline"), "export")
+    app.selectbox(key="export_device").set_value("pi4").run()
+    written = export_per_device(Store(db, create=False), "baseline", tmp_path)
+    csv = (tmp_path / "baseline-pi4.csv").read_text()
+    preview = app.dataframe[0].value
+    pd.testing.assert_frame_equal(preview, pd.read_csv(tmp_path / "baseline-pi4.csv"))
+    assert len(written) == 3 and len(preview) == 6  # pi4: 5 done and 1 skipped
+    button = app.get("download_button")[0]
+    assert button.proto.label == "Download baseline-pi4.csv"
+
+    from dashboard import queries
+    sweep_id = Store(db, create=False).sweep("baseline").id
+    assert queries.device_csv(str(db), sweep_id, "pi4") == csv  # byte for byte
+    assert queries.device_csv(str(db), sweep_id, "orin") == (tmp_path / "baseline-orin.csv").read_text()
+
+
+def test_filters_carry_across_pages_and_into_the_url(seeded, monkeypatch):
+    db, _ = seeded
+    app = visit(open_app(db, monkeypatch, "baseline"), "leaderboard")
+    app.multiselect(key="model").set_value(["digits"]).run()
+    app.multiselect(key="tag").set_value(["pi"]).run()
+    assert app.dataframe[0].value.columns.tolist() == ["pi4"]
+    assert set(app.dataframe[0].value.index) == {"digits · fp32 · xnnpack · 1 thr", "digits · int8 · xnnpack · 1 thr"}
+    visit(app, "tradeoffs")
+    assert app.multiselect(key="model").value == ["digits"]
+    front = app.dataframe[0].value
+    assert set(front["model"]) == {"digits"} and set(front["device"]) == {"pi4"}
+    assert app.query_params["model"] == "digits" and app.query_params["sweep"] == "baseline"
+
+    # A link with filters in its query string opens on them.
+    from streamlit.testing.v1 import AppTest
+    shared = AppTest.from_file(str(APP), default_timeout=60)
+    shared.query_params.update({"sweep": "candidate", "variant": ["int8", "fp16"], "model": "no-such-model"})
+    shared.run()
+    assert shared.selectbox(key="sweep").value == "candidate"
+    assert shared.multiselect(key="variant").value == ["int8", "fp16"]
+    assert shared.multiselect(key="model").value == []
+
+
+def test_a_missing_store_says_so(tmp_path, monkeypatch):
+    app = open_app(tmp_path / "nothing-here.db", monkeypatch)
+    assert not app.exception
+    assert "no such store (run a sweep first, or pass --db)" in app.error[0].value
+
+
+def test_an_empty_store_says_how_to_fill_it(tmp_path, monkeypatch):
+    Store(tmp_path / "farm.db").engine.dispose()
+    app = open_app(tmp_path / "farm.db", monkeypatch)
+    assert not app.exception
+    assert "No sweeps in" in app.info[0].value and "farm sweep run" in app.info[0].value
+
+
+def test_a_store_of_an_older_schema_says_so(tmp_path, monkeypatch):
+    Store(tmp_path / "farm.db").engine.dispose()
+    with sqlite3.connect(tmp_path / "farm.db") as connection:
+        connection.execute("UPDATE meta SET value='0' WHERE key='schema_version'")
+    app = open_app(tmp_path / "farm.db", monkeypatch)
+    assert not app.exception
+    assert "store schema version 0, this tflite-farm needs 1" in app.error[0].value
+
+
+def test_the_store_is_opened_read_only(seeded):
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from dashboard.queries import ReadOnlyStore
+
+    db, _ = seeded
+    store = ReadOnlyStore(str(db))
+    assert [s.name for s in store.sweeps()] == ["baseline", "candidate", "live"]
+    with pytest.raises(OperationalError, match="readonly"):
+        with store.session() as session:
+            session.execute(text("UPDATE sweeps SET name = 'x'"))
+    store.engine.dispose()
+
+
+def test_launch_command(tmp_path):
+    from dashboard.launch import APP as LAUNCHED, command
+
+    argv = command("farm.db", 8599)
+    assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4] == str(LAUNCHED) == str(APP)
+    assert argv[argv.index("--server.port") + 1] == "8599" and argv[argv.index("--server.address") + 1] == "127.0.0.1"
+    assert argv[-2:] == ["--db", str(Path("farm.db").resolve())]
+    assert command("postgresql://farm@db/farm", 1)[-1] == "postgresql://farm@db/farm"
