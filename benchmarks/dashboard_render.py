@@ -99,8 +99,10 @@ def build(path: Path, seed: int = 0) -> None:
                             "accuracy": accuracy, "agreement": 1.0 if variant["kind"] == "fp32" else 0.97,
                             "predictions": None, "delegate_outcome": "applied", "delegated_nodes": 60,
                             "total_nodes": 60, "runtime": "ai_edge_litert", "runtime_version": "2.3.0",
-                            "env_before": json.dumps({"temps_c": {"cpu-thermal": 45.0 + d % 7}, "governor": "performance"}),
-                            "env_after": json.dumps({"temps_c": {"cpu-thermal": 47.5 + d % 7}, "governor": "performance"}),
+                            "env_before": json.dumps({"temps_c": {"cpu-thermal": 45.0 + d % 7},
+                                                      "governor": "performance"}),
+                            "env_after": json.dumps({"temps_c": {"cpu-thermal": 47.5 + d % 7},
+                                                     "governor": "performance"}),
                             "host": "{}", "wall_ms": 900.0})
                         samples.append({"result_id": result_id, "latency_us": json.dumps(x.tolist())})
             for vid in (1, 2, 3):  # what cannot run, and what failed: jobs without a result

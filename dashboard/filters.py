@@ -79,3 +79,11 @@ def describe(selection: Selection) -> str:
     if f.devices is not None:
         parts.append(f"devices: {', '.join(f.devices) or 'none with those tags'}")
     return f"Sweep **{selection.sweep['name']}**" + (f" · {' · '.join(parts)}" if parts else " · no filters")
+
+
+def no_results(selection: Selection) -> str:
+    """Why a result page has nothing to show for this selection, and where to look."""
+    name = selection.sweep["name"]
+    if selection.sweep["state"] == "running":
+        return f"No results in sweep {name} for the current filters yet: it is still running."
+    return f"No results in sweep {name} for the current filters: the Sweeps page says why its jobs failed or were skipped."

@@ -59,7 +59,8 @@ class ReadOnlyStore(Store):
             path = Path(url.database).expanduser()
             if not path.exists():
                 raise FarmError(f"{db}: no such store (run a sweep first, or pass --db)")
-            url = url.set(database=f"file:{quote(str(path.resolve()))}", query={**url.query, "mode": "ro", "uri": "true"})
+            url = url.set(database=f"file:{quote(str(path.resolve()))}",
+                          query={**url.query, "mode": "ro", "uri": "true"})
             self.engine = create_engine(url)
             event.listen(self.engine, "connect", _sqlite_reader)
         else:
@@ -113,7 +114,7 @@ def _utc(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, utc=True, format="mixed")
 
 
-# --- sweeps ------------------------------------------------------------------------------------------------------------
+# --- sweeps ----------------------------------------------------------------------------------------------------------
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
@@ -182,7 +183,7 @@ def devices(db: str) -> pd.DataFrame:
     return frame
 
 
-# --- results --------------------------------------------------------------------------------------------------------
+# --- results ---------------------------------------------------------------------------------------------------------
 
 
 @st.cache_data(ttl=RESULTS_TTL, show_spinner=False)
@@ -233,7 +234,8 @@ def latency_samples(db: str, sweep_id: int, filters: Filters, device: str | None
         """.replace("{device}", "AND j.device = :device" if device else ""),
         {"sweep": sweep_id, "device": device}, filters)
     # samples.latency_us is a JSON array of microseconds (farm.store's format).
-    frame["samples_ms"] = [np.asarray(json.loads(value), dtype=np.float64) / 1000.0 for value in frame.pop("latency_us")]
+    frame["samples_ms"] = [np.asarray(json.loads(value), dtype=np.float64) / 1000.0
+                           for value in frame.pop("latency_us")]
     return frame
 
 

@@ -414,6 +414,17 @@ def test_filters_carry_across_pages_and_into_the_url(seeded, monkeypatch):
     assert shared.multiselect(key="model").value == []
 
 
+def test_a_selection_without_results_says_why(seeded, monkeypatch):
+    db, _ = seeded
+    app = visit(open_app(db, monkeypatch, "baseline"), "leaderboard")
+    app.multiselect(key="tag").set_value(["jetson"]).run()  # orin: its one job failed
+    for page in ("leaderboard", "tradeoffs", "compare"):
+        visit(app, page)
+        assert "No results in sweep baseline for the current filters" in texts(app) or "Neither sweep" in texts(app)
+    visit(app, "device")
+    assert "No results of orin in this sweep" in texts(app)
+
+
 def test_a_missing_store_says_so(tmp_path, monkeypatch):
     app = open_app(tmp_path / "nothing-here.db", monkeypatch)
     assert not app.exception

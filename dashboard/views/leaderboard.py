@@ -15,7 +15,7 @@ metric = st.radio("Metric", list(queries.METRICS), horizontal=True, key="leaderb
 column, higher_better = queries.METRICS[metric]
 table = queries.configs(selection.db, selection.sweep_id, selection.filters)
 if table.empty:
-    st.info("No results in this sweep for the current filters yet.", icon=":material/filter_alt_off:")
+    st.info(filters.no_results(selection), icon=":material/filter_alt_off:")
     st.stop()
 table = table.assign(config=charts.config_label(table)).dropna(subset=[column])
 if table.empty:
@@ -32,10 +32,10 @@ if table["repeats"].max() > 1:
 if len(matrix) > MAX_ROWS:
     st.caption(f"Showing the {MAX_ROWS} best of {len(matrix)} configurations by their median over devices; narrow "
                "them with the sidebar's filters. The table below has every one.")
-st.plotly_chart(charts.heatmap(matrix.head(MAX_ROWS), metric, higher_better), width="stretch")
+st.plotly_chart(charts.heatmap(matrix.head(MAX_ROWS), metric, higher_better))
 
 best = table.sort_values(column, ascending=not higher_better).groupby("device", sort=True).head(1)
 st.subheader(f"Best per device by {metric}")
 st.table(best.set_index("device")[["config", column]].rename(columns={column: metric}))
 st.subheader("Every configuration")
-st.dataframe(matrix, width="stretch")
+st.dataframe(matrix)

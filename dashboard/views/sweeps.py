@@ -8,6 +8,7 @@ import streamlit as st
 from dashboard import analysis, filters, queries
 
 REFRESH_S = 5
+MAX_REASONS = 50
 STALLED_S = 600  # a running sweep with no job started or finished for this long has probably lost its coordinator
 
 selection = filters.current()
@@ -59,7 +60,9 @@ def details(sweep: pd.Series, now: pd.Timestamp) -> None:
         st.success("No failed or skipped jobs." if finished else "No job has finished yet.")
         return
     st.markdown("**Why jobs failed or were skipped**")
-    st.table(reasons.rename(columns={"state": "outcome"}).set_index("outcome"))
+    st.table(reasons.head(MAX_REASONS).rename(columns={"state": "outcome"}).set_index("outcome"))
+    if len(reasons) > MAX_REASONS:
+        st.caption(f"The {MAX_REASONS} most frequent of {len(reasons)} reasons; every job is in the table below.")
     problems = queries.jobs_in(selection.db, int(sweep["id"]), ("failed", "skipped"))
     st.markdown(f"**Every failed and skipped job** ({len(problems)}"
                 f"{' shown' if len(problems) < sweep['failed'] + sweep['skipped'] else ''})")

@@ -4,7 +4,8 @@ import streamlit as st
 
 from dashboard import analysis, charts, filters, queries
 
-LATENCIES = {label: column for label, (column, _) in queries.METRICS.items() if column in ("p50_ms", "p90_ms", "p99_ms")}
+LATENCIES = {label: column for label, (column, _) in queries.METRICS.items()
+             if column in ("p50_ms", "p90_ms", "p99_ms")}
 ALL = "All devices"
 
 selection = filters.current()
@@ -17,7 +18,7 @@ table = queries.configs(selection.db, selection.sweep_id, selection.filters)
 points = table.dropna(subset=["accuracy"])
 if points.empty:
     st.info("No accuracy figures in this selection: give the sweep's models an `eval:` set (inputs and labels) to "
-            "measure accuracy." if not table.empty else "No results in this sweep for the current filters yet.",
+            "measure accuracy." if not table.empty else filters.no_results(selection),
             icon=":material/info:")
     st.stop()
 
