@@ -1,0 +1,218 @@
+"""The dashboard end to end: `farm dashboard` serves a seeded store on 127.0.0.1 and Debian's Chromium, headless, goes
+through every page as a person would (sidebar, links, pickers, the download button), checking that no exception box
+shows and that the known figures do. Screenshots of each page go to test-artifacts/dashboard/."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the fixture below says what to install
+    expect = None
+
+from farm.export import export_per_device
+from farm.stats import summarize
+from farm.store import Store
+from test_dashboard import FAILED_REASON, SKIPPED_REASON, samples_around, seed_store
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts" / "dashboard"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+START_S = 60  # the server's first answer (Python and Streamlit imports on a loaded CI machine)
+WAIT_MS = 30_000  # any one thing the page should show
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Dashboard:
+    """`farm dashboard --db DB --port N` in its own process group, stopped with everything it started."""
+
+    def __init__(self, db: Path, log: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        with open(log, "w") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", "farm", "dashboard", "--db", str(db), "--port",
+                                             str(self.port)], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        deadline = time.monotonic() + START_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"farm dashboard exited {self.process.returncode}: {log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise AssertionError(f"farm dashboard did not answer within {START_S} s: {log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover
+        pytest.fail("the browser test needs playwright (`make test` installs it)", pytrace=False)
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"the browser test needs Debian's Chromium at {CHROMIUM} (`make test` installs it)", pytrace=False)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=WAIT_MS)
+        yield chromium
+        chromium.close()
+
+
+def settled(page) -> None:
+    """Wait for the script run to end and every lazily loaded element to be drawn; then no exception box may show."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=WAIT_MS)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=WAIT_MS)
+    exceptions = page.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, exceptions.first.inner_text()
+
+
+def shows(page, text: str) -> None:
+    page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=WAIT_MS)
+
+
+def pick(page, label: str, option: str) -> None:
+    """Choose `option` in the selectbox labelled `label`, as a person does: open it, click the option."""
+    box = page.get_by_role("combobox", name=label, exact=True)
+    box.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    expect(box).to_have_value(option, timeout=WAIT_MS)
+
+
+def go(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNav"] a').filter(has_text=title).click()
+    page.get_by_role("heading", name=title, exact=True).wait_for(timeout=WAIT_MS)
+
+
+def plot_texts(page) -> list[str]:
+    page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=WAIT_MS)
+    return page.locator(".js-plotly-plot text").all_text_contents()
+
+
+def snapshot(page, name: str) -> None:
+    settled(page)
+    page.wait_for_timeout(300)  # plotly's transitions
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def test_every_page_in_chromium(browser, tmp_path):
+    db = tmp_path / "farm.db"
+    seed_store(db)
+    exported = export_per_device(Store(db, create=False), "candidate", tmp_path / "reports")
+    dashboard = Dashboard(db, ARTIFACTS / "server.log")
+    outside: list[str] = []
+    try:
+        context = browser.new_context(viewport={"width": 1400, "height": 2400}, accept_downloads=True)
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:",
+                                                                                      "blob:", "ws://127.0.0.1"))
+                else None)
+
+        page.goto(dashboard.url, timeout=WAIT_MS)
+        shows(page, "Sweep live is still running:")  # the newest sweep, still running: progress, not a traceback
+        shows(page, "1 of 5 jobs finished")
+        snapshot(page, "1-sweeps-running")
+        # The sweep's coordinator finishes a job: the page, left alone, shows it within a refresh or two.
+        store = Store(db, create=False)
+        running = store.jobs(store.sweep("live").id, ("running",))[0]
+        store.finish_job(running.id, {**summarize(samples_around(38.0)), "init_ms": 150.0, "first_ms": 76.0,
+                                      "delegate_outcome": "applied", "runtime": "ai_edge_litert",
+                                      "runtime_version": "2.3.0"}, samples_around(38.0))
+        store.engine.dispose()
+        shows(page, "2 of 5 jobs finished, 0 running now")
+
+        pick(page, "Sweep", "baseline")
+        shows(page, FAILED_REASON)
+        shows(page, SKIPPED_REASON)
+        snapshot(page, "2-sweeps")
+
+        go(page, "Leaderboard")
+        settled(page)
+        assert "40" in plot_texts(page)  # pi4's mnv2 fp32 p50, written in its heatmap cell
+        assert page.locator('[data-testid="stTable"]').filter(has_text="digits · int8 · xnnpack · 1 thr").count()
+        snapshot(page, "3-leaderboard")
+
+        go(page, "Trade-offs")
+        settled(page)
+        texts = plot_texts(page)
+        assert "p50 latency (ms)" in texts and "pi4" in texts and "local" in texts
+        snapshot(page, "4-tradeoffs")
+
+        go(page, "Device")
+        pick(page, "Device", "pi4")
+        shows(page, "Raspberry Pi 4 Model B Rev 1.4")
+        shows(page, "Hottest zone 48.0–52.5 °C")
+        settled(page)
+        plot_texts(page)
+        snapshot(page, "5-device")
+
+        pick(page, "Sweep", "candidate")  # the sidebar's sweep is the candidate; the one before it, the baseline
+        go(page, "Compare")
+        flagged = page.locator('[data-testid="stTable"]')
+        flagged.filter(has_text="pi4 · mnv2 · fp32 · xnnpack · 1 thr").wait_for(timeout=WAIT_MS)
+        assert "slower" in flagged.inner_text() and "+100.0 %" in flagged.inner_text()
+        settled(page)
+        snapshot(page, "6-compare")
+
+        go(page, "Export")
+        pick(page, "Device", "pi4")
+        settled(page)
+        with page.expect_download(timeout=WAIT_MS) as download:
+            page.get_by_role("button", name="Download candidate-pi4.csv").click()
+        saved = tmp_path / "downloaded.csv"
+        download.value.save_as(saved)
+        assert download.value.suggested_filename == "candidate-pi4.csv"
+        assert saved.read_bytes() == next(p for p in exported if p.name == "candidate-pi4.csv").read_bytes()
+        snapshot(page, "7-export")
+        context.close()
+    finally:
+        dashboard.stop()
+    assert outside == []  # the dashboard works without the internet: nothing is fetched from elsewhere
+
+
+def test_a_store_of_an_older_schema_in_chromium(browser, tmp_path):
+    db = tmp_path / "old.db"
+    Store(db).engine.dispose()
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE meta SET value='0' WHERE key='schema_version'")
+    dashboard = Dashboard(db, tmp_path / "server.log")
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(dashboard.url, timeout=WAIT_MS)
+        shows(page, "store schema version 0, this tflite-farm needs 1")
+        settled(page)
+        page.screenshot(path=str(ARTIFACTS / "8-older-schema.png"))
+        page.close()
+    finally:
+        dashboard.stop()
