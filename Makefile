@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # What the test fleet needs from the system (real servers and tools); installed only when missing.
-SYSTEM_PACKAGES := openssh-server openssh-client adb
+SYSTEM_PACKAGES := openssh-server openssh-client adb chromium
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
