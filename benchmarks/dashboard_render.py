@@ -131,14 +131,19 @@ def time_pages(db: Path) -> list[tuple[str, float, float]]:
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
+    def quiet() -> None:
+        # Outside a script run, Streamlit warns that there is no runtime (and clears the caches all the same).
+        for name in ("streamlit.runtime.caching.cache_data_api", "streamlit.runtime.scriptrunner_utils.script_run_context"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+    quiet()
     sys.argv = ["app.py", "--db", str(db)]
     app = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
     app.run()  # imports and the sidebar, so that the first page's figure is its own
     timings = []
     for page in PAGES:
         app.switch_page(f"views/{page}.py")
-        # Outside a script run, clearing the caches warns that there is no runtime; it clears them all the same.
-        logging.getLogger("streamlit.runtime.caching.cache_data_api").setLevel(logging.ERROR)
+        quiet()
         st.cache_data.clear()
         began = time.perf_counter()
         app.run()
