@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from fleet.fixtures import healed_ssh_fleet, ssh_fleet  # noqa: F401  (real OpenSSH servers on loopback)
+from phone.fixtures import adb_lab, benchmark_model_binary, healed_adb_lab, tiny_tflite  # noqa: F401  (simulated phones)
 
 REPO = Path(__file__).resolve().parent.parent
 

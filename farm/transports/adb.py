@@ -98,18 +98,25 @@ class AdbTransport:
 
     def _connect(self):
         client = adb_client(self.server)
+        serial = self.device.serial
         try:
-            serials = {d.serial: d for d in client.device_list()}
-            if self.device.serial not in serials and ":" in self.device.serial:
-                # A network phone past the adb server's own reconnect window: ask for it again.
-                client.connect(self.device.serial, timeout=10)
-                serials = {d.serial: d for d in client.device_list()}
+            states = {info.serial: info.state for info in client.list()}
+            if states.get(serial) != "device" and ":" in serial:
+                # A network phone the adb server lost (offline, or dropped past its reconnect window). An offline one
+                # is "already connected" to the server, so drop it first; then connect and wait for the handshake.
+                if states.get(serial) == "offline":
+                    client.disconnect(serial, raise_error=False)
+                deadline = time.monotonic() + 10
+                while states.get(serial) != "device" and time.monotonic() < deadline:
+                    client.connect(serial, timeout=5)  # refused while the phone is still down: try again
+                    time.sleep(0.5)
+                    states = {info.serial: info.state for info in client.list()}
         except _lost_errors() as error:
             raise DeviceLost(f"adb server {self.server[0]}:{self.server[1]}: {error or type(error).__name__}") from None
-        if self.device.serial not in serials:
-            raise DeviceLost(f"phone {self.device.serial} is not attached to the adb server "
-                             f"{self.server[0]}:{self.server[1]} (adb devices lists: {', '.join(serials) or 'none'})")
-        self._phone = client.device(self.device.serial)
+        if states.get(serial) != "device":
+            raise DeviceLost(f"phone {serial} is {states.get(serial, 'not attached')} on the adb server "
+                             f"{self.server[0]}:{self.server[1]}")
+        self._phone = client.device(serial)
         return self._phone
 
     def _shell(self, command: str, timeout: float = 60):
@@ -226,9 +233,11 @@ class AdbTransport:
             raise TimeoutError()
         extra = {"delegate": delegate, "env_before": before, "env_after": after, "binary": Path(binary).name,
                  "host": {"serial": self.device.serial, "abi": self.abi}}
-        if request.get("eval") and reply.returncode == 0:
+        raw = RawResult(reply.stdout, reply.stderr, reply.returncode, wall_ms, extra)
+        if request.get("eval"):
+            self.parse(raw)  # score only a run that counts: a failed run or a delegate that did not apply ends here
             extra["predictions"] = self._accuracy(binary_remote, model, description, request, delegate, timeout)
-        return RawResult(reply.stdout, reply.stderr, reply.returncode, wall_ms, extra)
+        return raw
 
     def _command(self, binary: str, flags: list[str], timeout: float) -> str:
         pinned = f"taskset {quote(self.device.affinity)} " if self.device.affinity else ""
@@ -256,7 +265,10 @@ class AdbTransport:
             self._shell(f"touch {quote(folder)}/complete")
         name = model_input["name"].replace(":", "::")  # the tool's escape for ':' in layer names
         outputs_dir = posixpath.join(ROOT, f"out-{time.time_ns()}")
+        # The tool reads value files only for layers it is told the name and shape of.
+        shape = ",".join(str(d) for d in model_input["shape"])
         flags = [f"--graph={model}", "--num_runs=1", "--warmup_runs=0", "--min_secs=0",
+                 f"--input_layer={model_input['name']}", f"--input_layer_shape={shape}",
                  f"--num_threads={request['threads']}", *delegate_flags(self.device, delegate)]
         fixed = " ".join(quote(flag) for flag in flags)
         loop = (f"mkdir -p {quote(outputs_dir)} && cd {quote(ROOT)} && i=0; while [ $i -lt {len(tensors)} ]; do "

@@ -434,7 +434,10 @@ class SimulatedPhone:
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen([sys.executable, str(ADBD), str(self.config_path)], stdin=subprocess.DEVNULL,
                                           stdout=subprocess.PIPE, stderr=log, env=env, close_fds=True,
-                                          preexec_fn=_die_with_parent)
+                                          # PR_SET_PDEATHSIG fires when the spawning *thread* exits: a phone
+                                          # restarted from a helper thread would die with that thread.
+                                          preexec_fn=_die_with_parent if threading.current_thread() is
+                                          threading.main_thread() else None)
         deadline = time.monotonic() + timeout
         line = b""
         fd = self._proc.stdout.fileno()
