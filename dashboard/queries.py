@@ -7,19 +7,15 @@ The store is opened through farm.store (so its schema check and its one-line err
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import NamedTuple
-from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 import streamlit as st
-from sqlalchemy import bindparam, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import bindparam, text
 
-from farm.errors import FarmError
-from farm.export import report_frame
-from farm.store import JOB_STATES, Store, db_url
+from farm import export
+from farm.store import JOB_STATES, Store, decode_samples
 
 from dashboard.analysis import hottest
 
@@ -49,44 +45,10 @@ class Filters(NamedTuple):
     devices: tuple[str, ...] | None = None  # the devices carrying any of the chosen tags
 
 
-class ReadOnlyStore(Store):
-    """The store opened for reading: the schema is checked as farm.store checks it, and nothing can be written."""
-
-    def __init__(self, db: str | Path):
-        self.url = db_url(db)
-        url = make_url(self.url)
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            path = Path(url.database).expanduser()
-            if not path.exists():
-                raise FarmError(f"{db}: no such store (run a sweep first, or pass --db)")
-            url = url.set(database=f"file:{quote(str(path.resolve()))}",
-                          query={**url.query, "mode": "ro", "uri": "true"})
-            self.engine = create_engine(url)
-            event.listen(self.engine, "connect", _sqlite_reader)
-        else:
-            self.engine = create_engine(url)
-            if self.engine.dialect.name == "postgresql":
-                event.listen(self.engine, "connect", _postgresql_reader)
-        self._check_schema(create=False)
-
-
-def _sqlite_reader(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")  # a checkpoint by the sweep's writer can hold a lock for a moment
-    cursor.close()
-
-
-def _postgresql_reader(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-    cursor.close()
-    dbapi_connection.commit()
-
-
 @st.cache_resource(show_spinner=False)
-def open_store(db: str) -> ReadOnlyStore:
+def open_store(db: str) -> Store:
     """The read-only store at `db` (a path or an SQLAlchemy URL), opened once per process; raises FarmError."""
-    return ReadOnlyStore(db)
+    return Store(db, readonly=True)
 
 
 def _read(db: str, sql: str, params: dict | None = None, filters: Filters | None = None) -> pd.DataFrame:
@@ -233,8 +195,7 @@ def latency_samples(db: str, sweep_id: int, filters: Filters, device: str | None
         ORDER BY j.device, m.name, v.kind, j.delegate, j.threads, j.repeat
         """.replace("{device}", "AND j.device = :device" if device else ""),
         {"sweep": sweep_id, "device": device}, filters)
-    # samples.latency_us is a JSON array of microseconds (farm.store's format).
-    frame["samples_ms"] = [np.asarray(json.loads(value), dtype=np.float64) / 1000.0
+    frame["samples_ms"] = [np.asarray(decode_samples(value), dtype=np.float64) / 1000.0
                            for value in frame.pop("latency_us")]
     return frame
 
@@ -242,10 +203,7 @@ def latency_samples(db: str, sweep_id: int, filters: Filters, device: str | None
 @st.cache_data(ttl=RESULTS_TTL, show_spinner=False)
 def device_csv(db: str, sweep_id: int, device: str) -> str:
     """One device's report of a sweep, byte for byte the CSV `farm export` writes for it."""
-    # farm export splits the whole sweep's frame by device, so the dtypes (and so the formatting) of a column are those
-    # of the whole sweep: split the same way rather than asking report_frame for one device.
-    frame = report_frame(open_store(db), sweep_id)
-    return frame[frame["device"] == device].to_csv(index=False, float_format="%.4f")
+    return export.device_csv(open_store(db), sweep_id, device)
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)

@@ -18,34 +18,45 @@ COLUMNS = [
 ]
 
 
+# Counts stay integers in the CSV even where a job has none (a skipped job has no sample count).
+INTEGER_COLUMNS = ["threads", "repeat", "count", "delegated_nodes", "total_nodes", "attempts"]
+
+
 def report_frame(store: Store, sweep_id: int, device: str | None = None) -> pd.DataFrame:
     """The report of a sweep (or of one of its devices) as a DataFrame with the CSV's columns."""
     frame = pd.DataFrame(store.report(sweep_id, device))
     if frame.empty:
         return pd.DataFrame(columns=COLUMNS)
     frame["size_kb"] = frame["size_bytes"] / 1024.0
+    for column in INTEGER_COLUMNS:
+        frame[column] = frame[column].astype("Int64")
     return frame[COLUMNS]
+
+
+def device_csv(store: Store, sweep_id: int, device: str) -> str:
+    """One device's report of a sweep as CSV text: what `farm export` writes and the dashboard offers for download."""
+    return report_frame(store, sweep_id, device).to_csv(index=False, float_format="%.4f")
 
 
 def export_per_device(store: Store, sweep_name: str | None, out: Path) -> list[Path]:
     """Write <out>/<sweep>-<device>.csv for every device of the sweep; returns the files written."""
     sweep = store.sweep(sweep_name)
-    frame = report_frame(store, sweep.id)
+    devices = sorted({row["device"] for row in store.report(sweep.id)})
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for device, rows in frame.groupby("device", sort=True):
+    for device in devices:
         path = out / f"{sweep.name}-{device}.csv"
-        _write_atomically(rows, path)
+        _write_atomically(device_csv(store, sweep.id, device), path)
         written.append(path)
     return written
 
 
-def _write_atomically(frame: pd.DataFrame, path: Path) -> None:
+def _write_atomically(text: str, path: Path) -> None:
     # A reader (or a crash) never sees half a report: write beside it, then rename over it.
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", newline="") as stream:
-            frame.to_csv(stream, index=False, float_format="%.4f")
+            stream.write(text)
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

@@ -83,7 +83,7 @@ def provision(device: Device, *, base_python: str = "python3", pip_args: str = "
         packages = ["numpy", "ai-edge-litert"] if (major, minor) >= LITERT_MIN_PYTHON else ["numpy<2", "tflite-runtime"]
         log(f"{device.name}: Python {version} → venv {venv} with {', '.join(packages)}")
         run(f"{quote(base_python)} -m venv {quote(venv)}",
-            f"creating the venv (Debian and Pi OS need the python3-venv package)")
+            "creating the venv (Debian and Pi OS need the python3-venv package)")
         pip = posixpath.join(venv, "bin", "pip")
         arguments = [*shlex.split(pip_args), *packages]
         run(f"{quote(pip)} install --quiet --disable-pip-version-check " + " ".join(quote(a) for a in arguments),

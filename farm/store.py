@@ -12,9 +12,10 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import quote
 
 from sqlalchemy import Column, Text, UniqueConstraint, event, inspect, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -156,16 +157,43 @@ def db_url(db: str | Path) -> str:
     return db if "://" in db else f"sqlite:///{Path(db).expanduser()}"
 
 
-class Store:
-    """A connection to the store, opened with its schema checked."""
+def _sqlite_reader(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")  # a checkpoint by a sweep's writer can hold a lock for a moment
+    cursor.close()
 
-    def __init__(self, db: str | Path = "farm.db", *, create: bool = True):
+
+def _postgresql_reader(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    cursor.close()
+    dbapi_connection.commit()
+
+
+def decode_samples(latency_us: str) -> list[float]:
+    """A result's raw latencies (µs) as stored in samples.latency_us."""
+    return json.loads(latency_us)
+
+
+class Store:
+    """A connection to the store, opened with its schema checked; `readonly` for readers such as the dashboard."""
+
+    def __init__(self, db: str | Path = "farm.db", *, create: bool = True, readonly: bool = False):
         self.url = db_url(db)
-        if self.url.startswith("sqlite:///") and not create and not Path(self.url[len("sqlite:///"):]).exists():
-            raise FarmError(f"{db}: no such store (run a sweep first, or pass --db)")
-        self.engine: Engine = create_engine(self.url)
+        create = create and not readonly
+        url = make_url(self.url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            path = Path(url.database).expanduser()
+            if not create and not path.exists():
+                raise FarmError(f"{db}: no such store (run a sweep first, or pass --db)")
+            if readonly:
+                # SQLite itself refuses every write: mode=ro on a URI filename.
+                url = url.set(database=f"file:{quote(str(path.resolve()))}", query={**url.query, "mode": "ro", "uri": "true"})
+        self.engine: Engine = create_engine(url)
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_reader if readonly else _sqlite_pragmas)
+        elif readonly and self.engine.dialect.name == "postgresql":
+            event.listen(self.engine, "connect", _postgresql_reader)
         self._check_schema(create)
 
     def _check_schema(self, create: bool) -> None:
@@ -400,4 +428,4 @@ class Store:
     def samples(self, result_id: int) -> list[float]:
         with self.session() as session:
             row = session.get(SampleRow, result_id)
-        return json.loads(row.latency_us) if row else []
+        return decode_samples(row.latency_us) if row else []

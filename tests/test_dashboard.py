@@ -451,10 +451,10 @@ def test_the_store_is_opened_read_only(seeded):
     from sqlalchemy import text
     from sqlalchemy.exc import OperationalError
 
-    from dashboard.queries import ReadOnlyStore
+    from farm.store import Store
 
     db, _ = seeded
-    store = ReadOnlyStore(str(db))
+    store = Store(str(db), readonly=True)
     assert [s.name for s in store.sweeps()] == ["baseline", "candidate", "live"]
     with pytest.raises(OperationalError, match="readonly"):
         with store.session() as session:

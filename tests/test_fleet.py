@@ -25,8 +25,6 @@ import pytest
 
 from fleet import FleetError, address_free, start_fleet
 from fleet import sshd as fleet_sshd
-# The fixtures (tests/conftest.py may import them too: the fleet is still started once per session)
-from fleet.fixtures import healed_ssh_fleet, ssh_fleet  # noqa: F401
 
 KNOWN_HOSTS_LINE = re.compile(r"^\[127\.0\.0\.(\d+)\]:(\d+) ssh-ed25519 AAAA[0-9A-Za-z+/=]+$")
 

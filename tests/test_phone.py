@@ -16,7 +16,6 @@ import adbutils
 import numpy as np
 import pytest
 from phone import Lab, SimulatedPhone
-from phone.fixtures import adb_lab, benchmark_model_binary, healed_adb_lab, tiny_tflite  # noqa: F401
 from phone.models import INPUT_NAME
 from phone.phone import LAB_TAG_VAR, PHONE_TAG_VAR, port_free, tagged_processes
 
@@ -183,7 +182,7 @@ def test_stand_in_runs_a_real_model_and_parses(adb_lab, tiny_tflite, benchmark_m
     # the parser read back what the tool printed
     summary = re.search(r"Inference \(avg\): (\S+)", result.stdout).group(1)
     assert log.mean_ms == pytest.approx(float(summary) / 1000)
-    assert f"count=25 " in result.stdout
+    assert "count=25 " in result.stdout
 
 
 def test_stand_in_reads_input_files_and_writes_outputs(adb_lab, tiny_tflite, benchmark_model_binary, tmp_path):
