@@ -7,7 +7,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pytest
 import yaml
 from conftest import farm
 
