@@ -29,6 +29,15 @@ def test_flags_per_delegate(delegate, flags):
     assert delegate_flags(PHONE, delegate) == flags
 
 
+def test_the_phone_command_is_quoted_pinned_and_bounded():
+    from farm.transports.adb import AdbTransport
+
+    pinned = AdbTransport(PHONE.model_copy(update={"affinity": "f0"}))
+    command = pinned._command("/data/local/tmp/tflite-farm/bm", ["--graph=/x/it's a model.tflite", "--num_runs=5"], 30)
+    assert command == ("cd /data/local/tmp/tflite-farm && timeout -s KILL 31 taskset f0 /data/local/tmp/tflite-farm/bm "
+                       "'--graph=/x/it'\"'\"'s a model.tflite' --num_runs=5")
+
+
 def raw(fixture: str, delegate: str, exit_code: int = 0) -> RawResult:
     return RawResult((FIXTURES / fixture).read_text(), "", exit_code, 1000.0, {"delegate": delegate, "binary": "bm"})
 
@@ -189,3 +198,25 @@ def test_a_phone_lost_mid_run_is_retried_and_the_sweep_finishes(tmp_path, healed
     assert all(row["state"] == "done" for row in result), [(r["device"], r["state"], r["error"]) for r in result]  # the lost job was retried once the phone was back
     assert max(r["attempts"] for r in result if r["device"] == "pixel") == 2
     assert run.returncode in (0, 1)
+
+
+def test_discover_prints_inventory_entries_for_attached_phones(adb_lab):
+    run = farm("inventory", "discover", "--adb-server", f"127.0.0.1:{adb_lab.port}")
+    assert run.returncode == 0, run.stderr
+    assert f"# {adb_lab['pixel'].serial}: Google Pixel 8, SoC Tensor G3, arm64-v8a, Android 14 (SDK 34)" in run.stdout
+    entries = {entry["serial"]: entry for entry in yaml.safe_load(run.stdout)["devices"]}
+    assert set(entries) == {adb_lab["pixel"].serial, adb_lab["galaxy"].serial}
+    galaxy = entries[adb_lab["galaxy"].serial]
+    assert galaxy["kind"] == "android" and galaxy["adb_server"] == f"127.0.0.1:{adb_lab.port}"
+    assert galaxy["binaries"] == {"arm64-v8a": "tools/arm64-v8a/benchmark_model"}
+
+
+def test_a_pinned_phone_runs_under_taskset(tmp_path, adb_lab, benchmark_model_binary, digits_dir):
+    inventory = tmp_path / "pinned-phones.yaml"
+    inventory.write_text(yaml.safe_dump({"devices": [
+        phone_entry(adb_lab, "galaxy", benchmark_model_binary, affinity="1", delegates=["xnnpack"])]}))
+    db = tmp_path / "farm.db"
+    run = farm("sweep", "run", spec_file(tmp_path, digits_dir, inventory, name="pinned", with_eval=False,
+                                         delegates=["xnnpack"]), "--db", db)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    assert {r["state"] for r in rows(db)} == {"done"}
