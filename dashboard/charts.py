@@ -39,6 +39,7 @@ def tradeoff(points: pd.DataFrame, latency: str, latency_label: str, color: str)
                         hover_name="config", hover_data={"device": True, "size_kb": ":.0f", latency: ":.3f",
                                                          "accuracy": ":.4f", color: False, "config": False},
                         labels={latency: latency_label, "size_kb": "size (KB)"})
+    figure.update_traces(marker={"sizemin": 6})  # a 40 KB model next to a 7 MB one must still be visible
     colors = {trace.name: trace.marker.color for trace in figure.data} if color == "device" else {}
     for device, front in points[points["on_front"]].groupby("device", sort=True):
         front = front.sort_values(latency)
