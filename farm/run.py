@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from farm.datasets import load_npz
-from farm.paths import sha256_file
 from farm.inventory import Device
+from farm.paths import sha256_file
 from farm.plan import SweepSpec
 from farm.stats import accuracy
 from farm.store import JobRow, Store
@@ -30,16 +30,8 @@ class Event:
 
     device: str
     label: str
-    state: str  # running, done, failed, retry, lost
+    state: str  # running, done, failed, retry
     detail: str = ""
-
-
-@dataclass
-class Lane:
-    device: Device
-    jobs: list[JobRow]
-    transport: Transport | None = None
-    labels: dict[int, str] = field(default_factory=dict)
 
 
 class SweepRunner:
@@ -140,7 +132,9 @@ class SweepRunner:
                 if labels is not None and len(labels) == len(measurement.predictions):
                     result["accuracy"] = accuracy(measurement.predictions, labels)
             self.store.finish_job(job.id, result, measurement.samples_us)
-            self.notify(Event(job.device, label, "done", f"p50 {result['p50_ms']:.3f} ms"))
+            # Older benchmark_model builds print no median: then the mean is what there is to show.
+            shown = ("p50", result["p50_ms"]) if result.get("p50_ms") is not None else ("mean", result["mean_ms"])
+            self.notify(Event(job.device, label, "done", f"{shown[0]} {shown[1]:.3f} ms"))
             return
 
     async def _measure(self, transport: Transport, job: JobRow):

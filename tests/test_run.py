@@ -83,3 +83,55 @@ def test_a_job_over_its_timeout_fails_with_the_reason_and_the_lane_goes_on(tmp_p
     rows = connection.execute("SELECT state, error, attempts FROM jobs ORDER BY id").fetchall()
     assert rows == [("failed", "timed out after 3 s", 1)] * 2
     assert connection.execute("SELECT count(*) FROM results").fetchone()[0] == 0
+
+
+def test_a_phone_log_without_percentiles_is_still_a_result(tmp_path, digits_dir):
+    """The scheduler with a transport that replays a real benchmark_model log (shared fixture, TF 2.4 format: no
+    percentiles printed): the job is done, its percentiles stay empty rather than invented."""
+    import asyncio
+    from pathlib import Path
+
+    from farm.inventory import Device
+    from farm.parse import parse_benchmark_model_result
+    from farm.plan import parse_spec
+    from farm.run import SweepRunner
+    from farm.store import Store
+    from farm.sweep import create_sweep
+    from farm.transports import RawResult
+
+    log = (Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "benchmark_model" /
+           "v2.4_cpu_peak_memory.txt").read_text()
+
+    class ReplayedPhone:
+        parse = staticmethod(parse_benchmark_model_result)
+
+        def __init__(self, device):
+            self.device = device
+
+        async def probe(self):
+            return {"model": "replayed"}
+
+        async def ensure(self, path, sha256):
+            return str(path)
+
+        async def run_job(self, request, timeout):
+            return RawResult(log, "", 0, 12.0, {"delegate": request["delegate"]["name"]})
+
+        async def reconnect(self):
+            return None
+
+        async def close(self):
+            return None
+
+    phone = {"name": "old-phone", "kind": "android", "serial": "s", "delegates": ["none"],
+             "binaries": {"armeabi-v7a": "benchmark_model"}}
+    (tmp_path / "inventory.yaml").write_text(yaml.safe_dump({"devices": [phone]}))
+    spec = parse_spec({"name": "old", "inventory": [str(tmp_path / "inventory.yaml")], "delegates": ["none"],
+                       "models": [{"source": str(digits_dir / "digits.keras")}]}, "test").resolve(tmp_path)
+    store = Store(tmp_path / "farm.db")
+    sweep = create_sweep(store, spec, "test", log=lambda line: None)
+    runner = SweepRunner(store, sweep.id, spec, {"old-phone": Device(**phone)}, transport_for=ReplayedPhone)
+    assert asyncio.run(runner.run())["done"] == 1
+    (row,) = store.report(sweep.id)
+    assert row["mean_ms"] == 249.684 and row["count"] == 50 and row["peak_rss_mb"] == 138.809
+    assert row["p50_ms"] is None and row["p99_ms"] is None and store.samples(row["result_id"]) == []
