@@ -167,9 +167,28 @@ def _load_file(path: Path) -> Inventory:
     if not isinstance(raw, dict) or not isinstance(raw.get("devices"), list):
         raise FarmError(f"{path}: expected a mapping with a 'devices:' list")
     try:
-        return Inventory.model_validate(raw)
+        inventory = Inventory.model_validate(raw)
     except ValidationError as error:
         raise FarmError(f"{path}: {_describe(error, raw)}") from None
+    for device in inventory.devices:
+        _resolve_local_paths(device, path.parent)
+    return inventory
+
+
+def _resolve_local_paths(device: Device, base: Path) -> None:
+    """Files of the coordinator named in an inventory are relative to that inventory (as sweep specs are to theirs).
+
+    Paths on the device itself (python, workspace, delegate libraries) are left as written."""
+
+    def local(value: str) -> str:
+        return str((base / Path(value).expanduser()).resolve())
+
+    if device.key:
+        device.key = local(device.key)
+    if device.known_hosts:
+        device.known_hosts = local(device.known_hosts)
+    device.binaries = {abi: local(binary) for abi, binary in device.binaries.items()}
+    device.flex_binaries = {abi: local(binary) for abi, binary in device.flex_binaries.items()}
 
 
 def _describe(error: ValidationError, raw: dict) -> str:

@@ -84,3 +84,16 @@ def test_delegate_options_become_strings(tmp_path):
                            "    delegate_options: {gpu: {library: /x.so, options: {precision_loss: true, n: 2}}}\n")
     device = load_inventory(path).device("j")
     assert device.delegate_options["gpu"].options == {"precision_loss": "true", "n": "2"}
+
+
+def test_coordinator_paths_are_relative_to_the_inventory(tmp_path):
+    (tmp_path / "lab").mkdir()
+    path = tmp_path / "lab" / "farm.yaml"
+    path.write_text("devices:\n"
+                    "  - {name: pi, kind: linux, host: h, key: keys/pi, known_hosts: known_hosts, python: venv/bin/python}\n"
+                    "  - {name: phone, kind: android, serial: s, binaries: {arm64-v8a: ../tools/benchmark_model}}\n")
+    inventory = load_inventory(path)
+    pi, phone = inventory.device("pi"), inventory.device("phone")
+    assert pi.key == str(tmp_path / "lab" / "keys" / "pi") and pi.known_hosts == str(tmp_path / "lab" / "known_hosts")
+    assert pi.python == "venv/bin/python"  # a path on the board: left as written
+    assert phone.binaries == {"arm64-v8a": str(tmp_path / "tools" / "benchmark_model")}
