@@ -33,3 +33,16 @@ def farm(*args: str, cwd: Path | None = None, timeout: float = 900) -> subproces
     """Run the real `farm` command line in a fresh process."""
     return subprocess.run([sys.executable, "-m", "farm", *map(str, args)], cwd=cwd or REPO, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def refused(call, *needles) -> str:
+    """The one-line FarmError that `call()` raises, checked to name every needle."""
+    from farm.errors import FarmError
+
+    with pytest.raises(FarmError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message, message
+    for needle in needles:
+        assert needle in message, message
+    return message

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import refused
+
 from farm import convert as convert_mod
 from farm.convert import VARIANT_KINDS, Variant, convert_model, describe_tflite
-from farm.errors import FarmError
 
 REPO = Path(__file__).resolve().parent.parent
 ALL_KINDS = list(VARIANT_KINDS)
@@ -30,16 +31,6 @@ def litert(path: Path):
                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interp.allocate_tensors()
     return interp
-
-
-def refused(call, *needles) -> str:
-    with pytest.raises(FarmError) as info:
-        call()
-    message = str(info.value)
-    assert "\n" not in message, message
-    for needle in needles:
-        assert needle in message, message
-    return message
 
 
 def leftovers(cache: Path) -> list[Path]:

@@ -5,22 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import refused
 from PIL import Image
 
 from farm.datasets import check_fits, load_image_folder, load_npz
-from farm.errors import FarmError
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def refused(call, *needles) -> str:
-    with pytest.raises(FarmError) as info:
-        call()
-    message = str(info.value)
-    assert "\n" not in message, message
-    for needle in needles:
-        assert needle in message, message
-    return message
 
 
 # --- load_npz -----------------------------------------------------------------------------------------------------

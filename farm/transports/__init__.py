@@ -5,6 +5,7 @@ The scheduler never knows whether a device is this machine, a board over SSH or 
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -55,18 +56,15 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
+# Imported only when a device of that kind is in the sweep: a farm of boards never loads adbutils, and the reverse.
+TRANSPORTS = {
+    "local": ("farm.transports.local", "LocalTransport"),
+    "linux": ("farm.transports.ssh", "SshTransport"),
+    "android": ("farm.transports.adb", "AdbTransport"),
+}
+
+
 def open_transport(device: Device) -> Transport:
     """The transport for a device's kind."""
-    if device.kind == "local":
-        from farm.transports.local import LocalTransport
-
-        return LocalTransport(device)
-    if device.kind == "linux":
-        from farm.transports.ssh import SshTransport
-
-        return SshTransport(device)
-    if device.kind == "android":
-        from farm.transports.adb import AdbTransport
-
-        return AdbTransport(device)
-    raise NotImplementedError(f"device {device.name!r}: the {device.kind} transport is not available in this version")
+    module, name = TRANSPORTS[device.kind]
+    return getattr(importlib.import_module(module), name)(device)
