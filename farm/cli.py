@@ -66,7 +66,7 @@ def cmd_inventory_show(args) -> int:
 def _inventory_devices(args):
     from farm.inventory import load_inventory
 
-    inventory = load_inventory(*args.inventory)
+    inventory = load_inventory(*(args.inventory or ["inventory/local.yaml"]))
     names = args.devices or [d.name for d in inventory.devices]
     unknown = [n for n in names if n not in {d.name for d in inventory.devices}]
     if unknown:
@@ -353,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_inventory(sub):
         sub.add_argument("devices", nargs="*", help="device names (default: every device of the inventory)")
-        sub.add_argument("--inventory", action="append", default=None, type=str,
+        sub.add_argument("--inventory", action="append",
                          help="inventory file (repeatable; default: inventory/local.yaml)")
         return sub
 
@@ -434,8 +434,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "inventory", "unset") is None and args.command in ("inventory", "provision"):
-        args.inventory = ["inventory/local.yaml"]
     try:
         return args.func(args)
     except FarmError as error:

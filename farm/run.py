@@ -73,7 +73,7 @@ class SweepRunner:
         transport = self.transport_for(device)
         try:
             try:
-                facts = await self._with_retries(device, transport.probe)
+                facts = await self._with_retries(transport.probe)
             except (DeviceLost, DeviceRefused) as error:
                 reason = f"device refused: {error}" if isinstance(error, DeviceRefused) else f"device unreachable: {error}"
                 for job in jobs:
@@ -88,7 +88,8 @@ class SweepRunner:
             self.bytes_uploaded[device.name] = getattr(transport, "bytes_uploaded", 0)
             await transport.close()
 
-    async def _with_retries(self, device: Device, call: Callable):
+    async def _with_retries(self, call: Callable):
+        """`call()`, tried again with backoff while the device is lost, up to the sweep's attempts."""
         for attempt in range(1, self.spec.attempts + 1):
             try:
                 return await call()

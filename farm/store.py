@@ -6,7 +6,6 @@ A job's result and its `done` state are written in one transaction, and the uniq
 """
 from __future__ import annotations
 
-import functools
 import json
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -20,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from farm.errors import FarmError
+from farm.stats import agreement
 
 SCHEMA_VERSION = 1
 JOB_STATES = ("pending", "running", "done", "failed", "skipped")
@@ -180,6 +180,7 @@ class Store:
 
     def __init__(self, db: str | Path = "farm.db", *, create: bool = True, readonly: bool = False):
         self.url = db_url(db)
+        self._variant_names: dict[int, tuple[str, str]] = {}
         create = create and not readonly
         url = make_url(self.url)
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
@@ -319,13 +320,14 @@ class Store:
         with self.session() as session:
             return session.get(VariantRow, variant_id)
 
-    @functools.lru_cache(maxsize=4096)
     def variant_names(self, variant_id: int) -> tuple[str, str]:
-        """(model name, variant kind) of a variant."""
-        query = text("SELECT m.name, v.kind FROM variants v JOIN models m ON m.id = v.model_id WHERE v.id = :id")
-        with self.session() as session:
-            model, kind = session.execute(query, {"id": variant_id}).one()
-        return model, kind
+        """(model name, variant kind) of a variant; a variant never changes them, so each is read once."""
+        if variant_id not in self._variant_names:
+            query = text("SELECT m.name, v.kind FROM variants v JOIN models m ON m.id = v.model_id WHERE v.id = :id")
+            with self.session() as session:
+                model, kind = session.execute(query, {"id": variant_id}).one()
+            self._variant_names[variant_id] = (model, kind)
+        return self._variant_names[variant_id]
 
     def requeue_running(self, sweep_id: int) -> int:
         """Jobs left `running` by a coordinator that died go back to `pending`; returns how many."""
@@ -382,8 +384,6 @@ class Store:
     def update_agreement(self, sweep_id: int) -> None:
         """Fill results.agreement: per device, the share of eval predictions equal to the fp32 variant's."""
         rows = self.report(sweep_id)
-        from farm.stats import agreement  # the math lives apart from I/O
-
         references: dict[tuple, list] = {}
         for row in rows:
             if row["variant"] == "fp32" and row["predictions"]:

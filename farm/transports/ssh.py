@@ -7,6 +7,7 @@ always verified against known_hosts. Everything that reaches the remote shell go
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import posixpath
@@ -121,7 +122,7 @@ class SshTransport:
             result = await connection.run(command, input=input, timeout=timeout, check=False,
                                           encoding=None if binary else "utf-8")
         except asyncssh.TimeoutError:
-            raise
+            raise  # an asyncssh.Error too, but the job's timeout, not a lost board
         except _LOST as error:
             await self._drop()
             raise DeviceLost(f"{self.device.host}:{self.device.port}: {error or type(error).__name__}") from None
@@ -206,13 +207,9 @@ def _signal_number(name: str) -> int:
         return 0
 
 
-_AGENT_SHA: list[str] = []
-
-
+@functools.cache
 def _agent_sha() -> str:
-    if not _AGENT_SHA:
-        _AGENT_SHA.append(sha256_file(AGENT_PATH))
-    return _AGENT_SHA[0]
+    return sha256_file(AGENT_PATH)
 
 
 async def fetch_host_key(device: Device) -> asyncssh.SSHKey:
