@@ -9,6 +9,8 @@ from fleet.fixtures import healed_ssh_fleet, ssh_fleet  # noqa: F401  (real Open
 from phone.fixtures import adb_lab, benchmark_model_binary, healed_adb_lab, tiny_tflite  # noqa: F401  (simulated phones)
 
 REPO = Path(__file__).resolve().parent.parent
+# Real benchmark_model console output, copied into the repository with its SOURCES.md.
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "benchmark_model"
 
 
 @pytest.fixture(scope="session", autouse=True)

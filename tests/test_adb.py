@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FIXTURES
 from farm.inventory import Device
 from farm.parse import parse_benchmark_model_result
 from farm.transports import JobFailed, RawResult
 from farm.transports.adb import _count_cpus, _to_input_dtype, _top1, delegate_flags, parse_battery
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "benchmark_model"
 
 PHONE = Device(name="p", kind="android", serial="s", delegates=["xnnpack", "none", "gpu", "nnapi", "external"],
                binaries={"arm64-v8a": "benchmark_model"},

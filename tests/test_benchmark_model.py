@@ -1,4 +1,4 @@
-"""farm.benchmark_model against real benchmark_model output (shared/fixtures/benchmark_model/) and a fuzzer.
+"""farm.benchmark_model against real benchmark_model output (tests/fixtures/benchmark_model/) and a fuzzer.
 
 Every expected number below was read from the fixture file named in the test. A few tests derive a variant of a
 fixture (logcat prefixes, stdout/stderr split, a truncation, scientific notation): each says how, and the
@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import FIXTURES
 from farm.benchmark_model import (
     KINDS,
     OUTCOMES,
@@ -23,8 +22,6 @@ from farm.benchmark_model import (
     parse_benchmark_model,
     resolve_delegate,
 )
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "benchmark_model"
 
 
 def fixture(name: str) -> str:

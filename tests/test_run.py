@@ -7,7 +7,7 @@ import sys
 import time
 
 import yaml
-from conftest import REPO, farm
+from conftest import FIXTURES, REPO, farm
 
 
 def counts(db):
@@ -86,10 +86,9 @@ def test_a_job_over_its_timeout_fails_with_the_reason_and_the_lane_goes_on(tmp_p
 
 
 def test_a_phone_log_without_percentiles_is_still_a_result(tmp_path, digits_dir):
-    """The scheduler with a transport that replays a real benchmark_model log (shared fixture, TF 2.4 format: no
+    """The scheduler with a transport that replays a real benchmark_model log (a real fixture, TF 2.4 format: no
     percentiles printed): the job is done, its percentiles stay empty rather than invented."""
     import asyncio
-    from pathlib import Path
 
     from farm.inventory import Device
     from farm.parse import parse_benchmark_model_result
@@ -99,8 +98,7 @@ def test_a_phone_log_without_percentiles_is_still_a_result(tmp_path, digits_dir)
     from farm.sweep import create_sweep
     from farm.transports import RawResult
 
-    log = (Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "benchmark_model" /
-           "v2.4_cpu_peak_memory.txt").read_text()
+    log = (FIXTURES / "v2.4_cpu_peak_memory.txt").read_text()
 
     class ReplayedPhone:
         parse = staticmethod(parse_benchmark_model_result)
