@@ -33,4 +33,4 @@ system-packages:
 	fi
 
 clean:
-	rm -rf $(VENV) demo reports farm.db farm.db-wal farm.db-shm
+	rm -rf $(VENV) demo reports farm.db farm.db-wal farm.db-shm build dist

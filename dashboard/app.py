@@ -9,16 +9,11 @@ import argparse
 import sys
 from pathlib import Path
 
-# `streamlit run` puts this file's folder on sys.path, not the repository's; `dashboard` and `farm` live there.
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import streamlit as st
+from sqlalchemy.exc import DBAPIError
 
-import streamlit as st  # noqa: E402
-from sqlalchemy.exc import DBAPIError  # noqa: E402
-
-from dashboard import filters, queries  # noqa: E402
-from farm.errors import FarmError  # noqa: E402
+from farm.dashboard import filters, queries
+from farm.errors import FarmError
 
 PAGES = (
     ("views/sweeps.py", "Sweeps", ":material/checklist:"),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from dashboard import queries
+from farm.dashboard import queries
 
 # sidebar field (also its session key and query-string key) -> label
 FIELDS = {"model": "Models", "variant": "Variants", "delegate": "Delegates", "tag": "Device tags"}

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, text
 from farm import export
 from farm.store import JOB_STATES, Store, decode_samples
 
-from dashboard.analysis import hottest
+from farm.dashboard.analysis import hottest
 
 LIVE_TTL = 2  # seconds: sweep progress should look live
 RESULTS_TTL = 30  # results only grow while a sweep runs; a page rerun within this reuses them

@@ -5,9 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from farm import __version__
 from farm.errors import FarmError
 
 DEFAULT_DB = "farm.db"
+INVENTORY_HELP = "inventory file (repeatable; default: inventory/local.yaml if it is here, else this machine alone)"
 
 
 def _csv(value: str) -> list[str]:
@@ -27,9 +29,12 @@ def cmd_inventory_check(args) -> int:
     from farm.progress import make_console
     from rich.table import Table
 
-    from farm.inventory import load_inventory
+    from farm.inventory import default_inventory, describe_default, load_inventory
 
-    inventory = load_inventory(*args.files)
+    files = args.files or default_inventory()
+    if not args.files:
+        print(describe_default(files))
+    inventory = load_inventory(*files)
     table = Table(title=f"{len(inventory.devices)} devices, inventory valid", title_justify="left")
     for column in ("name", "kind", "reached at", "delegates", "tags"):
         table.add_column(column)
@@ -64,9 +69,9 @@ def cmd_inventory_show(args) -> int:
 
 
 def _inventory_devices(args):
-    from farm.inventory import load_inventory
+    from farm.inventory import default_inventory, load_inventory
 
-    inventory = load_inventory(*(args.inventory or ["inventory/local.yaml"]))
+    inventory = load_inventory(*(args.inventory or default_inventory()))
     names = args.devices or [d.name for d in inventory.devices]
     unknown = [n for n in names if n not in {d.name for d in inventory.devices}]
     if unknown:
@@ -222,7 +227,7 @@ def _spec_from_args(args):
         raise FarmError("farm sweep run: give a sweep spec file, or --model with flags")
     raw = {
         "name": args.name or Path(args.model).name.split(".")[0],
-        "inventory": args.inventory or ["inventory/local.yaml"],
+        "inventory": args.inventory or [],
         "models": [{"source": args.model, "variants": args.variants or ["fp32"],
                     **({"calibration": args.calibration} if args.calibration else {}),
                     **({"eval": args.eval} if args.eval else {})}],
@@ -311,17 +316,13 @@ def cmd_export(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
-    import importlib.util
     import subprocess
 
-    from farm import DASHBOARD_PATH
+    from farm.dashboard.launch import command
 
-    spec = importlib.util.spec_from_file_location("dashboard_launch", DASHBOARD_PATH / "launch.py")
-    launch = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(launch)
     print(f"dashboard: http://{args.address}:{args.port}/ over {args.db} (read-only; Ctrl-C stops it)", flush=True)
     try:
-        return subprocess.call(launch.command(args.db, args.port, args.address))
+        return subprocess.call(command(args.db, args.port, args.address))
     except KeyboardInterrupt:
         return 0
 
@@ -329,7 +330,7 @@ def cmd_dashboard(args) -> int:
 def cmd_demo(args) -> int:
     from farm.demo import run_demo
 
-    return run_demo(Path(args.workdir), db=args.db, reports=Path(args.out), runs=args.runs)
+    return run_demo(Path(args.workdir), db=args.db, reports=Path(args.out) if args.out else None, runs=args.runs)
 
 
 # --- parser ---------------------------------------------------------------------------------------------------------
@@ -337,6 +338,7 @@ def cmd_demo(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="farm", description="Benchmark TensorFlow Lite (LiteRT) models across a farm of "
                                      "edge devices: convert variants, sweep them over devices, store, export.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_db(sub):
@@ -346,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     inventory = commands.add_parser("inventory", help="check and show the devices of the farm")
     inventory_commands = inventory.add_subparsers(dest="action", required=True, metavar="ACTION")
     check = inventory_commands.add_parser("check", help="validate inventory files and list their devices")
-    check.add_argument("files", nargs="+", help="inventory YAML files")
+    check.add_argument("files", nargs="*", help="inventory YAML files (default: inventory/local.yaml if it is here, "
+                       "else this machine alone)")
     check.set_defaults(func=cmd_inventory_check)
     show = with_db(inventory_commands.add_parser("show", help="devices in the store with the facts probed from them"))
     show.set_defaults(func=cmd_inventory_show)
@@ -354,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     def with_inventory(sub):
         sub.add_argument("devices", nargs="*", help="device names (default: every device of the inventory)")
         sub.add_argument("--inventory", action="append",
-                         help="inventory file (repeatable; default: inventory/local.yaml)")
+                         help=INVENTORY_HELP)
         return sub
 
     probe = with_db(with_inventory(inventory_commands.add_parser(
@@ -396,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--variants", type=_csv, help="comma-separated variant kinds (default: fp32)")
     run.add_argument("--calibration", help="representative data for int8/int16x8")
     run.add_argument("--eval", help="eval .npz (x inputs, y labels) for accuracy")
-    run.add_argument("--inventory", action="append", help="inventory file (repeatable; default: inventory/local.yaml)")
+    run.add_argument("--inventory", action="append", help=INVENTORY_HELP)
     run.add_argument("--devices", type=_csv, help="device names, tag:NAME, or all (default: all)")
     run.add_argument("--delegates", type=_csv, help="comma-separated delegates (default: xnnpack)")
     run.add_argument("--threads", type=_ints, help="comma-separated thread counts (default: 1)")
@@ -424,9 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 shares it)")
     dashboard.set_defaults(func=cmd_dashboard)
 
-    demo = with_db(commands.add_parser("demo", help="train two small models, convert them, benchmark them here"))
-    demo.add_argument("--workdir", default="demo", help="where the demo models and data go (default: demo/)")
-    demo.add_argument("--out", default="reports", help="CSV output folder (default: reports/)")
+    demo = commands.add_parser("demo", help="train two small models, convert them, benchmark them here")
+    demo.add_argument("--workdir", default=".", help="where the demo writes: models and data in demo/, the store "
+                      "farm.db, CSVs in reports/ (default: the current directory)")
+    demo.add_argument("--db", help="store: a SQLite file or any SQLAlchemy URL (default: WORKDIR/farm.db)")
+    demo.add_argument("--out", help="CSV output folder (default: WORKDIR/reports/)")
     demo.add_argument("--runs", type=int, default=50, help="measured runs per job (default: 50)")
     demo.set_defaults(func=cmd_demo)
     return parser

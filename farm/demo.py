@@ -12,10 +12,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from farm import REPO
-
 SEED = 7
-LOCAL_INVENTORY = REPO / "inventory" / "local.yaml"
 
 
 def build_digits(workdir: Path) -> None:
@@ -71,7 +68,6 @@ def demo_spec(workdir: Path, runs: int) -> dict:
     variants = ["fp32", "fp16", "dynamic", "int8", "int16x8"]
     return {
         "name": "demo",
-        "inventory": [str(LOCAL_INVENTORY)],
         "models": [
             {"name": "digits", "source": "digits.keras", "variants": variants,
              "calibration": "digits_calib.npz", "eval": "digits_eval.npz"},
@@ -86,7 +82,8 @@ def demo_spec(workdir: Path, runs: int) -> dict:
     }
 
 
-def run_demo(workdir: Path, db: str, reports: Path, runs: int = 50) -> int:
+def run_demo(workdir: Path, db: str | None = None, reports: Path | None = None, runs: int = 50) -> int:
+    """Build, convert and benchmark the demo models into `workdir`: models in demo/, the store farm.db, CSVs in reports/."""
     from farm.cli import _run_and_report
     from farm.export import export_per_device
     from farm.plan import load_spec
@@ -94,11 +91,14 @@ def run_demo(workdir: Path, db: str, reports: Path, runs: int = 50) -> int:
     from farm.sweep import create_sweep
 
     workdir = workdir.resolve()
-    print(f"demo: building models in {workdir} (trained once, then reused)")
-    build_digits(workdir)
-    build_mobilenet(workdir)
-    spec_path = workdir / "sweep.yaml"
-    spec_path.write_text(yaml.safe_dump(demo_spec(workdir, runs), sort_keys=False))
+    models = workdir / "demo"
+    db = db or str(workdir / "farm.db")
+    reports = reports or workdir / "reports"
+    print(f"demo: building models in {models} (trained once, then reused)")
+    build_digits(models)
+    build_mobilenet(models)
+    spec_path = models / "sweep.yaml"
+    spec_path.write_text(yaml.safe_dump(demo_spec(models, runs), sort_keys=False))
     print(f"demo: sweep spec written to {spec_path}")
     store = Store(db)
     sweep = create_sweep(store, load_spec(spec_path), str(spec_path))

@@ -142,8 +142,27 @@ class Inventory(BaseModel):
         raise KeyError(name)
 
 
+# The inventory used when none is given: this file, if the current directory has one, else this machine alone.
+DEFAULT_FILE = Path("inventory") / "local.yaml"
+THIS_MACHINE = Device(name="local", kind="local", tags=["coordinator"])
+
+
+def default_inventory() -> list[str]:
+    """The inventory files to use when none is given: [inventory/local.yaml] if it is here, else [] (this machine)."""
+    return [str(DEFAULT_FILE.resolve())] if DEFAULT_FILE.is_file() else []
+
+
+def describe_default(files: list[str]) -> str:
+    """Where a default inventory came from, in words, for `farm inventory check`."""
+    if files:
+        return f"inventory: none given, so {DEFAULT_FILE} of the current directory"
+    return f"inventory: none given and no {DEFAULT_FILE} here, so this machine alone, as device 'local'"
+
+
 def load_inventory(*paths: str | Path) -> Inventory:
-    """Read and validate one or more inventory files into one Inventory (device names unique across files)."""
+    """Read and validate inventory files into one Inventory (device names unique across files); none: this machine."""
+    if not paths:
+        return Inventory(devices=[THIS_MACHINE.model_copy(deep=True)])
     devices: list[Device] = []
     origin: dict[str, Path] = {}
     for path in map(Path, paths):

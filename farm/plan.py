@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from farm.errors import FarmError
 from farm.convert import VARIANT_KINDS
-from farm.inventory import INT8_ONLY_DELEGATES, Delegates, Device, Name, known
+from farm.inventory import INT8_ONLY_DELEGATES, Delegates, Device, Name, default_inventory, known
 
 
 class ModelSpec(BaseModel):
@@ -33,7 +33,7 @@ class SweepSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: Name = "sweep"
-    inventory: list[str] = Field(default_factory=lambda: ["inventory/local.yaml"])
+    inventory: list[str] = Field(default_factory=list)  # none: inventory/local.yaml if it is here, else this machine
     models: list[ModelSpec] = Field(min_length=1)
     devices: list[str] = Field(default_factory=lambda: ["all"])  # device names, "tag:NAME", or "all"
     delegates: Delegates = Field(default_factory=lambda: ["xnnpack"])
@@ -76,7 +76,8 @@ class SweepSpec(BaseModel):
             )
             for m in self.models
         ]
-        return self.model_copy(update={"models": models, "inventory": [absolute(p) for p in self.inventory]})
+        inventory = [absolute(p) for p in self.inventory] if self.inventory else default_inventory()
+        return self.model_copy(update={"models": models, "inventory": inventory})
 
 
 def load_spec(path: str | Path) -> SweepSpec:

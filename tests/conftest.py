@@ -1,7 +1,11 @@
 """Fixtures shared by the suite: a private conversion cache and the demo's digits model, trained once per session."""
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -48,3 +52,46 @@ def refused(call, *needles) -> str:
     for needle in needles:
         assert needle in message, message
     return message
+
+
+START_S = 60  # the server's first answer (Python and Streamlit imports on a loaded CI machine)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Dashboard:
+    """`farm dashboard --db DB --port N` in its own process group, stopped with everything it started."""
+
+    def __init__(self, db: Path, log: Path, farm_command: tuple[str, ...] = (sys.executable, "-m", "farm"),
+                 cwd: Path = REPO):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        with open(log, "w") as out:
+            self.process = subprocess.Popen([*farm_command, "dashboard", "--db", str(db), "--port", str(self.port)],
+                                            cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + START_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"farm dashboard exited {self.process.returncode}: {log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise AssertionError(f"farm dashboard did not answer within {START_S} s: {log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)

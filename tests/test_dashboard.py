@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard import analysis
+from farm.dashboard import analysis
 from farm.export import export_per_device
 from farm.inventory import Device
 from farm.stats import summarize
@@ -385,7 +385,7 @@ def test_export_is_the_farm_export_csv(seeded, monkeypatch, tmp_path):
     button = app.get("download_button")[0]
     assert button.proto.label == "Download baseline-pi4.csv"
 
-    from dashboard import queries
+    from farm.dashboard import queries
     sweep_id = Store(db, create=False).sweep("baseline").id
     assert queries.device_csv(str(db), sweep_id, "pi4") == csv  # byte for byte
     assert queries.device_csv(str(db), sweep_id, "orin") == (tmp_path / "baseline-orin.csv").read_text()
@@ -463,7 +463,7 @@ def test_the_store_is_opened_read_only(seeded):
 
 
 def test_launch_command(tmp_path):
-    from dashboard.launch import APP as LAUNCHED, command
+    from farm.dashboard.launch import APP as LAUNCHED, command
 
     argv = command("farm.db", 8599)
     assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4] == str(LAUNCHED) == str(APP)

@@ -4,13 +4,7 @@ shows and that the known figures do. Screenshots of each page go to test-artifac
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,6 +14,7 @@ try:
 except ImportError:  # the fixture below says what to install
     expect = None
 
+from conftest import Dashboard
 from farm.export import export_per_device
 from farm.stats import summarize
 from farm.store import Store
@@ -28,50 +23,9 @@ from test_dashboard import FAILED_REASON, SKIPPED_REASON, samples_around, seed_s
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts" / "dashboard"
 CHROMIUM = "/usr/bin/chromium"
+WAIT_MS = 30_000  # any one thing the page should show
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-START_S = 60  # the server's first answer (Python and Streamlit imports on a loaded CI machine)
-WAIT_MS = 30_000  # any one thing the page should show
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Dashboard:
-    """`farm dashboard --db DB --port N` in its own process group, stopped with everything it started."""
-
-    def __init__(self, db: Path, log: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        with open(log, "w") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "farm", "dashboard", "--db", str(db), "--port",
-                                             str(self.port)], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
-        deadline = time.monotonic() + START_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"farm dashboard exited {self.process.returncode}: {log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise AssertionError(f"farm dashboard did not answer within {START_S} s: {log.read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from farm.errors import FarmError
-from farm.inventory import load_inventory
+from farm.inventory import default_inventory, describe_default, load_inventory
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -23,6 +23,22 @@ def test_shipped_inventories_are_valid():
     coral = inventory.device("coral-devboard")
     assert coral.offers("edgetpu") and coral.delegate_options["edgetpu"].options == {"device": "pci:0"}
     assert inventory.device("rpi4-a").port == 22
+
+
+def test_no_inventory_given_means_inventory_local_yaml_here_else_this_machine(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert default_inventory() == []
+    assert "this machine alone, as device 'local'" in describe_default([])
+    alone = load_inventory()
+    assert [(d.name, d.kind, d.delegates) for d in alone.devices] == [("local", "local", ["xnnpack", "none"])]
+    # The repository's inventory/local.yaml says the same as the built-in default.
+    assert load_inventory(REPO / "inventory" / "local.yaml") == alone
+
+    (tmp_path / "inventory").mkdir()
+    (tmp_path / "inventory" / "local.yaml").write_text("devices:\n  - {name: here, kind: local}\n")
+    assert default_inventory() == [str(tmp_path / "inventory" / "local.yaml")]
+    assert "inventory/local.yaml of the current directory" in describe_default(default_inventory())
+    assert [d.name for d in load_inventory(*default_inventory()).devices] == ["here"]
 
 
 def test_unknown_delegate_names_file_device_and_field(tmp_path):

@@ -6,7 +6,7 @@ and the median moved by at least the minimum picked; anything else is noise.
 import pandas as pd
 import streamlit as st
 
-from dashboard import analysis, charts, filters, queries
+from farm.dashboard import analysis, charts, filters, queries
 
 KEYS = ["device", "model", "variant", "delegate", "threads"]
 CHART_ROWS = 40

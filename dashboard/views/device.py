@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import analysis, charts, filters, queries
+from farm.dashboard import analysis, charts, filters, queries
 
 MAX_BOXES = 40
 

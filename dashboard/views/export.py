@@ -4,7 +4,7 @@ import io
 import pandas as pd
 import streamlit as st
 
-from dashboard import filters, queries
+from farm.dashboard import filters, queries
 
 selection = filters.current()
 name = selection.sweep["name"]

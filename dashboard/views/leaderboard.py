@@ -1,7 +1,7 @@
 """Leaderboard: every configuration on every device of a sweep, coloured by the metric picked."""
 import streamlit as st
 
-from dashboard import charts, filters, queries
+from farm.dashboard import charts, filters, queries
 
 MAX_ROWS = 120  # heatmap rows; the table below has them all
 

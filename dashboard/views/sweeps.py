@@ -5,7 +5,7 @@ While any sweep runs, the page redraws itself every few seconds.
 import pandas as pd
 import streamlit as st
 
-from dashboard import analysis, filters, queries
+from farm.dashboard import analysis, filters, queries
 
 REFRESH_S = 5
 MAX_REASONS = 50

@@ -2,7 +2,7 @@
 import numpy as np
 import streamlit as st
 
-from dashboard import analysis, charts, filters, queries
+from farm.dashboard import analysis, charts, filters, queries
 
 LATENCIES = {label: column for label, (column, _) in queries.METRICS.items()
              if column in ("p50_ms", "p90_ms", "p99_ms")}
