@@ -1,4 +1,4 @@
-"""`farm demo`: two small real models benchmarked on this machine, end to end.
+"""The demo's two small real models and its sweep (`farm demo`, in farm/commands/demo.py, runs them end to end).
 
 A CNN trained on scikit-learn's bundled digits (no download, seeded) shows accuracy across variants; a MobileNetV2 with
 random weights (weights=None: no download) shows realistic latencies. Both go through the same path as any user model:
@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 SEED = 7
 
@@ -80,33 +79,3 @@ def demo_spec(workdir: Path, runs: int) -> dict:
         "runs": runs,
         "warmup_runs": 5,
     }
-
-
-def run_demo(workdir: Path, db: str | None = None, reports: Path | None = None, runs: int = 50) -> int:
-    """Build, convert and benchmark the demo models into `workdir`: models in demo/, the store farm.db, CSVs in reports/."""
-    from farm.cli import _run_and_report
-    from farm.export import export_per_device
-    from farm.plan import load_spec
-    from farm.store import Store
-    from farm.sweep import create_sweep
-
-    workdir = workdir.resolve()
-    models = workdir / "demo"
-    db = db or str(workdir / "farm.db")
-    reports = reports or workdir / "reports"
-    print(f"demo: building models in {models} (trained once, then reused)")
-    build_digits(models)
-    build_mobilenet(models)
-    spec_path = models / "sweep.yaml"
-    spec_path.write_text(yaml.safe_dump(demo_spec(models, runs), sort_keys=False))
-    print(f"demo: sweep spec written to {spec_path}")
-    store = Store(db)
-    sweep = create_sweep(store, load_spec(spec_path), str(spec_path))
-    _run_and_report(store, sweep)
-    for path in export_per_device(store, sweep.name, reports):
-        print(f"demo: wrote {path}")
-    counts = store.counts(sweep.id)
-    if counts["failed"]:
-        # Failed jobs are findings here (e.g. XNNPACK takes no node of a 16x8 model), not a broken demo.
-        print(f"demo: {counts['failed']} jobs failed, each with its reason: farm sweep status {sweep.name}")
-    return 0 if counts["pending"] == counts["running"] == 0 else 1

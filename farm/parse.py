@@ -1,22 +1,12 @@
-"""Raw results → measurements. One parser per raw format; the transport says which one applies."""
+"""Raw results → measurements. One parser per raw format; a raw result says its format, and PARSERS maps it."""
 from __future__ import annotations
 
 import json
 import signal
-from dataclasses import dataclass
 
 from farm.benchmark_model import BenchmarkModelParseError, parse_benchmark_model
+from farm.results import AGENT, BENCHMARK_MODEL, JobFailed, Measurement, RawResult
 from farm.stats import summarize
-from farm.transports import DeviceLost, JobFailed, RawResult
-
-
-@dataclass
-class Measurement:
-    """One job's measured values, ready for the store (accuracy and agreement are scored by the coordinator)."""
-
-    result: dict
-    samples_us: list
-    predictions: list[int] | None
 
 
 def _exit_reason(code: int) -> str:
@@ -30,9 +20,6 @@ def _exit_reason(code: int) -> str:
 
 def parse_agent_result(raw: RawResult) -> Measurement:
     """The agent's one JSON object → a Measurement; its error, a crash or a delegate that took nothing → JobFailed."""
-    if raw.exit_code is None:
-        # asyncssh reports a dead server as a missing exit status, not as an exception: that is a lost device.
-        raise DeviceLost("the connection closed before the agent finished")
     lines = [line for line in raw.stdout.strip().splitlines() if line.strip()]
     try:
         reply = json.loads(lines[-1]) if lines else None
@@ -81,9 +68,8 @@ def parse_benchmark_model_result(raw: RawResult) -> Measurement:
     """benchmark_model's log from a phone → a Measurement; a failed run or a delegate that did not apply → JobFailed.
 
     The tool prints aggregates, not every sample: the percentiles it did not print stay None, and no samples are stored.
+    Its predictions on the eval set come from a second step (the transport's eval_predictions).
     """
-    if raw.exit_code is None:
-        raise DeviceLost("the phone went away before benchmark_model finished")
     requested = raw.extra.get("delegate")
     try:
         log = parse_benchmark_model(raw.stdout, raw.stderr, raw.exit_code, requested_delegate=requested)
@@ -114,4 +100,12 @@ def parse_benchmark_model_result(raw: RawResult) -> Measurement:
         "env_after": json.dumps(raw.extra.get("env_after") or {}),
         "host": json.dumps(raw.extra.get("host") or {}),
     }
-    return Measurement(result=result, samples_us=[], predictions=raw.extra.get("predictions"))
+    return Measurement(result=result, samples_us=[], predictions=None)
+
+
+PARSERS = {AGENT: parse_agent_result, BENCHMARK_MODEL: parse_benchmark_model_result}
+
+
+def parse(raw: RawResult) -> Measurement:
+    """The measurement in a raw result, read by the parser of its format."""
+    return PARSERS[raw.format](raw)

@@ -15,11 +15,13 @@ from typing import Callable
 
 from farm.datasets import load_npz
 from farm.inventory import Device
+from farm.parse import parse
 from farm.paths import sha256_file
 from farm.plan import SweepSpec
+from farm.results import DeviceLost, DeviceRefused, JobFailed, Measurement
 from farm.stats import accuracy
 from farm.store import JobRow, Store
-from farm.transports import DeviceLost, DeviceRefused, JobFailed, Transport, open_transport
+from farm.transports import BenchmarkJob, Delegate, LocalFile, Transport, open_transport
 
 BACKOFF_S = (1.0, 3.0, 10.0, 30.0)
 
@@ -85,7 +87,7 @@ class SweepRunner:
             for job in jobs:
                 await self._job(transport, job)
         finally:
-            self.bytes_uploaded[device.name] = getattr(transport, "bytes_uploaded", 0)
+            self.bytes_uploaded[device.name] = transport.bytes_uploaded
             await transport.close()
 
     async def _with_retries(self, call: Callable):
@@ -118,7 +120,7 @@ class SweepRunner:
                 except DeviceLost:
                     pass  # the next attempt reports it
                 continue
-            except asyncio.TimeoutError:
+            except TimeoutError:  # the one timeout type of the transports (an OSError too, so caught first)
                 self.store.fail_job(job.id, f"timed out after {self.spec.timeout_s:g} s")
                 self.notify(Event(job.device, label, "failed", "timeout"))
                 return
@@ -138,37 +140,31 @@ class SweepRunner:
             self.notify(Event(job.device, label, "done", f"{shown[0]} {shown[1]:.3f} ms"))
             return
 
-    async def _measure(self, transport: Transport, job: JobRow):
-        variant = self.store.variant(job.variant_id)
-        model = self.models[self._model_name(job)]
+    async def _measure(self, transport: Transport, job: JobRow) -> tuple[Measurement, float]:
         start = time.perf_counter()
-        request = {
-            "model": await transport.ensure(Path(variant.path), variant.sha256),
-            "delegate": self._delegate(transport.device, job.delegate),
-            "threads": job.threads,
-            "warmup_runs": self.spec.warmup_runs,
-            "runs": self.spec.runs,
-            "min_secs": self.spec.min_secs,
-            "max_secs": self.spec.max_secs,
-        }
-        if model.eval:
-            request["eval"] = await transport.ensure(Path(model.eval), self._sha256(model.eval))
-            if self.spec.eval_limit:
-                request["eval_limit"] = self.spec.eval_limit
-        raw = await transport.run_job(request, self.spec.timeout_s)
-        measurement = transport.parse(raw)
+        benchmark = self._benchmark_job(transport.device, job)
+        measurement = parse(await transport.run_job(benchmark))
+        if benchmark.eval is not None and measurement.predictions is None:
+            # Only a run that counts is scored: a failed run or a delegate that did not apply has raised by now.
+            measurement.predictions = await transport.eval_predictions(benchmark)
         return measurement, (time.perf_counter() - start) * 1000
 
-    @staticmethod
-    def _delegate(device: Device, name: str) -> dict:
-        options = device.delegate_options.get(name)
-        delegate: dict = {"name": name}
-        if options is not None:
-            if options.library:
-                delegate["library"] = options.library
-            if options.options:
-                delegate["options"] = dict(options.options)
-        return delegate
+    def _benchmark_job(self, device: Device, job: JobRow) -> BenchmarkJob:
+        variant = self.store.variant(job.variant_id)
+        model = self.models[self._model_name(job)]
+        return BenchmarkJob(
+            model=LocalFile(Path(variant.path), variant.sha256),
+            description=json.loads(variant.description),
+            delegate=Delegate.of(device, job.delegate),
+            threads=job.threads,
+            warmup_runs=self.spec.warmup_runs,
+            runs=self.spec.runs,
+            min_secs=self.spec.min_secs,
+            max_secs=self.spec.max_secs,
+            timeout_s=self.spec.timeout_s,
+            eval=LocalFile(Path(model.eval), self._sha256(model.eval)) if model.eval else None,
+            eval_limit=self.spec.eval_limit,
+        )
 
     def _model_name(self, job: JobRow) -> str:
         return self.store.variant_names(job.variant_id)[0]

@@ -7,7 +7,8 @@ import pytest
 from conftest import FIXTURES
 from farm.inventory import Device
 from farm.parse import parse_benchmark_model_result
-from farm.transports import JobFailed, RawResult
+from farm.results import BENCHMARK_MODEL, JobFailed, RawResult
+from farm.transports import Delegate
 from farm.transports.adb import _count_cpus, _to_input_dtype, _top1, delegate_flags, parse_battery
 
 
@@ -26,7 +27,7 @@ PHONE = Device(name="p", kind="android", serial="s", delegates=["xnnpack", "none
     ("external", ["--external_delegate_path=/data/local/tmp/libdelegate.so", "--external_delegate_options=a:1;b:x"]),
 ])
 def test_flags_per_delegate(delegate, flags):
-    assert delegate_flags(PHONE, delegate) == flags
+    assert delegate_flags(Delegate.of(PHONE, delegate)) == flags
 
 
 def test_the_phone_command_is_quoted_pinned_and_bounded():
@@ -39,7 +40,7 @@ def test_the_phone_command_is_quoted_pinned_and_bounded():
 
 
 def raw(fixture: str, delegate: str, exit_code: int = 0) -> RawResult:
-    return RawResult((FIXTURES / fixture).read_text(), "", exit_code, 1000.0, {"delegate": delegate, "binary": "bm"})
+    return RawResult(BENCHMARK_MODEL, (FIXTURES / fixture).read_text(), "", exit_code, {"delegate": delegate, "binary": "bm"})
 
 
 def test_a_phone_log_becomes_a_result():

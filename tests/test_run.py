@@ -91,17 +91,16 @@ def test_a_phone_log_without_percentiles_is_still_a_result(tmp_path, digits_dir)
     import asyncio
 
     from farm.inventory import Device
-    from farm.parse import parse_benchmark_model_result
     from farm.plan import parse_spec
+    from farm.results import BENCHMARK_MODEL, RawResult
     from farm.run import SweepRunner
     from farm.store import Store
     from farm.sweep import create_sweep
-    from farm.transports import RawResult
 
     log = (FIXTURES / "v2.4_cpu_peak_memory.txt").read_text()
 
     class ReplayedPhone:
-        parse = staticmethod(parse_benchmark_model_result)
+        bytes_uploaded = 0
 
         def __init__(self, device):
             self.device = device
@@ -109,11 +108,11 @@ def test_a_phone_log_without_percentiles_is_still_a_result(tmp_path, digits_dir)
         async def probe(self):
             return {"model": "replayed"}
 
-        async def ensure(self, path, sha256):
-            return str(path)
+        async def run_job(self, job):
+            return RawResult(BENCHMARK_MODEL, log, "", 0, {"delegate": job.delegate.name})
 
-        async def run_job(self, request, timeout):
-            return RawResult(log, "", 0, 12.0, {"delegate": request["delegate"]["name"]})
+        async def eval_predictions(self, job):
+            return None
 
         async def reconnect(self):
             return None

@@ -1,54 +1,72 @@
 """Transports: how the coordinator reaches a device. One small protocol, one implementation per kind of device.
 
-The scheduler never knows whether a device is this machine, a board over SSH or a phone over adb: it calls
-`probe()`, `ensure()` for every file a job needs, `run_job()`, and hands the raw result to the transport's `parse`.
+The scheduler never knows whether a device is this machine, a board over SSH or a phone over adb. It hands a transport
+a typed job (local files with their sha256, the variant's description, the resolved delegate, the run counts); the
+transport stages what it needs on the device, runs the benchmark and returns a raw result that says its format.
 """
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from farm.inventory import Device
+from farm.results import RawResult
 
 
-class DeviceLost(Exception):
-    """The device stopped answering (dropped link, killed server, lost phone): the job may be retried after reconnecting."""
+@dataclass(frozen=True)
+class LocalFile:
+    """A file of the coordinator that a job needs on the device, with the sha256 of its content."""
+
+    path: Path
+    sha256: str
 
 
-class DeviceRefused(Exception):
-    """The device cannot be used as configured (unknown or changed host key, login refused): no retry can fix it."""
+@dataclass(frozen=True)
+class Delegate:
+    """A delegate as the device's inventory entry configures it."""
+
+    name: str
+    library: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, device: Device, name: str) -> "Delegate":
+        """Delegate `name` with the library and options the device's inventory entry gives it."""
+        configured = device.delegate_options.get(name)
+        return cls(name, configured.library, dict(configured.options)) if configured else cls(name)
 
 
-class JobFailed(Exception):
-    """The job ran and failed (the agent's error, a crash, a bad model): retrying would fail the same way."""
+@dataclass(frozen=True)
+class BenchmarkJob:
+    """Everything a transport needs to run one benchmark."""
 
-
-@dataclass
-class RawResult:
-    """What a device sent back for one job, before parsing: the agent's JSON or benchmark_model's log."""
-
-    stdout: str
-    stderr: str
-    exit_code: int | None
-    wall_ms: float
-    # What the transport learned beside the log (phones: requested delegate, eval predictions, battery/thermals).
-    extra: dict = field(default_factory=dict)
+    model: LocalFile
+    description: dict  # the variant's stored description: inputs/outputs (dtype, shape, quantization), ops, needs_flex
+    delegate: Delegate
+    threads: int
+    warmup_runs: int
+    runs: int
+    min_secs: float
+    max_secs: float
+    timeout_s: float
+    eval: LocalFile | None = None
+    eval_limit: int | None = None
 
 
 class Transport(Protocol):
     device: Device
-    parse: Callable[[RawResult], "object"]
+    bytes_uploaded: int  # what this transport had to copy to the device so far
 
     async def probe(self) -> dict:
         """Facts about the device: CPU, cores, runtime and version, board, thermal zones, governor."""
 
-    async def ensure(self, path: Path, sha256: str) -> str:
-        """Make a local file available on the device, content-addressed; returns its path there."""
+    async def run_job(self, job: BenchmarkJob) -> RawResult:
+        """Stage the job's files, run one benchmark in a fresh process; raises DeviceLost, JobFailed or TimeoutError."""
 
-    async def run_job(self, request: dict, timeout: float) -> RawResult:
-        """Run one benchmark in a fresh process on the device; raises DeviceLost or TimeoutError."""
+    async def eval_predictions(self, job: BenchmarkJob) -> list[int] | None:
+        """Top-1 predictions on the job's eval set, for devices whose benchmark run does not report them (else None)."""
 
     async def reconnect(self) -> None:
         """Re-establish the link after DeviceLost."""

@@ -20,9 +20,9 @@ from shlex import quote
 import numpy as np
 
 from farm.inventory import Device
-from farm.parse import parse_benchmark_model_result
 from farm.paths import sha256_file
-from farm.transports import DeviceLost, DeviceRefused, JobFailed, RawResult
+from farm.results import BENCHMARK_MODEL, DeviceLost, DeviceRefused, JobFailed, RawResult
+from farm.transports import BenchmarkJob, Delegate, LocalFile
 
 ROOT = "/data/local/tmp/tflite-farm"
 PROPS = {
@@ -50,10 +50,9 @@ def adb_client(server: tuple[str, int]):
     return adbutils.AdbClient(host=server[0], port=server[1], socket_timeout=30)
 
 
-def delegate_flags(device: Device, name: str) -> list[str]:
+def delegate_flags(delegate: Delegate) -> list[str]:
     """benchmark_model's flags for a delegate, with the inventory's options for it."""
-    options = device.delegate_options.get(name)
-    extra = dict(options.options) if options else {}
+    name, extra = delegate.name, dict(delegate.options)
     if name == "xnnpack":
         return ["--use_xnnpack=true"] + [f"--{k}={v}" for k, v in extra.items()]
     if name == "none":
@@ -61,10 +60,9 @@ def delegate_flags(device: Device, name: str) -> list[str]:
     if name in ("gpu", "nnapi", "hexagon"):
         return [f"--use_{name}=true"] + [f"--{k}={v}" for k, v in extra.items()]
     # external (and edgetpu through its external delegate library)
-    library = options.library if options and options.library else None
-    if library is None:
-        raise JobFailed(f"device {device.name!r}: delegate {name} needs delegate_options.{name}.library")
-    flags = [f"--external_delegate_path={library}"]
+    if delegate.library is None:
+        raise JobFailed(f"delegate {name} needs delegate_options.{name}.library")
+    flags = [f"--external_delegate_path={delegate.library}"]
     if extra:
         flags.append("--external_delegate_options=" + ";".join(f"{k}:{v}" for k, v in extra.items()))
     return flags
@@ -82,14 +80,11 @@ def parse_battery(text: str) -> dict:
 class AdbTransport:
     """A phone: binaries and models pushed content-addressed under /data/local/tmp/tflite-farm, benchmark_model run."""
 
-    parse = staticmethod(parse_benchmark_model_result)
-
     def __init__(self, device: Device):
         self.device = device
         host, _, port = (device.adb_server or "127.0.0.1:5037").rpartition(":")
         self.server = (host or "127.0.0.1", int(port))
         self.present: set[str] = set()
-        self.local_of: dict[str, Path] = {}  # remote path -> the coordinator's copy (to describe models, read eval data)
         self.bytes_uploaded = 0
         self.abi: str | None = None
         self._phone = None
@@ -172,21 +167,16 @@ class AdbTransport:
                 temps[name] = int(value) / 1000.0 if abs(int(value)) > 1000 else float(value)
         return {"battery": parse_battery(battery.stdout) if battery.returncode == 0 else {}, "temps_c": temps}
 
-    async def ensure(self, path: Path, sha256: str, mode: int = 0o644) -> str:
-        return await self._call(self._ensure, Path(path), sha256, mode)
-
-    def _ensure(self, path: Path, sha256: str, mode: int) -> str:
-        remote = posixpath.join(ROOT, sha256 + path.suffix)
-        self.local_of[remote] = path
-        if path.suffix == ".npz":
-            return remote  # eval data goes to the phone as raw tensor files, written per model input (see _accuracy)
-        if sha256 in self.present:
+    def _stage(self, local: LocalFile, mode: int = 0o644) -> str:
+        """The file under ROOT on the phone, named by its sha256; pushed only when the phone has no such copy."""
+        remote = posixpath.join(ROOT, local.sha256 + local.path.suffix)
+        if local.sha256 in self.present:
             return remote
         # Checked, not assumed: reused only when the phone's copy hashes the same.
         found = self._shell(f"sha256sum {quote(remote)} 2>/dev/null")
-        if not found.stdout.startswith(sha256):
-            self._push(path.read_bytes(), remote, mode)
-        self.present.add(sha256)
+        if not found.stdout.startswith(local.sha256):
+            self._push(local.path.read_bytes(), remote, mode)
+        self.present.add(local.sha256)
         return remote
 
     def _push(self, data: bytes, remote: str, mode: int) -> None:
@@ -202,42 +192,48 @@ class AdbTransport:
             raise DeviceLost(f"phone {self.device.serial}: {moved.stderr.strip() or 'mv failed'}")
         self.bytes_uploaded += len(data)
 
-    async def run_job(self, request: dict, timeout: float) -> RawResult:
-        return await self._call(self._run_job, request, timeout)
+    async def run_job(self, job: BenchmarkJob) -> RawResult:
+        return await self._call(self._run_job, job)
 
-    def _run_job(self, request: dict, timeout: float) -> RawResult:
-        from farm.convert import describe_tflite
-
+    def _binary(self, job: BenchmarkJob) -> LocalFile:
+        """The benchmark_model build for this phone's ABI: the Flex build for models with Flex ops."""
         if self.abi is None:
             self._probe()
-        model = request["model"]
-        description = describe_tflite(self.local_of[model])
-        # Models with Flex ops need the Flex build of the tool (the planner only sends them to flex: true phones).
-        binaries = self.device.flex_binaries if description["needs_flex"] else self.device.binaries
+        # The planner only sends models with Flex ops to flex: true phones.
+        needs_flex = bool(job.description.get("needs_flex"))
+        binaries = self.device.flex_binaries if needs_flex else self.device.binaries
         if self.abi not in binaries:
-            raise JobFailed(f"device {self.device.name!r}: no {'flex_' if description['needs_flex'] else ''}binaries "
+            raise JobFailed(f"device {self.device.name!r}: no {'flex_' if needs_flex else ''}binaries "
                             f"entry for ABI {self.abi}")
-        binary = binaries[self.abi]
-        binary_remote = self._ensure(Path(binary), sha256_file(binary), 0o755)
-        delegate = request["delegate"]["name"]
-        flags = [f"--graph={model}", f"--num_threads={request['threads']}",
-                 f"--warmup_runs={request['warmup_runs']}", f"--num_runs={request['runs']}",
-                 f"--min_secs={request['min_secs']}", f"--max_secs={request['max_secs']}",
-                 "--report_peak_memory_footprint=true", *delegate_flags(self.device, delegate)]
+        return LocalFile(Path(binaries[self.abi]), sha256_file(binaries[self.abi]))
+
+    def _run_job(self, job: BenchmarkJob) -> RawResult:
+        binary = self._binary(job)
+        binary_remote = self._stage(binary, 0o755)
+        model = self._stage(job.model)
+        flags = [f"--graph={model}", f"--num_threads={job.threads}",
+                 f"--warmup_runs={job.warmup_runs}", f"--num_runs={job.runs}",
+                 f"--min_secs={job.min_secs}", f"--max_secs={job.max_secs}",
+                 "--report_peak_memory_footprint=true", *delegate_flags(job.delegate)]
+        timeout = job.timeout_s
         before = self._environment()
         start = time.perf_counter()
         reply = self._shell(self._command(binary_remote, flags, timeout), timeout=timeout + 10)
         wall_ms = (time.perf_counter() - start) * 1000
         after = self._environment()
         if reply.returncode == 137 and wall_ms >= timeout * 1000:
-            raise TimeoutError()
-        extra = {"delegate": delegate, "env_before": before, "env_after": after, "binary": Path(binary).name,
+            raise TimeoutError(f"no result within {timeout:g} s")
+        if reply.returncode is None:
+            raise DeviceLost("the phone went away before benchmark_model finished")
+        extra = {"delegate": job.delegate.name, "env_before": before, "env_after": after, "binary": binary.path.name,
                  "host": {"serial": self.device.serial, "abi": self.abi}}
-        raw = RawResult(reply.stdout, reply.stderr, reply.returncode, wall_ms, extra)
-        if request.get("eval"):
-            self.parse(raw)  # score only a run that counts: a failed run or a delegate that did not apply ends here
-            extra["predictions"] = self._accuracy(binary_remote, model, description, request, delegate, timeout)
-        return raw
+        return RawResult(BENCHMARK_MODEL, reply.stdout, reply.stderr, reply.returncode, extra)
+
+    async def eval_predictions(self, job: BenchmarkJob) -> list[int] | None:
+        """benchmark_model reports no outputs: the phone runs the eval set in a second step (see _accuracy)."""
+        if job.eval is None:
+            return None
+        return await self._call(self._accuracy, job)
 
     def _command(self, binary: str, flags: list[str], timeout: float) -> str:
         pinned = f"taskset {quote(self.device.affinity)} " if self.device.affinity else ""
@@ -245,16 +241,18 @@ class AdbTransport:
         return (f"cd {quote(ROOT)} && timeout -s KILL {int(timeout) + 1} {pinned}{quote(binary)} "
                 + " ".join(quote(flag) for flag in flags))
 
-    def _accuracy(self, binary: str, model: str, description: dict, request: dict, delegate: str,
-                  timeout: float) -> list[int]:
-        """Top-1 predictions on the eval set: one benchmark_model run per sample inside one on-device shell loop."""
+    def _accuracy(self, job: BenchmarkJob) -> list[int]:
+        """Top-1 predictions on the eval set: one benchmark_model run per sample inside one on-device shell loop.
+
+        Eval data goes to the phone as raw tensor files, one per sample, written for the model's input."""
         from farm.datasets import check_fits, load_npz
 
-        (model_input,), outputs = description["inputs"], description["outputs"]
-        x, _ = load_npz(self.local_of[request["eval"]])
-        x = check_fits(x, model_input["shape"], str(self.local_of[request["eval"]]))
-        if request.get("eval_limit"):
-            x = x[: request["eval_limit"]]
+        binary, model = self._stage(self._binary(job), 0o755), self._stage(job.model)
+        (model_input,), outputs = job.description["inputs"], job.description["outputs"]
+        x, _ = load_npz(job.eval.path)
+        x = check_fits(x, model_input["shape"], str(job.eval.path))
+        if job.eval_limit:
+            x = x[: job.eval_limit]
         tensors = _to_input_dtype(x, model_input)
         digest = hashlib.sha256(tensors.tobytes() + str(tensors.shape).encode()).hexdigest()[:16]
         folder = posixpath.join(ROOT, f"eval-{digest}")
@@ -269,14 +267,14 @@ class AdbTransport:
         shape = ",".join(str(d) for d in model_input["shape"])
         flags = [f"--graph={model}", "--num_runs=1", "--warmup_runs=0", "--min_secs=0",
                  f"--input_layer={model_input['name']}", f"--input_layer_shape={shape}",
-                 f"--num_threads={request['threads']}", *delegate_flags(self.device, delegate)]
+                 f"--num_threads={job.threads}", *delegate_flags(job.delegate)]
         fixed = " ".join(quote(flag) for flag in flags)
         loop = (f"mkdir -p {quote(outputs_dir)} && cd {quote(ROOT)} && i=0; while [ $i -lt {len(tensors)} ]; do "
                 f"{quote(binary)} {fixed} --input_layer_value_files={quote(name)}:{quote(folder)}/$i.bin "
                 f"--output_filepath={quote(outputs_dir)}/$i.bin >/dev/null 2>&1 || exit 3; i=$((i+1)); done; "
                 f"cat $(i=0; while [ $i -lt {len(tensors)} ]; do echo {quote(outputs_dir)}/$i.bin; i=$((i+1)); done) "
                 f"> {quote(outputs_dir)}/all && echo ok")
-        reply = self._shell(loop, timeout=timeout * 4 + 60)
+        reply = self._shell(loop, timeout=job.timeout_s * 4 + 60)
         if reply.returncode != 0 or "ok" not in reply.stdout:
             raise JobFailed(f"accuracy run failed on the phone (exit {reply.returncode}): {reply.stderr.strip()[-200:]}")
         phone = self._phone or self._connect()

@@ -7,42 +7,42 @@ import json
 import os
 import signal
 import sys
-import time
-from pathlib import Path
 
-from farm import AGENT_PATH
 from farm.inventory import Device
-from farm.parse import parse_agent_result
-from farm.transports import DeviceLost, RawResult
+from farm.results import AGENT, DeviceLost, JobFailed, RawResult
+from farm.transports import BenchmarkJob
+from farm.transports.agent import agent_file, agent_request
+
+PROBE_TIMEOUT_S = 120
 
 
 class LocalTransport:
-    parse = staticmethod(parse_agent_result)
-
     def __init__(self, device: Device):
         self.device = device
         self.python = device.python or sys.executable
+        self.bytes_uploaded = 0  # the files are already here
 
     async def probe(self) -> dict:
-        raw = await self._agent(["--probe"], b"", timeout=120)
+        raw = await self._agent(["--probe"], b"", PROBE_TIMEOUT_S)
         if raw.exit_code != 0:
             raise DeviceLost(f"probe failed: {(raw.stdout or raw.stderr).strip()[-300:]}")
         return json.loads(raw.stdout)
 
-    async def ensure(self, path: Path, sha256: str) -> str:
+    async def run_job(self, job: BenchmarkJob) -> RawResult:
         # Variants and eval data already live content-addressed on this machine.
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: missing (the conversion cache was cleared?)")
-        return str(path)
+        for local in (job.model, job.eval):
+            if local is not None and not local.path.is_file():
+                raise JobFailed(f"{local.path}: missing (the conversion cache was cleared?)")
+        request = agent_request(job, str(job.model.path), str(job.eval.path) if job.eval else None)
+        return await self._agent([], json.dumps(request).encode(), job.timeout_s)
 
-    async def run_job(self, request: dict, timeout: float) -> RawResult:
-        return await self._agent([], json.dumps(request).encode(), timeout)
+    async def eval_predictions(self, job: BenchmarkJob) -> None:
+        return None  # the agent scores the eval set in the job's own run
 
     async def _agent(self, args: list[str], stdin: bytes, timeout: float) -> RawResult:
-        start = time.perf_counter()
         try:
             process = await asyncio.create_subprocess_exec(
-                self.python, str(AGENT_PATH), *args,
+                self.python, str(agent_file().path), *args,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,  # its own process group, so a timeout kills everything it started
             )
@@ -50,17 +50,17 @@ class LocalTransport:
             raise DeviceLost(f"cannot start {self.python}: {error}") from None
         try:
             stdout, stderr = await asyncio.wait_for(process.communicate(stdin), timeout)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
+        except (asyncio.TimeoutError, asyncio.CancelledError) as error:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
+            if isinstance(error, asyncio.TimeoutError):
+                raise TimeoutError(f"no result within {timeout:g} s") from None
             raise
-        return RawResult(stdout.decode(errors="replace"), stderr.decode(errors="replace"), process.returncode,
-                         (time.perf_counter() - start) * 1000)
+        return RawResult(AGENT, stdout.decode(errors="replace"), stderr.decode(errors="replace"), process.returncode)
 
     async def reconnect(self) -> None:
         return None
 
     async def close(self) -> None:
         return None
-

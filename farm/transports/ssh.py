@@ -1,13 +1,12 @@
 """Linux boards over SSH (Raspberry Pi, Coral, Jetson): the agent runs with the board's Python, driven by asyncssh.
 
 One connection per device, reused for the whole sweep. Keepalive is on, because asyncssh otherwise waits forever on a
-frozen board; a server that dies shows up as a missing exit status, which `parse` turns into DeviceLost. Host keys are
-always verified against known_hosts. Everything that reaches the remote shell goes through shlex.quote.
+frozen board; a server that dies shows up as a missing exit status, which is a lost device. Host keys are always
+verified against known_hosts. Everything that reaches the remote shell goes through shlex.quote.
 """
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import posixpath
@@ -18,13 +17,13 @@ from shlex import quote
 
 import asyncssh
 
-from farm import AGENT_PATH
 from farm.errors import FarmError
 from farm.inventory import Device
-from farm.parse import parse_agent_result
-from farm.paths import sha256_file
-from farm.transports import DeviceLost, DeviceRefused, RawResult
+from farm.results import AGENT, DeviceLost, DeviceRefused, JobFailed, RawResult
+from farm.transports import BenchmarkJob, LocalFile
+from farm.transports.agent import agent_file, agent_request
 
+PROBE_TIMEOUT_S = 120
 KEEPALIVE_S = 2.0  # with 3 missed answers: a frozen board is noticed within ~6-8 s
 KEEPALIVE_MISSES = 3
 CONNECT_TIMEOUT_S = 10.0
@@ -89,8 +88,6 @@ async def connect(device: Device, host: str | None = None, port: int | None = No
 class SshTransport:
     """A Linux board: content-addressed uploads into its workspace, the agent run there, one connection reused."""
 
-    parse = staticmethod(parse_agent_result)
-
     def __init__(self, device: Device):
         self.device = device
         self.connection: asyncssh.SSHClientConnection | None = None
@@ -130,7 +127,8 @@ class SshTransport:
             await self._drop()
             raise DeviceLost(f"{self.device.host}:{self.device.port}: the connection closed during a command")
         if check and result.exit_status != 0:
-            raise DeviceLost(f"{command.split()[0]} failed on {self.device.name}: {str(result.stderr).strip()[-200:]}")
+            # The board answered: a failed command is the job's failure (disk full, no permission), not a lost board.
+            raise JobFailed(f"{command.split()[0]} failed on {self.device.name}: {str(result.stderr).strip()[-200:]}")
         return result
 
     async def _drop(self) -> None:
@@ -140,8 +138,12 @@ class SshTransport:
 
     async def probe(self) -> dict:
         await self._connection()
-        agent = await self.ensure(AGENT_PATH, _agent_sha())
-        result = await self._run(f"{quote(self.python)} {quote(agent)} --probe", timeout=120, check=False)
+        agent = await self._stage(agent_file())
+        try:
+            result = await self._run(f"{quote(self.python)} {quote(agent)} --probe", timeout=PROBE_TIMEOUT_S,
+                                     check=False)
+        except asyncssh.TimeoutError:
+            raise TimeoutError(f"probe of {self.device.name}: no answer within {PROBE_TIMEOUT_S} s") from None
         try:
             facts = json.loads(result.stdout)
         except json.JSONDecodeError:
@@ -150,15 +152,17 @@ class SshTransport:
         facts["workspace"] = self.workspace
         return facts
 
-    async def ensure(self, path: Path, sha256: str) -> str:
+    async def _stage(self, local: LocalFile) -> str:
+        """The file in the board's workspace, named by its sha256; uploaded only when the board has no such copy."""
         await self._connection()
-        remote = posixpath.join(self.workspace, "files", sha256 + Path(path).suffix)
+        sha256 = local.sha256
+        remote = posixpath.join(self.workspace, "files", sha256 + local.path.suffix)
         if sha256 in self.present:
             return remote
         # Checked, not assumed: a copy is reused only when its content hashes to the same sha256.
         found = await self._run(f"sha256sum -- {quote(remote)} 2>/dev/null", check=False)
         if not found.stdout.startswith(sha256):
-            data = Path(path).read_bytes()
+            data = local.path.read_bytes()
             partial = f"{remote}.part-{secrets.token_hex(4)}"
             await self._run(f"cat > {quote(partial)} && mv -f -- {quote(partial)} {quote(remote)}", input=data,
                             timeout=600, binary=True)
@@ -166,23 +170,29 @@ class SshTransport:
         self.present.add(sha256)
         return remote
 
-    async def run_job(self, request: dict, timeout: float) -> RawResult:
-        await self._connection()
-        agent = await self.ensure(AGENT_PATH, _agent_sha())
+    async def run_job(self, job: BenchmarkJob) -> RawResult:
+        agent = await self._stage(agent_file())
+        model = await self._stage(job.model)
+        eval_data = await self._stage(job.eval) if job.eval else None
+        request = agent_request(job, model, eval_data)
+        timeout = job.timeout_s
         # The board enforces the timeout too, so a timed-out agent does not keep running (and heating) there.
         command = f"exec timeout -s KILL {int(timeout) + 1} {quote(self.python)} {quote(agent)}"
         start = time.perf_counter()
         try:
             result = await self._run(command, input=json.dumps(request), timeout=timeout + 5, check=False)
         except asyncssh.TimeoutError:
-            raise asyncio.TimeoutError() from None
+            raise TimeoutError(f"no result within {timeout:g} s") from None
         wall_ms = (time.perf_counter() - start) * 1000
         code = result.exit_status
         if result.exit_signal:
             code = -_signal_number(result.exit_signal[0])
         if code == 137 and wall_ms >= timeout * 1000:
-            raise asyncio.TimeoutError()
-        return RawResult(result.stdout or "", result.stderr or "", code, wall_ms)
+            raise TimeoutError(f"no result within {timeout:g} s")
+        return RawResult(AGENT, result.stdout or "", result.stderr or "", code)
+
+    async def eval_predictions(self, job: BenchmarkJob) -> None:
+        return None  # the agent scores the eval set in the job's own run
 
     async def reconnect(self) -> None:
         await self._drop()
@@ -205,11 +215,6 @@ def _signal_number(name: str) -> int:
         return int(signal.Signals("SIG" + name))
     except ValueError:
         return 0
-
-
-@functools.cache
-def _agent_sha() -> str:
-    return sha256_file(AGENT_PATH)
 
 
 async def fetch_host_key(device: Device) -> asyncssh.SSHKey:

@@ -1,0 +1,29 @@
+"""The agent as local and SSH devices run it: its file, with its digest, and the JSON request it reads."""
+from __future__ import annotations
+
+import functools
+
+from farm import AGENT_PATH
+from farm.paths import sha256_file
+from farm.transports import BenchmarkJob, LocalFile
+
+
+@functools.cache
+def agent_file() -> LocalFile:
+    return LocalFile(AGENT_PATH, sha256_file(AGENT_PATH))
+
+
+def agent_request(job: BenchmarkJob, model: str, eval_data: str | None) -> dict:
+    """The agent's request for a job whose files are at `model` and `eval_data` on the device."""
+    delegate: dict = {"name": job.delegate.name}
+    if job.delegate.library:
+        delegate["library"] = job.delegate.library
+    if job.delegate.options:
+        delegate["options"] = dict(job.delegate.options)
+    request = {"model": model, "delegate": delegate, "threads": job.threads, "warmup_runs": job.warmup_runs,
+               "runs": job.runs, "min_secs": job.min_secs, "max_secs": job.max_secs}
+    if eval_data is not None:
+        request["eval"] = eval_data
+        if job.eval_limit:
+            request["eval_limit"] = job.eval_limit
+    return request
