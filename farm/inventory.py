@@ -5,9 +5,10 @@ An inventory lists the devices of a farm and what each one offers. Errors name t
 """
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -15,7 +16,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from farm.errors import FarmError
 
 DELEGATES = ("xnnpack", "none", "gpu", "nnapi", "hexagon", "edgetpu", "external")
-KINDS = ("local", "linux", "android")
 # Delegates that only run fully integer-quantized models.
 INT8_ONLY_DELEGATES = frozenset({"hexagon", "edgetpu"})
 
@@ -64,34 +64,18 @@ class DelegateOptions(BaseModel):
 
 
 class Device(BaseModel):
-    """One device of the farm: how to reach it and what it can run."""
+    """What every device of the farm has: a name, its kind, its tags and the delegates it offers.
+
+    Each kind (KINDS) subclasses it in the module of its transport, with its own connection fields."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: Name
-    kind: Literal["local", "linux", "android"]
+    kind: str
     tags: list[str] = Field(default_factory=list)
     delegates: Delegates = Field(default_factory=lambda: ["xnnpack", "none"])
     delegate_options: dict[str, DelegateOptions] = Field(default_factory=dict)
     flex: bool = False  # the runtime on this device can run Flex (SELECT_TF_OPS) ops
-    python: str | None = None  # interpreter that runs the agent (local and linux)
-
-    # linux over ssh
-    host: str | None = None
-    port: int = 22
-    user: str | None = None
-    key: str | None = None
-    known_hosts: str | None = None
-    jump: str | None = None
-    password_env: str | None = None  # the name of an environment variable, never the password itself
-    workspace: str = "~/.cache/tflite-farm"
-
-    # android over adb
-    serial: str | None = None
-    adb_server: str | None = None  # host:port of the adb server the phone hangs off; the local one by default
-    binaries: dict[str, str] = Field(default_factory=dict)  # ABI -> local path of benchmark_model
-    flex_binaries: dict[str, str] = Field(default_factory=dict)  # ABI -> benchmark_model_plus_flex, for Flex models
-    affinity: str | None = None  # taskset CPU mask, e.g. "f0" for the big cores
 
     @field_validator("delegate_options")
     @classmethod
@@ -102,17 +86,7 @@ class Device(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _connection(self) -> "Device":
-        if self.kind == "linux" and not self.host:
-            raise ValueError("host: required for a linux device")
-        if self.kind == "android" and not self.serial:
-            raise ValueError("serial: required for an android device")
-        if self.kind == "android" and not self.binaries:
-            raise ValueError("binaries: required for an android device (ABI: local path of benchmark_model)")
-        if self.kind == "android" and self.flex and not self.flex_binaries:
-            raise ValueError("flex_binaries: required with flex: true (ABI: local path of benchmark_model_plus_flex)")
-        if self.kind == "android" and self.python:
-            raise ValueError("python: android devices run benchmark_model, not the Python agent")
+    def _libraries(self) -> "Device":
         for delegate in ("external",):
             if delegate in self.delegates and not (self.delegate_options.get(delegate) or DelegateOptions()).library:
                 raise ValueError(f"delegate_options: {delegate}: library: required when the '{delegate}' delegate is listed")
@@ -120,6 +94,44 @@ class Device(BaseModel):
 
     def offers(self, delegate: str) -> bool:
         return delegate in self.delegates
+
+    def reached_at(self) -> str:
+        """How the coordinator reaches the device, in a few words (`farm inventory check`)."""
+        raise NotImplementedError
+
+    def connection(self) -> dict:
+        """How the device is reached, as stored with it: never a secret."""
+        return {}
+
+    def resolve_paths(self, base: Path) -> None:
+        """Make the coordinator's files that the entry names (keys, binaries) absolute against `base`."""
+
+
+# Every kind of device and the module that owns it: its inventory entry (DEVICE, a Device) and its transport
+# (TRANSPORT). A module is imported only when a device of its kind is in the inventory.
+KINDS = {
+    "local": "farm.transports.local",
+    "linux": "farm.transports.ssh",
+    "android": "farm.transports.adb",
+}
+
+
+def kind_module(kind: str):
+    """The module of a device kind (KINDS)."""
+    return importlib.import_module(KINDS[kind])
+
+
+def parse_device(entry: dict) -> Device:
+    """An inventory entry validated by the model of its kind; ValueError for an unknown kind, else ValidationError."""
+    kind = entry.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r} (known: {', '.join(KINDS)})" if kind else "Field required")
+    return kind_module(kind).DEVICE.model_validate(entry)
+
+
+def local_file(base: Path, value: str) -> str:
+    """A file of the coordinator named in an inventory: relative to that inventory, as sweep specs are to theirs."""
+    return str((base / Path(value).expanduser()).resolve())
 
 
 class Inventory(BaseModel):
@@ -144,7 +156,7 @@ class Inventory(BaseModel):
 
 # The inventory used when none is given: this file, if the current directory has one, else this machine alone.
 DEFAULT_FILE = Path("inventory") / "local.yaml"
-THIS_MACHINE = Device(name="local", kind="local", tags=["coordinator"])
+THIS_MACHINE = {"name": "local", "kind": "local", "tags": ["coordinator"]}
 
 
 def default_inventory() -> list[str]:
@@ -162,7 +174,7 @@ def describe_default(files: list[str]) -> str:
 def load_inventory(*paths: str | Path) -> Inventory:
     """Read and validate inventory files into one Inventory (device names unique across files); none: this machine."""
     if not paths:
-        return Inventory(devices=[THIS_MACHINE.model_copy(deep=True)])
+        return Inventory(devices=[parse_device(THIS_MACHINE)])
     devices: list[Device] = []
     origin: dict[str, Path] = {}
     for path in map(Path, paths):
@@ -185,46 +197,34 @@ def _load_file(path: Path) -> Inventory:
         raise FarmError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("devices"), list):
         raise FarmError(f"{path}: expected a mapping with a 'devices:' list")
+    for key in set(raw) - {"devices"}:
+        raise FarmError(f"{path}: {key}: unknown field")
+    devices = []
+    for index, entry in enumerate(raw["devices"]):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        where = f"device {name!r}: " if isinstance(name, str) and name else f"device #{index + 1}: "
+        if not isinstance(entry, dict):
+            raise FarmError(f"{path}: {where}expected a mapping (name, kind, ...)")
+        try:
+            device = parse_device(entry)
+        except ValueError as error:  # pydantic's ValidationError is a ValueError too
+            message = _describe(error) if isinstance(error, ValidationError) else f"kind: {error}"
+            raise FarmError(f"{path}: {where}{message}") from None
+        device.resolve_paths(path.parent)
+        devices.append(device)
     try:
-        inventory = Inventory.model_validate(raw)
+        return Inventory(devices=devices)
     except ValidationError as error:
-        raise FarmError(f"{path}: {_describe(error, raw)}") from None
-    for device in inventory.devices:
-        _resolve_local_paths(device, path.parent)
-    return inventory
+        raise FarmError(f"{path}: {_describe(error)}") from None
 
 
-def _resolve_local_paths(device: Device, base: Path) -> None:
-    """Files of the coordinator named in an inventory are relative to that inventory (as sweep specs are to theirs).
-
-    Paths on the device itself (python, workspace, delegate libraries) are left as written."""
-
-    def local(value: str) -> str:
-        return str((base / Path(value).expanduser()).resolve())
-
-    if device.key:
-        device.key = local(device.key)
-    if device.known_hosts:
-        device.known_hosts = local(device.known_hosts)
-    device.binaries = {abi: local(binary) for abi, binary in device.binaries.items()}
-    device.flex_binaries = {abi: local(binary) for abi, binary in device.flex_binaries.items()}
-
-
-def _describe(error: ValidationError, raw: dict) -> str:
-    """The first validation error as 'device NAME: field: message'."""
+def _describe(error: ValidationError) -> str:
+    """The first validation error as 'field: message'."""
     first = error.errors()[0]
     loc = list(first["loc"])
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown field"
-    elif first["type"] == "literal_error" and loc[-1:] == ["kind"]:
-        message = f"unknown kind {first['input']!r} (known: {', '.join(KINDS)})"
-    where = ""
-    if len(loc) >= 2 and loc[0] == "devices" and isinstance(loc[1], int):
-        entry = raw["devices"][loc[1]]
-        name = entry.get("name") if isinstance(entry, dict) else None
-        where = f"device {name!r}: " if name else f"device #{loc[1] + 1}: "
-        loc = loc[2:]
     # Drop list indexes inside a field: 'delegates: unknown delegate' reads better than 'delegates.1: ...'.
     field = ".".join(str(part) for part in loc if not isinstance(part, int))
-    return f"{where}{field}: {message}" if field else f"{where}{message}"
+    return f"{field}: {message}" if field else message

@@ -230,11 +230,7 @@ class Store:
     # --- devices, models, variants -------------------------------------------------------------------------------
 
     def upsert_device(self, device: Any, facts: dict | None = None) -> None:
-        connection = {
-            key: getattr(device, key)
-            for key in ("host", "port", "user", "jump", "serial", "adb_server", "python", "workspace")
-            if getattr(device, key, None) is not None
-        }
+        connection = device.connection()
         with self.session() as session:
             row = session.get(DeviceRow, device.name) or DeviceRow(name=device.name, kind=device.kind)
             row.kind = device.kind
@@ -245,6 +241,11 @@ class Store:
                 row.facts = json.dumps(facts)
                 row.last_seen = now()
             session.add(row)
+
+    def devices(self) -> list[DeviceRow]:
+        """Every device the store knows, by name, with the facts last probed from it."""
+        with self.session() as session:
+            return list(session.exec(select(DeviceRow).order_by(DeviceRow.name)).all())
 
     def add_variant(self, variant: Any) -> int:
         """Record a model and one of its variants (idempotent); returns the variant id."""

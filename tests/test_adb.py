@@ -5,18 +5,19 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES
-from farm.inventory import Device
+from farm.inventory import parse_device
 from farm.parse import parse_benchmark_model_result
 from farm.results import BENCHMARK_MODEL, JobFailed, RawResult
 from farm.transports import Delegate
 from farm.transports.adb import _count_cpus, _to_input_dtype, _top1, delegate_flags, parse_battery
 
 
-PHONE = Device(name="p", kind="android", serial="s", delegates=["xnnpack", "none", "gpu", "nnapi", "external"],
-               binaries={"arm64-v8a": "benchmark_model"},
-               delegate_options={"gpu": {"options": {"gpu_precision_loss_allowed": "true"}},
-                                 "nnapi": {"options": {"nnapi_accelerator_name": "google-edgetpu"}},
-                                 "external": {"library": "/data/local/tmp/libdelegate.so", "options": {"a": 1, "b": "x"}}})
+PHONE = parse_device(dict(
+    name="p", kind="android", serial="s", delegates=["xnnpack", "none", "gpu", "nnapi", "external"],
+    binaries={"arm64-v8a": "benchmark_model"},
+    delegate_options={"gpu": {"options": {"gpu_precision_loss_allowed": "true"}},
+                      "nnapi": {"options": {"nnapi_accelerator_name": "google-edgetpu"}},
+                      "external": {"library": "/data/local/tmp/libdelegate.so", "options": {"a": 1, "b": "x"}}}))
 
 
 @pytest.mark.parametrize("delegate, flags", [

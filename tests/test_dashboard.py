@@ -15,7 +15,7 @@ import pytest
 
 from farm.dashboard import analysis
 from farm.export import export_per_device
-from farm.inventory import Device
+from farm.inventory import parse_device
 from farm.stats import summarize
 from farm.store import Store
 
@@ -82,8 +82,8 @@ def seed_store(path: Path) -> dict:
     for name, kind, tags, delegates in (("pi4", "linux", ["pi", "arm64"], ["xnnpack", "none"]),
                                         ("local", "local", ["x86"], ["xnnpack", "none"]),
                                         ("orin", "linux", ["jetson", "arm64"], ["xnnpack", "none", "gpu"])):
-        device = Device(name=name, kind=kind, tags=tags, delegates=delegates,
-                        **({"host": f"{name}.lab", "user": "farm"} if kind == "linux" else {}))
+        device = parse_device(dict(name=name, kind=kind, tags=tags, delegates=delegates,
+                                   **({"host": f"{name}.lab", "user": "farm"} if kind == "linux" else {})))
         store.upsert_device(device, FACTS[name])
     ids = {key: store.add_variant(SeedVariant(key[0], key[1], f"{i:064x}", size))
            for i, (key, (size, _, _)) in enumerate(VARIANTS.items())}

@@ -52,8 +52,11 @@ def test_sdist_and_wheel_pass_twine_check_and_carry_agent_dashboard_and_license(
         names = set(archive.namelist())
         assert archive.read("farm/agents/litert_agent.py") == agent
         metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
-    assert {"farm/dashboard/app.py", "farm/dashboard/launch.py", "farm/dashboard/views/sweeps.py",
-            "farm/transports/ssh.py"} <= names
+    # Every module of the repository is in the wheel, agents/ and dashboard/ under farm/.
+    modules = {p.relative_to(REPO).as_posix() if top == "farm" else f"farm/{p.relative_to(REPO).as_posix()}"
+               for top in ("farm", "agents", "dashboard") for p in (REPO / top).rglob("*.py")}
+    assert modules - names == set()
+    assert {"farm/dashboard/app.py", "farm/dashboard/views/sweeps.py", "farm/commands/sweep.py"} <= modules
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert "License-Expression: Apache-2.0" in metadata
     assert "Classifier: Topic :: System :: Benchmark" in metadata

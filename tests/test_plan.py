@@ -2,13 +2,13 @@
 import pytest
 
 from farm.errors import FarmError
-from farm.inventory import Device
+from farm.inventory import parse_device
 from farm.plan import PlannedVariant, SweepSpec, load_spec, parse_spec, plan_jobs, select_devices, skip_reason
 
-PI = Device(name="pi", kind="linux", host="h", delegates=["xnnpack", "none"], tags=["arm"])
-CORAL = Device(name="coral", kind="linux", host="h", delegates=["xnnpack", "edgetpu"], tags=["arm"])
-PHONE = Device(name="phone", kind="android", serial="s", delegates=["xnnpack", "gpu", "hexagon"], flex=True,
-               binaries={"arm64-v8a": "bm"}, flex_binaries={"arm64-v8a": "bm_plus_flex"})
+PI = parse_device(dict(name="pi", kind="linux", host="h", delegates=["xnnpack", "none"], tags=["arm"]))
+CORAL = parse_device(dict(name="coral", kind="linux", host="h", delegates=["xnnpack", "edgetpu"], tags=["arm"]))
+PHONE = parse_device(dict(name="phone", kind="android", serial="s", delegates=["xnnpack", "gpu", "hexagon"], flex=True,
+                          binaries={"arm64-v8a": "bm"}, flex_binaries={"arm64-v8a": "bm_plus_flex"}))
 FP32 = PlannedVariant(1, "m", "fp32")
 INT8 = PlannedVariant(2, "m", "int8")
 EDGETPU = PlannedVariant(3, "m", "edgetpu")

@@ -90,7 +90,7 @@ def test_a_phone_log_without_percentiles_is_still_a_result(tmp_path, digits_dir)
     percentiles printed): the job is done, its percentiles stay empty rather than invented."""
     import asyncio
 
-    from farm.inventory import Device
+    from farm.inventory import parse_device
     from farm.plan import parse_spec
     from farm.results import BENCHMARK_MODEL, RawResult
     from farm.run import SweepRunner
@@ -127,7 +127,7 @@ def test_a_phone_log_without_percentiles_is_still_a_result(tmp_path, digits_dir)
                        "models": [{"source": str(digits_dir / "digits.keras")}]}, "test").resolve(tmp_path)
     store = Store(tmp_path / "farm.db")
     sweep = create_sweep(store, spec, "test", log=lambda line: None)
-    runner = SweepRunner(store, sweep.id, spec, {"old-phone": Device(**phone)}, transport_for=ReplayedPhone)
+    runner = SweepRunner(store, sweep.id, spec, {"old-phone": parse_device(phone)}, transport_for=ReplayedPhone)
     assert asyncio.run(runner.run())["done"] == 1
     (row,) = store.report(sweep.id)
     assert row["mean_ms"] == 249.684 and row["count"] == 50 and row["peak_rss_mb"] == 138.809

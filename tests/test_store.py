@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from farm.errors import FarmError
 from farm.export import COLUMNS, export_per_device
-from farm.inventory import Device
+from farm.inventory import parse_device
 from farm.stats import summarize
 from farm.store import SCHEMA_VERSION, Store
 
@@ -36,8 +36,8 @@ def result(samples):
 @pytest.fixture
 def store(tmp_path):
     store = Store(tmp_path / "farm.db")
-    store.upsert_device(Device(name="pi", kind="linux", host="h", user="u"), {"cores": 4})
-    store.upsert_device(Device(name="local", kind="local"))
+    store.upsert_device(parse_device(dict(name="pi", kind="linux", host="h", user="u")), {"cores": 4})
+    store.upsert_device(parse_device(dict(name="local", kind="local")))
     return store
 
 

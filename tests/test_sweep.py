@@ -95,7 +95,7 @@ def test_device_facts_are_recorded(digits_sweep):
 
 def test_export_writes_one_csv_for_the_device(digits_sweep):
     _, store, sweep, tmp = digits_sweep
-    run = farm("export", "--sweep", "digits", "--per-device", "--out", tmp / "reports", "--db", tmp / "farm.db")
+    run = farm("export", "--sweep", "digits", "--out", tmp / "reports", "--db", tmp / "farm.db")
     assert run.returncode == 0, run.stderr
     frame = pd.read_csv(tmp / "reports" / "digits-local.csv")
     assert len(frame) == 20

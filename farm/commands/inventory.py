@@ -18,9 +18,7 @@ def check(args) -> int:
     for column in ("name", "kind", "reached at", "delegates", "tags"):
         table.add_column(column)
     for device in inventory.devices:
-        where = {"local": "this machine", "linux": f"{device.user + '@' if device.user else ''}{device.host}:{device.port}",
-                 "android": f"{device.serial} via {device.adb_server or 'local adb server'}"}[device.kind]
-        table.add_row(device.name, device.kind, where, ", ".join(device.delegates), ", ".join(device.tags))
+        table.add_row(device.name, device.kind, device.reached_at(), ", ".join(device.delegates), ", ".join(device.tags))
     make_console().print(table)
     return 0
 
@@ -31,11 +29,9 @@ def show(args) -> int:
     from farm.progress import make_console
     from rich.table import Table
 
-    from farm.store import DeviceRow, Store
+    from farm.store import Store
 
-    store = Store(args.db, create=False)
-    with store.session() as session:
-        devices = session.query(DeviceRow).order_by(DeviceRow.name).all()
+    devices = Store(args.db, create=False).devices()
     table = Table(title=f"devices in {args.db}", title_justify="left")
     for column in ("name", "kind", "last seen", "facts"):
         table.add_column(column)

@@ -6,12 +6,11 @@ transport stages what it needs on the device, runs the benchmark and returns a r
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from farm.inventory import Device
+from farm.inventory import Device, kind_module
 from farm.results import RawResult
 
 
@@ -74,15 +73,6 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
-# Imported only when a device of that kind is in the sweep: a farm of boards never loads adbutils, and the reverse.
-TRANSPORTS = {
-    "local": ("farm.transports.local", "LocalTransport"),
-    "linux": ("farm.transports.ssh", "SshTransport"),
-    "android": ("farm.transports.adb", "AdbTransport"),
-}
-
-
 def open_transport(device: Device) -> Transport:
-    """The transport for a device's kind."""
-    module, name = TRANSPORTS[device.kind]
-    return getattr(importlib.import_module(module), name)(device)
+    """The transport for a device, from the module of its kind (farm.inventory.KINDS)."""
+    return kind_module(device.kind).TRANSPORT(device)

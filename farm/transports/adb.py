@@ -16,10 +16,12 @@ import socket
 import time
 from pathlib import Path
 from shlex import quote
+from typing import Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from farm.inventory import Device
+from farm.inventory import Device, local_file
 from farm.paths import sha256_file
 from farm.results import BENCHMARK_MODEL, DeviceLost, DeviceRefused, JobFailed, RawResult
 from farm.transports import BenchmarkJob, Delegate, LocalFile
@@ -37,6 +39,37 @@ def _lost_errors() -> tuple:
 
     # What adbutils raises depends on the call and on when the phone went: all of them mean the phone is gone.
     return (AdbError, EOFError, BrokenPipeError, ConnectionError, socket.timeout, OSError)
+
+
+class AndroidDevice(Device):
+    """An Android phone over adb, in an inventory: `kind: android`."""
+
+    kind: Literal["android"]
+    serial: str | None = None
+    adb_server: str | None = None  # host:port of the adb server the phone hangs off; the local one by default
+    binaries: dict[str, str] = Field(default_factory=dict)  # ABI -> local path of benchmark_model
+    flex_binaries: dict[str, str] = Field(default_factory=dict)  # ABI -> benchmark_model_plus_flex, for Flex models
+    affinity: str | None = None  # taskset CPU mask, e.g. "f0" for the big cores
+
+    @model_validator(mode="after")
+    def _required(self) -> "AndroidDevice":
+        if not self.serial:
+            raise ValueError("serial: required for an android device")
+        if not self.binaries:
+            raise ValueError("binaries: required for an android device (ABI: local path of benchmark_model)")
+        if self.flex and not self.flex_binaries:
+            raise ValueError("flex_binaries: required with flex: true (ABI: local path of benchmark_model_plus_flex)")
+        return self
+
+    def reached_at(self) -> str:
+        return f"{self.serial} via {self.adb_server or 'local adb server'}"
+
+    def connection(self) -> dict:
+        return {key: getattr(self, key) for key in ("serial", "adb_server") if getattr(self, key) is not None}
+
+    def resolve_paths(self, base: Path) -> None:
+        self.binaries = {abi: local_file(base, binary) for abi, binary in self.binaries.items()}
+        self.flex_binaries = {abi: local_file(base, binary) for abi, binary in self.flex_binaries.items()}
 
 
 def adb_client(server: tuple[str, int]):
@@ -80,7 +113,7 @@ def parse_battery(text: str) -> dict:
 class AdbTransport:
     """A phone: binaries and models pushed content-addressed under /data/local/tmp/tflite-farm, benchmark_model run."""
 
-    def __init__(self, device: Device):
+    def __init__(self, device: AndroidDevice):
         self.device = device
         host, _, port = (device.adb_server or "127.0.0.1:5037").rpartition(":")
         self.server = (host or "127.0.0.1", int(port))
@@ -353,4 +386,4 @@ def _top1(data: bytes, outputs: list[dict], count: int) -> list[int]:
     return predictions
 
 
-
+DEVICE, TRANSPORT = AndroidDevice, AdbTransport

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+from typing import Literal
 
 from farm.inventory import Device
 from farm.results import AGENT, DeviceLost, JobFailed, RawResult
@@ -16,8 +17,21 @@ from farm.transports.agent import agent_file, agent_request
 PROBE_TIMEOUT_S = 120
 
 
+class LocalDevice(Device):
+    """This machine, in an inventory: `kind: local`."""
+
+    kind: Literal["local"]
+    python: str | None = None  # interpreter that runs the agent (default: the coordinator's own)
+
+    def reached_at(self) -> str:
+        return "this machine"
+
+    def connection(self) -> dict:
+        return {"python": self.python} if self.python else {}
+
+
 class LocalTransport:
-    def __init__(self, device: Device):
+    def __init__(self, device: LocalDevice):
         self.device = device
         self.python = device.python or sys.executable
         self.bytes_uploaded = 0  # the files are already here
@@ -64,3 +78,6 @@ class LocalTransport:
 
     async def close(self) -> None:
         return None
+
+
+DEVICE, TRANSPORT = LocalDevice, LocalTransport

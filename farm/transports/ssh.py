@@ -14,33 +14,78 @@ import secrets
 import time
 from pathlib import Path
 from shlex import quote
+from typing import TYPE_CHECKING, Literal
 
-import asyncssh
+from pydantic import model_validator
 
 from farm.errors import FarmError
-from farm.inventory import Device
+from farm.inventory import Device, local_file
 from farm.results import AGENT, DeviceLost, DeviceRefused, JobFailed, RawResult
 from farm.transports import BenchmarkJob, LocalFile
 from farm.transports.agent import agent_file, agent_request
+
+if TYPE_CHECKING:  # asyncssh (the `ssh` extra) is imported when a board is reached, not when an inventory is read
+    import asyncssh
 
 PROBE_TIMEOUT_S = 120
 KEEPALIVE_S = 2.0  # with 3 missed answers: a frozen board is noticed within ~6-8 s
 KEEPALIVE_MISSES = 3
 CONNECT_TIMEOUT_S = 10.0
-_LOST = (OSError, asyncssh.Error, asyncio.IncompleteReadError)
 
 
-def known_hosts_path(device: Device) -> Path:
+def _lost() -> tuple:
+    """What asyncssh raises when the board or the link is gone."""
+    import asyncssh
+
+    return (OSError, asyncssh.Error, asyncio.IncompleteReadError)
+
+
+class SshDevice(Device):
+    """A Linux board over SSH, in an inventory: `kind: linux`."""
+
+    kind: Literal["linux"]
+    host: str | None = None
+    port: int = 22
+    user: str | None = None
+    key: str | None = None
+    known_hosts: str | None = None
+    jump: str | None = None  # user@gateway:port of a jump host
+    password_env: str | None = None  # the name of an environment variable, never the password itself
+    workspace: str = "~/.cache/tflite-farm"
+    python: str | None = None  # interpreter that runs the agent (default: the provisioned venv, else python3)
+
+    @model_validator(mode="after")
+    def _host(self) -> "SshDevice":
+        if not self.host:
+            raise ValueError("host: required for a linux device")
+        return self
+
+    def reached_at(self) -> str:
+        return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
+
+    def connection(self) -> dict:
+        fields = ("host", "port", "user", "jump", "python", "workspace")
+        return {key: getattr(self, key) for key in fields if getattr(self, key) is not None}
+
+    def resolve_paths(self, base: Path) -> None:
+        # Files of the coordinator; paths on the board (python, workspace, delegate libraries) stay as written.
+        if self.key:
+            self.key = local_file(base, self.key)
+        if self.known_hosts:
+            self.known_hosts = local_file(base, self.known_hosts)
+
+
+def known_hosts_path(device: SshDevice) -> Path:
     """The known_hosts file that vouches for this device: the inventory's, else the user's."""
     return Path(device.known_hosts or "~/.ssh/known_hosts").expanduser()
 
 
-def client_keys(device: Device) -> list[str] | None:
+def client_keys(device: SshDevice) -> list[str] | None:
     """The device's key file, or None for asyncssh's defaults (ssh-agent, then ~/.ssh/id_*)."""
     return [str(Path(device.key).expanduser())] if device.key else None
 
 
-def password(device: Device) -> str | None:
+def password(device: SshDevice) -> str | None:
     if not device.password_env:
         return None
     value = os.environ.get(device.password_env)
@@ -55,8 +100,10 @@ def _split_jump(jump: str) -> tuple[str | None, str, int]:
     return user or None, host, int(port or 22)
 
 
-async def connect(device: Device, host: str | None = None, port: int | None = None) -> asyncssh.SSHClientConnection:
+async def connect(device: SshDevice, host: str | None = None, port: int | None = None) -> asyncssh.SSHClientConnection:
     """An SSH connection to the device (through its jump host if any), host key verified; DeviceRefused / DeviceLost."""
+    import asyncssh
+
     known_hosts = known_hosts_path(device)
     if not known_hosts.is_file():
         raise DeviceRefused(f"device {device.name!r}: no known_hosts file at {known_hosts}; "
@@ -79,7 +126,7 @@ async def connect(device: Device, host: str | None = None, port: int | None = No
     except asyncssh.PermissionDenied:
         raise DeviceRefused(f"device {device.name!r}: {target} refused the login of user {device.user!r} "
                             "(check key, ssh-agent or password_env)") from None
-    except (*_LOST, asyncio.TimeoutError) as error:
+    except (*_lost(), asyncio.TimeoutError) as error:
         if tunnel is not None:
             tunnel.close()
         raise DeviceLost(f"cannot connect to {target}: {error or type(error).__name__}") from None
@@ -88,7 +135,7 @@ async def connect(device: Device, host: str | None = None, port: int | None = No
 class SshTransport:
     """A Linux board: content-addressed uploads into its workspace, the agent run there, one connection reused."""
 
-    def __init__(self, device: Device):
+    def __init__(self, device: SshDevice):
         self.device = device
         self.connection: asyncssh.SSHClientConnection | None = None
         self.workspace = ""
@@ -114,13 +161,15 @@ class SshTransport:
 
     async def _run(self, command: str, *, input: str | bytes | None = None, timeout: float | None = 60,
                    check: bool = True, binary: bool = False) -> asyncssh.SSHCompletedProcess:
+        import asyncssh
+
         connection = self.connection
         try:
             result = await connection.run(command, input=input, timeout=timeout, check=False,
                                           encoding=None if binary else "utf-8")
         except asyncssh.TimeoutError:
             raise  # an asyncssh.Error too, but the job's timeout, not a lost board
-        except _LOST as error:
+        except _lost() as error:
             await self._drop()
             raise DeviceLost(f"{self.device.host}:{self.device.port}: {error or type(error).__name__}") from None
         if result.exit_status is None and result.exit_signal is None:
@@ -137,6 +186,8 @@ class SshTransport:
             self.connection = None
 
     async def probe(self) -> dict:
+        import asyncssh
+
         await self._connection()
         agent = await self._stage(agent_file())
         try:
@@ -171,6 +222,8 @@ class SshTransport:
         return remote
 
     async def run_job(self, job: BenchmarkJob) -> RawResult:
+        import asyncssh
+
         agent = await self._stage(agent_file())
         model = await self._stage(job.model)
         eval_data = await self._stage(job.eval) if job.eval else None
@@ -203,7 +256,7 @@ class SshTransport:
             self.connection.close()
             try:
                 await asyncio.wait_for(self.connection.wait_closed(), 5)
-            except (asyncio.TimeoutError, *_LOST):
+            except (asyncio.TimeoutError, *_lost()):
                 pass
             self.connection = None
 
@@ -217,18 +270,20 @@ def _signal_number(name: str) -> int:
         return 0
 
 
-async def fetch_host_key(device: Device) -> asyncssh.SSHKey:
+async def fetch_host_key(device: SshDevice) -> asyncssh.SSHKey:
     """The key the device's SSH server presents now (unverified: only for `farm inventory trust`)."""
+    import asyncssh
+
     try:
         key = await asyncio.wait_for(asyncssh.get_server_host_key(device.host, device.port), CONNECT_TIMEOUT_S)
-    except (*_LOST, asyncio.TimeoutError) as error:
+    except (*_lost(), asyncio.TimeoutError) as error:
         raise FarmError(f"device {device.name!r}: cannot reach {device.host}:{device.port}: {error}") from None
     if key is None:
         raise FarmError(f"device {device.name!r}: {device.host}:{device.port} presented no host key")
     return key
 
 
-def trust(device: Device) -> str:
+def trust(device: SshDevice) -> str:
     """Record the device's current host key in its known_hosts file; returns what was done, with the fingerprint."""
     key = asyncio.run(fetch_host_key(device))
     path = known_hosts_path(device)
@@ -245,3 +300,6 @@ def trust(device: Device) -> str:
     os.replace(temp, path)
     verb = "replaced the old key with" if replaced else "trusted"
     return f"{device.name}: {verb} {key.get_algorithm()} {key.get_fingerprint()} for {pattern} in {path}"
+
+
+DEVICE, TRANSPORT = SshDevice, SshTransport
