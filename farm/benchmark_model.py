@@ -36,7 +36,7 @@ Memory (MB, `memory_report` says which style was printed):
   - "max_rss": `[Init Phase] - Memory usage: max resident set size = X MB, total malloc-ed size = …` and
     `[Overall] - Memory usage: …` (early builds; absolute max RSS, also the `…/physical footprint = X MB` form)
   - peak_mb: `Overall peak memory footprint (MB) via periodic monitoring: X` (--report_peak_memory_footprint)
-Delegates (see `resolve_delegate` for the outcome rules):
+Delegates (see `_resolve` for the outcome rules):
   - `Replacing N out of M node(s) with delegate (Kernel) node, yielding K partitions[ for subgraph S]` and the
     older `Replacing N node(s) with delegate (Kernel) node, …` (android_aarch64_nightly_*.txt)
   - `Explicitly applied X delegate, and the model graph will be completely executed by the delegate.`
@@ -61,18 +61,16 @@ from __future__ import annotations
 
 import math
 import re
-import signal
 from dataclasses import dataclass, field
+
+from farm.errors import exit_reason, one_line
 
 __all__ = [
     "KINDS",
-    "OUTCOMES",
     "BenchmarkLog",
     "BenchmarkModelParseError",
     "DelegateInfo",
-    "delegate_requested_but_absent",
     "parse_benchmark_model",
-    "resolve_delegate",
 ]
 
 # Outcomes of a delegate, as in the Python agent's contract (agents/litert_agent.py):
@@ -81,7 +79,6 @@ __all__ = [
 #   failed       the delegate failed (or, for a run that asked for no delegate, one was applied anyway)
 #   cpu          no delegate: the built-in CPU kernels ran the model
 #   unknown      the delegate was created but the log does not say how many nodes it took
-OUTCOMES = ("applied", "partial", "not_applied", "failed", "cpu", "unknown")
 
 # Kinds of BenchmarkModelParseError.
 KINDS = (
@@ -353,7 +350,7 @@ def _describe(name: str, ev: _Evidence) -> DelegateInfo:
     if ev.failures:
         causes = list(dict.fromkeys(ev.failures))
         more = f" ({'; '.join(causes[1:4])})" if len(causes) > 1 else ""
-        return info("failed", _one_line(f"{name} delegate failed: {causes[0]}{more}"))
+        return info("failed", one_line(f"{name} delegate failed: {causes[0]}{more}", _MAX_MESSAGE))
     if ev.unconsumed is not None:
         return info("not_applied", f"this benchmark_model build does not know {ev.unconsumed} (WARN: Unconsumed "
                                    f"cmdline flags): the flag was ignored and the model ran without the {name} "
@@ -518,6 +515,23 @@ _RAN = ("applied", "partial", "unknown")
 
 def _resolve(delegates: dict[str, DelegateInfo], use_flags: dict[str, bool], unconsumed: list[str],
              requested: str | None) -> DelegateInfo:
+    """The delegate outcome of a log for a job that asked for `requested` (None: describe what the log shows).
+
+    requested: a farm delegate name ("xnnpack", "none", "gpu", "nnapi", "hexagon", "edgetpu", "external") or the
+    tool's ("GPU", "NNAPI", ...). Rules, first match wins, for the requested delegate X:
+      - `Failed to apply X delegate.`, or one of X's nodes failed to prepare        -> failed
+      - X's enabling flag (--use_gpu=true, ...) is in `Unconsumed cmdline flags:`   -> not_applied (flag named)
+      - `X acceleration is unsupported on this platform` / `Could not create X ...` -> not_applied
+      - `Though X delegate is explicitly applied, ... will not be executed`         -> not_applied
+      - `Explicitly applied X delegate, ... completely` / `... partially`           -> applied / partial
+      - `Replacing N out of M node(s) with delegate (X kernel)`                     -> applied (N = M), partial,
+                                                                                       not_applied (N = 0)
+      - X was only created (e.g. `Created TensorFlow Lite XNNPACK delegate for CPU.`) -> unknown
+      - no line about X at all (or only `Use X: [1]`)                                -> not_applied
+    For "none"/"cpu": any delegate that ran, or an unconsumed --use_xnnpack=false -> failed; else cpu.
+    With requested=None: the first failed delegate, else the first non-XNNPACK delegate mentioned, else XNNPACK,
+    else cpu.
+    """
     if requested is None:
         infos = list(delegates.values())
         for info in infos:
@@ -562,60 +576,16 @@ def _resolve(delegates: dict[str, DelegateInfo], use_flags: dict[str, bool], unc
     ran = "; the log shows " + ", ".join(i.message for i in others) if others else ""
     off = f" (the tool echoed `Use {name.lower()}: [0]`)" if use_flags.get(name) is False else ""
     return DelegateInfo("not_applied", name, delegated_nodes=0,
-                        message=_one_line(f"{name} delegate was requested but the log shows no {name} delegate{off}: "
-                                          f"the model ran without the {name} delegate{ran}"))
-
-
-def resolve_delegate(log: BenchmarkLog, requested: str | None) -> DelegateInfo:
-    """The delegate outcome of `log` for a job that asked for `requested` (None: describe what the log shows).
-
-    requested: a farm delegate name ("xnnpack", "none", "gpu", "nnapi", "hexagon", "edgetpu", "external") or the
-    tool's ("GPU", "NNAPI", ...). Rules, first match wins, for the requested delegate X:
-      - `Failed to apply X delegate.`, or one of X's nodes failed to prepare        -> failed
-      - X's enabling flag (--use_gpu=true, ...) is in `Unconsumed cmdline flags:`   -> not_applied (flag named)
-      - `X acceleration is unsupported on this platform` / `Could not create X ...` -> not_applied
-      - `Though X delegate is explicitly applied, ... will not be executed`         -> not_applied
-      - `Explicitly applied X delegate, ... completely` / `... partially`           -> applied / partial
-      - `Replacing N out of M node(s) with delegate (X kernel)`                     -> applied (N = M), partial, not_applied (N = 0)
-      - X was only created (e.g. `Created TensorFlow Lite XNNPACK delegate for CPU.`) -> unknown
-      - no line about X at all (or only `Use X: [1]`)                                -> not_applied
-    For "none"/"cpu": any delegate that ran, or an unconsumed --use_xnnpack=false -> failed; else cpu.
-    With requested=None: the first failed delegate, else the first non-XNNPACK delegate mentioned, else XNNPACK,
-    else cpu.
-    """
-    return _resolve(log.delegates, log.use_flags, log.unconsumed_flags, requested)
-
-
-def delegate_requested_but_absent(log: BenchmarkLog, requested: str) -> bool:
-    """True when the run did not execute on the requested delegate (outcome not_applied or failed): its numbers
-    must not be recorded as that delegate's. For "none", True when a delegate ran anyway."""
-    return resolve_delegate(log, requested).outcome in ("not_applied", "failed")
+                        message=one_line(f"{name} delegate was requested but the log shows no {name} delegate{off}: "
+                                         f"the model ran without the {name} delegate{ran}", _MAX_MESSAGE))
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # The parser.
 
-def _exit_reason(code: int | None) -> str:
-    if code is None:
-        return "no exit status"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    if code > 128 and code - 128 in {s.value for s in signal.Signals}:
-        return f"exited with code {code} ({signal.Signals(code - 128).name}?)"
-    return f"exited with code {code}"
-
-
-def _one_line(text: str, limit: int = _MAX_MESSAGE) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _fail(kind: str, message: str, exit_code: int | None, *, tool_error: str | None = None,
           delegate: DelegateInfo | None = None) -> BenchmarkModelParseError:
-    return BenchmarkModelParseError(kind, _one_line(message), tool_error=tool_error, delegate=delegate,
+    return BenchmarkModelParseError(kind, one_line(message, _MAX_MESSAGE), tool_error=tool_error, delegate=delegate,
                                     exit_code=exit_code)
 
 
@@ -639,7 +609,7 @@ def _causes(lines: list[tuple[str | None, str]], before: int) -> list[str]:
         if level in ("ERROR", "FATAL") or (level is None and _ERRORISH.search(msg)):
             if any(p.search(msg) for _k, p in _FATAL) or msg in out:
                 continue
-            out.append(_one_line(msg, 200))
+            out.append(one_line(msg, 200))
             if len(out) == 3:
                 break
     return out
@@ -650,7 +620,7 @@ def parse_benchmark_model(stdout: str, stderr: str = "", exit_code: int | None =
     """Parse one benchmark_model run. Raises BenchmarkModelParseError when there is no usable result.
 
     exit_code: the process's; None when unknown (the output alone decides). requested_delegate: what the job
-    asked for (see resolve_delegate); it decides `log.delegate`, so a run where "gpu" was requested and no GPU
+    asked for (see _resolve); it decides `log.delegate`, so a run where "gpu" was requested and no GPU
     delegate line appears comes out "not_applied", never as a GPU result.
     """
     lines = _split(stdout or "") + _split(stderr or "")
@@ -659,7 +629,7 @@ def parse_benchmark_model(stdout: str, stderr: str = "", exit_code: int | None =
     mentioned = delegate if (delegates or requested_delegate is not None) else None
 
     if not lines:
-        raise _fail("empty", f"benchmark_model printed nothing ({_exit_reason(exit_code)})", exit_code)
+        raise _fail("empty", f"benchmark_model printed nothing ({exit_reason(exit_code)})", exit_code)
 
     fatal = _fatal(lines)
     if fatal is not None:
@@ -671,7 +641,7 @@ def parse_benchmark_model(stdout: str, stderr: str = "", exit_code: int | None =
             m = _FAILED_APPLY.match(marker)
             if m:
                 failed = delegates.get(_canon(m.group(1)), delegate)
-        status = "" if exit_code in (None, 0) else f"; {_exit_reason(exit_code)}"
+        status = "" if exit_code in (None, 0) else f"; {exit_reason(exit_code)}"
         detail = f" ({'; '.join(causes)})" if causes else ""
         raise _fail(kind, f"benchmark_model: {marker}{detail}{status}", exit_code, tool_error=marker,
                     delegate=failed if kind == "delegate_failed" else mentioned)
@@ -680,7 +650,7 @@ def parse_benchmark_model(stdout: str, stderr: str = "", exit_code: int | None =
     tool_error = errors[0] if errors else None
     said = f" (ERROR: {tool_error})" if tool_error and tool_error != lines[-1][1] else ""
     if exit_code is not None and exit_code != 0:
-        raise _fail("crashed", f"benchmark_model {_exit_reason(exit_code)}{said}; last line: {lines[-1][1]}",
+        raise _fail("crashed", f"benchmark_model {exit_reason(exit_code)}{said}; last line: {lines[-1][1]}",
                     exit_code, tool_error=tool_error, delegate=mentioned)
 
     # Timings: the last summary line, and the run statistics printed before it.
@@ -772,7 +742,7 @@ def parse_benchmark_model(stdout: str, stderr: str = "", exit_code: int | None =
     for level, msg in lines:
         if level == "WARN" or (level is None and (msg.startswith("Unconsumed cmdline flags")
                                                   or _UNSUPPORTED.match(msg) or _COULD_NOT_CREATE.match(msg))):
-            text = _one_line(msg, 300)
+            text = one_line(msg, 300)
             if text not in warnings:
                 warnings.append(text)
                 if len(warnings) == 20:

@@ -1,93 +1,34 @@
-"""Turn a Keras model, SavedModel or .tflite into content-addressed TFLite variants.
+"""Turn a Keras model, SavedModel or .tflite into content-addressed TFLite variants (kept in farm.variants' cache).
 
-TensorFlow is imported only inside the functions that actually convert; importing this
-module, describing a .tflite (``describe_tflite``) and answering a conversion from the
-cache never import it, so the benchmark path never pays TensorFlow's start-up cost.
-
-Cache layout (under ``cache``, normally ``farm.paths.cache_dir()``)::
-
-    variants/<sha256>.tflite      every produced model, named by the sha256 of its bytes
-    conversions/<key>.json        one conversion result (a Variant, errors included);
-                                  key = sha256 of (source sha, kind, options, tool versions)
-
-Files are written to a temporary name in the same folder and renamed into place, so a
-crash or a failed conversion never leaves a half-written file under a real name.
+TensorFlow is imported only inside the functions that actually convert; importing this module and answering a
+conversion from the cache never import it, so the benchmark path never pays TensorFlow's start-up cost.
 """
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import hashlib
-import json
 import logging
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import warnings
 import zipfile
-from dataclasses import dataclass, field
-from importlib import metadata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 from farm import datasets
-from farm.errors import FarmError
+from farm.errors import MAX_REASON, FarmError, last_line, one_line
+from farm.paths import sha256_file
+from farm.tensorflow_logs import converter_reason, dist_version, import_tf, quiet_native_logs, tf_version
+from farm.tflite_file import EDGETPU_CUSTOM_OP, describe_tflite, litert_interpreter, read_tflite
+from farm.variants import (CALIBRATED_KINDS, VARIANT_KINDS, Variant, cached_variant, conversion_key, remember,
+                           store_variant)
 
 log = logging.getLogger(__name__)
 
-VARIANT_KINDS = ("fp32", "fp16", "dynamic", "int8", "int16x8", "edgetpu")
-CALIBRATED_KINDS = ("int8", "int16x8", "edgetpu")
-EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
 EDGETPU_COMPILER = "edgetpu_compiler"
-
-_CACHE_FORMAT = 1
-_MAX_REASON = 400
 _BUILTINS_AND_FLEX = ["TFLITE_BUILTINS", "SELECT_TF_OPS"]
-
-
-@dataclass
-class Variant:
-    """One TFLite file made from a model, or the reason it could not be made/used.
-
-    ``error`` is set when the variant is unusable (conversion failed, the runtime can't
-    allocate it, the Edge TPU compiler is missing...). When no file was produced at all,
-    ``path`` is None, ``sha256`` is "" and ``size`` 0. ``validation`` says how the file
-    was checked on this machine (allocate_tensors with ai_edge_litert, or why it could
-    not be run here: Flex and Edge TPU models need runtimes the coordinator may lack).
-    ``source`` is the model path as given (not part of the cache key).
-    """
-
-    model: str
-    kind: str
-    source_sha: str
-    sha256: str
-    path: Path | None
-    size: int
-    description: dict = field(default_factory=dict)
-    options: dict = field(default_factory=dict)
-    error: str | None = None
-    validation: str = ""
-    source: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["path"] = str(self.path) if self.path is not None else None
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Variant":
-        names = {f.name for f in dataclasses.fields(cls)}
-        d = {k: v for k, v in d.items() if k in names}
-        if d.get("path") is not None:
-            d["path"] = Path(d["path"])
-        return cls(**d)
 
 
 # --------------------------------------------------------------------------- public API
@@ -134,58 +75,15 @@ def convert_model(
         calib_info = _calibration_info(Path(calibration), calibration_samples)
 
     source_sha = _hash_source(source, fmt)
-    tools = {"tensorflow": _tf_version(), "ai_edge_litert": _dist_version("ai-edge-litert")}
-    job = _Job(source, fmt, name, source_sha, calib_info, tools, cache)
+    tools = {"tensorflow": tf_version(), "ai_edge_litert": dist_version("ai-edge-litert")}
+    conversion = _Conversion(source, fmt, name, source_sha, calib_info, tools, cache)
     try:
-        return [job.variant(kind) for kind in kinds]
+        return [conversion.variant(kind) for kind in kinds]
     finally:
-        job.close()
+        conversion.close()
 
 
-def describe_tflite(path: Path | str) -> dict:
-    """Inputs, outputs and ops of a .tflite, without TensorFlow.
-
-    Returns ``{"inputs": [...], "outputs": [...], "ops": [...], "op_count": n,
-    "needs_flex": bool}``; each input/output is ``{"name", "shape", "dtype",
-    "quantization": {"scale", "zero_point"}}``. ``ops`` are the sorted unique operator
-    names (builtin names like ``CONV_2D``, custom codes like ``FlexMatrixInverse`` or
-    ``edgetpu-custom-op``) over all subgraphs, read from the flatbuffer; ``op_count``
-    counts the operators of all subgraphs. Inputs/outputs come from the ai_edge_litert
-    interpreter, or from the flatbuffer if the interpreter can't be created.
-    """
-    path = Path(path)
-    data = _read_tflite_bytes(path)
-    model = _parse_flatbuffer(data, path)
-    op_names, op_count = _flatbuffer_ops(model, path)
-
-    interp_error = None
-    try:
-        interp = _litert_interpreter(path)
-    except ValueError as e:
-        reason = _one_line(e)
-        if "not a valid Flatbuffer" in reason or "allocation is null" in reason:
-            raise FarmError(f"{path.name}: corrupt TFLite file ({reason})") from None
-        interp, interp_error = None, reason
-    except RuntimeError as e:  # e.g. an op version this runtime doesn't know
-        interp, interp_error = None, _one_line(e)
-
-    if interp is not None:
-        inputs = [_io_from_details(d) for d in interp.get_input_details()]
-        outputs = [_io_from_details(d) for d in interp.get_output_details()]
-    else:
-        log.debug("%s: interpreter not created (%s); describing from the flatbuffer", path, interp_error)
-        inputs, outputs = _flatbuffer_io(model, path)
-
-    return {
-        "inputs": inputs,
-        "outputs": outputs,
-        "ops": sorted(op_names),
-        "op_count": op_count,
-        "needs_flex": any(op.startswith("Flex") for op in op_names),
-    }
-
-
-# --------------------------------------------------------------------------- the job
+# --------------------------------------------------------------------------- the conversion
 
 
 @dataclass
@@ -195,7 +93,7 @@ class _CalibInfo:
     samples: int
 
 
-class _Job:
+class _Conversion:
     """Answers variants for one source, from the cache when possible.
 
     TensorFlow is imported and the model loaded only when a variant must really be
@@ -244,30 +142,12 @@ class _Job:
             opts["calibration_samples"] = self.calib.samples
         return opts
 
-    def key(self, kind: str, options: dict) -> str:
-        payload = {"format": _CACHE_FORMAT, "source_sha": self.source_sha, "kind": kind,
-                   "options": options, "tools": self.tools}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
     def cached(self, key: str) -> Variant | None:
-        record = self.cache / "conversions" / f"{key}.json"
-        try:
-            v = Variant.from_dict(json.loads(record.read_text())["variant"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        if v.sha256:
-            path = _variant_path(self.cache, v.sha256)
-            if not path.is_file() or path.stat().st_size != v.size or _sha256_file(path) != v.sha256:
-                return None  # the stored file went missing or was damaged: convert again
-            v.path = path
-        v.model = self.name
-        v.source = str(self.source)
-        return v
-
-    def store(self, key: str, v: Variant):
-        record = {"format": _CACHE_FORMAT, "key": key, "variant": v.to_dict()}
-        _atomic_write(self.cache / "conversions" / f"{key}.json",
-                      json.dumps(record, indent=1, sort_keys=True).encode())
+        variant = cached_variant(self.cache, key)
+        if variant is not None:
+            variant.model = self.name
+            variant.source = str(self.source)
+        return variant
 
     # ---- variants
 
@@ -275,11 +155,11 @@ class _Job:
         if kind in self.done:
             return self.done[kind]
         options = self.options(kind)
-        key = self.key(kind, options)
+        key = conversion_key(self.source_sha, kind, options, self.tools)
         v = self.cached(key)
         if v is None:
             v = self._make(kind, options)
-            self.store(key, v)
+            remember(self.cache, key, v)
         if v.error:
             log.debug("%s %s: %s", self.name, kind, v.error)
         self.done[kind] = v
@@ -303,11 +183,11 @@ class _Job:
         except (KeyboardInterrupt, MemoryError):
             raise
         except Exception as e:  # the converter's own failure: cached with its reason
-            return self._failed(kind, options, f"conversion failed: {_converter_reason(e)}")
+            return self._failed(kind, options, f"conversion failed: {converter_reason(e)}")
         return self._finish(kind, options, data, allow_tf=True)
 
     def _finish(self, kind, options, data: bytes, allow_tf: bool) -> Variant:
-        path = _store_variant(self.cache, data)
+        path = store_variant(self.cache, data)
         sha = path.stem
         try:
             description = describe_tflite(path)
@@ -337,10 +217,10 @@ class _Job:
                 proc = subprocess.run([compiler, "-s", "-o", str(out_dir), str(model_in)],
                                       capture_output=True, text=True, timeout=1800)
             except (OSError, subprocess.TimeoutExpired) as e:
-                return self._failed("edgetpu", options, f"{EDGETPU_COMPILER} failed: {_one_line(e)}")
+                return self._failed("edgetpu", options, f"{EDGETPU_COMPILER} failed: {one_line(e)}")
             produced = out_dir / f"{model_in.stem}_edgetpu.tflite"
             if proc.returncode != 0 or not produced.is_file():
-                reason = _last_line(proc.stderr) or _last_line(proc.stdout) or f"exit status {proc.returncode}"
+                reason = last_line(proc.stderr) or last_line(proc.stdout) or f"exit status {proc.returncode}"
                 if proc.returncode == 0:
                     reason = f"no {produced.name} produced ({reason})"
                 return self._failed("edgetpu", options, f"{EDGETPU_COMPILER} failed: {reason}")
@@ -352,25 +232,25 @@ class _Job:
     def _ensure_loaded(self):
         if self._saved_model is not None:
             return
-        self._tf = _import_tf()
+        self._tf = import_tf()
         if self.fmt == "saved_model":
             self._saved_model = self.source
             return
         try:
-            with _quiet_native_logs():
+            with quiet_native_logs():
                 import keras
 
                 model = keras.models.load_model(self.source, compile=False)
         except Exception as e:
-            raise FarmError(f"{self.source.name}: can't load the Keras model: {_one_line(e, 300)}") from None
+            raise FarmError(f"{self.source.name}: can't load the Keras model: {one_line(e, 300)}") from None
         self._tmp = tempfile.TemporaryDirectory(prefix="farm-convert-")
         export_dir = Path(self._tmp.name) / "saved_model"
         try:
-            with _quiet_native_logs():
+            with quiet_native_logs():
                 model.export(str(export_dir), verbose=False)
         except Exception as e:
             raise FarmError(f"{self.source.name}: can't export the Keras model for conversion: "
-                            f"{_one_line(e, 300)}") from None
+                            f"{one_line(e, 300)}") from None
         self._saved_model = export_dir
 
     def _ensure_calibration(self):
@@ -378,10 +258,10 @@ class _Job:
             return
         tf = self._tf
         try:
-            with _quiet_native_logs():
+            with quiet_native_logs():
                 loaded = tf.saved_model.load(str(self._saved_model))
         except Exception as e:
-            raise FarmError(f"{self.source.name}: can't load the SavedModel: {_one_line(e, 300)}") from None
+            raise FarmError(f"{self.source.name}: can't load the SavedModel: {one_line(e, 300)}") from None
         sigs = loaded.signatures
         sig = sigs.get("serving_default") or (next(iter(sigs.values())) if len(sigs) == 1 else None)
         if sig is None:
@@ -423,7 +303,7 @@ class _Job:
                     yield [x[i : i + 1]]
 
             conv.representative_dataset = representative_dataset
-        with _quiet_native_logs():
+        with quiet_native_logs():
             return conv.convert()
 
 
@@ -440,7 +320,7 @@ def _as_given(source: Path, kinds: list[str], name: str, cache: Path) -> Variant
             f"it can't be converted further to {', '.join(others)}"
         )
     data = source.read_bytes()
-    path = _store_variant(cache, data)
+    path = store_variant(cache, data)
     error, validation = _validate(path, description, allow_tf=False)
     v = Variant(model=name, kind=kind, source_sha=path.stem, sha256=path.stem, path=path,
                 size=len(data), description=description, options={"as_given": True},
@@ -471,11 +351,11 @@ def _validate(path: Path, description: dict, *, allow_tf: bool) -> tuple[str | N
         return None, (f"not run here: {EDGETPU_CUSTOM_OP} needs the Edge TPU runtime; "
                       f"file parsed and described only")
     try:
-        interp = _litert_interpreter(path)
+        interp = litert_interpreter(path)
         interp.allocate_tensors()
-        return None, f"allocate_tensors ok (ai_edge_litert {_dist_version('ai-edge-litert')})"
+        return None, f"allocate_tensors ok (ai_edge_litert {dist_version('ai-edge-litert')})"
     except Exception as e:
-        reason = _one_line(e, _MAX_REASON)
+        reason = one_line(e, MAX_REASON)
     if not (description.get("needs_flex") and any(s in reason for s in _FLEX_MISSING)):
         return reason, "allocate_tensors failed (ai_edge_litert)"
 
@@ -483,126 +363,20 @@ def _validate(path: Path, description: dict, *, allow_tf: bool) -> tuple[str | N
     # 2.20+ pip wheels ship without them too (google-ai-edge/LiteRT#6458).
     if not allow_tf:
         return None, "not run here: needs Flex (Select TF ops), which ai_edge_litert lacks"
-    tf = _import_tf()
+    tf = import_tf()
     try:
-        with warnings.catch_warnings(), _quiet_native_logs():
+        with warnings.catch_warnings(), quiet_native_logs():
             warnings.simplefilter("ignore")
             tf_interp = tf.lite.Interpreter(model_path=str(path))
             tf_interp.allocate_tensors()
         return None, f"allocate_tensors ok (tf.lite.Interpreter with Flex, TF {tf.__version__})"
     except Exception as e:
-        reason = _one_line(e, _MAX_REASON)
+        reason = one_line(e, MAX_REASON)
     if any(s in reason for s in _FLEX_MISSING):
         return None, (f"not run here: needs Flex (Select TF ops) and neither ai_edge_litert nor "
                       f"TF {tf.__version__}'s tf.lite.Interpreter has the Flex delegate; "
                       f"file parsed and described only")
     return reason, "allocate_tensors failed (tf.lite.Interpreter)"
-
-
-def _litert_interpreter(path: Path):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    return Interpreter(model_path=str(path),
-                       experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-
-
-# --------------------------------------------------------------------------- flatbuffer
-
-
-def _read_tflite_bytes(path: Path) -> bytes:
-    if not path.exists():
-        raise FarmError(f"{path}: file not found")
-    if path.is_dir():
-        raise FarmError(f"{path}: is a folder, expected a .tflite file")
-    data = path.read_bytes()
-    if not data:
-        raise FarmError(f"{path.name}: corrupt TFLite file (it is empty)")
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise FarmError(f"{path.name}: not a TFLite model (no TFL3 flatbuffer identifier)")
-    return data
-
-
-def _parse_flatbuffer(data: bytes, path: Path):
-    from ai_edge_litert import schema_py_generated as schema
-
-    try:
-        model = schema.Model.GetRootAs(data, 0)
-        model.SubgraphsLength()
-        model.OperatorCodesLength()
-    except Exception as e:
-        raise FarmError(f"{path.name}: corrupt TFLite file ({_one_line(e)})") from None
-    return model
-
-
-def _builtin_names() -> dict[int, str]:
-    from ai_edge_litert import schema_py_generated as schema
-
-    return {v: k for k, v in vars(schema.BuiltinOperator).items()
-            if not k.startswith("_") and isinstance(v, int)}
-
-
-def _flatbuffer_ops(model, path: Path) -> tuple[set[str], int]:
-    try:
-        builtin = _builtin_names()
-        codes = []
-        for i in range(model.OperatorCodesLength()):
-            oc = model.OperatorCodes(i)
-            code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-            custom = oc.CustomCode()
-            if custom is not None and builtin.get(code) == "CUSTOM":
-                codes.append(custom.decode("utf-8", "replace"))
-            else:
-                codes.append(builtin.get(code, f"BUILTIN_{code}"))
-        names: set[str] = set()
-        count = 0
-        for s in range(model.SubgraphsLength()):
-            sub = model.Subgraphs(s)
-            for j in range(sub.OperatorsLength()):
-                names.add(codes[sub.Operators(j).OpcodeIndex()])
-                count += 1
-    except Exception as e:
-        raise FarmError(f"{path.name}: corrupt TFLite file ({_one_line(e)})") from None
-    return names, count
-
-
-def _flatbuffer_io(model, path: Path) -> tuple[list[dict], list[dict]]:
-    from ai_edge_litert import schema_py_generated as schema
-
-    types = {v: _TFL_TO_NUMPY.get(k.lower(), k.lower()) for k, v in vars(schema.TensorType).items()
-             if not k.startswith("_") and isinstance(v, int)}
-    try:
-        sub = model.Subgraphs(0)
-
-        def tensor(i):
-            t = sub.Tensors(i)
-            q = t.Quantization()
-            scale = float(q.Scale(0)) if q is not None and q.ScaleLength() else 0.0
-            zp = int(q.ZeroPoint(0)) if q is not None and q.ZeroPointLength() else 0
-            return {"name": (t.Name() or b"").decode("utf-8", "replace"),
-                    "shape": [int(d) for d in (t.ShapeAsNumpy() if t.ShapeLength() else [])],
-                    "dtype": types.get(t.Type(), str(t.Type())),
-                    "quantization": {"scale": scale, "zero_point": zp}}
-
-        inputs = [tensor(sub.Inputs(i)) for i in range(sub.InputsLength())]
-        outputs = [tensor(sub.Outputs(i)) for i in range(sub.OutputsLength())]
-    except Exception as e:
-        raise FarmError(f"{path.name}: corrupt TFLite file ({_one_line(e)})") from None
-    return inputs, outputs
-
-
-_TFL_TO_NUMPY = {"float32": "float32", "float16": "float16", "float64": "float64", "int8": "int8",
-                 "uint8": "uint8", "int16": "int16", "uint16": "uint16", "int32": "int32",
-                 "uint32": "uint32", "int64": "int64", "uint64": "uint64", "bool": "bool",
-                 "string": "object", "complex64": "complex64", "complex128": "complex128"}
-
-
-def _io_from_details(d: dict) -> dict:
-    import numpy as np
-
-    scale, zero_point = d.get("quantization", (0.0, 0))
-    return {"name": d["name"], "shape": [int(s) for s in d["shape"]],
-            "dtype": np.dtype(d["dtype"]).name,
-            "quantization": {"scale": float(scale), "zero_point": int(zero_point)}}
 
 
 # --------------------------------------------------------------------------- sources
@@ -628,7 +402,7 @@ def _source_format(source: Path) -> str:
             raise FarmError(f"{source.name}: not a Keras .h5 model (not an HDF5 file)")
         return "h5"
     if suffix == ".tflite":
-        _read_tflite_bytes(source)
+        read_tflite(source)
         return "tflite"
     raise FarmError(
         f"{source.name}: unsupported model format '{source.suffix or '(no extension)'}' "
@@ -657,7 +431,7 @@ def _calibration_info(path: Path, samples: int) -> _CalibInfo:
             raise FarmError(f"{path.name}: no images (png/jpg/bmp) in the calibration folder")
         sha = _hash_files(path, files, tag=b"images")
     else:
-        sha = _sha256_file(path)
+        sha = sha256_file(path)
     return _CalibInfo(path=path, sha256=sha, samples=samples)
 
 
@@ -666,7 +440,7 @@ def _hash_source(source: Path, fmt: str) -> str:
         files = sorted((p for p in source.rglob("*") if p.is_file()),
                        key=lambda p: p.relative_to(source).as_posix())
         return _hash_files(source, files, tag=b"saved_model")
-    return _sha256_file(source)
+    return sha256_file(source)
 
 
 def _hash_files(root: Path, files: list[Path], tag: bytes) -> str:
@@ -681,83 +455,7 @@ def _hash_files(root: Path, files: list[Path], tag: bytes) -> str:
     return h.hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-# --------------------------------------------------------------------------- storage
-
-
-def _variant_path(cache: Path, sha: str) -> Path:
-    return cache / "variants" / f"{sha}.tflite"
-
-
-def _store_variant(cache: Path, data: bytes) -> Path:
-    sha = hashlib.sha256(data).hexdigest()
-    path = _variant_path(cache, sha)
-    if not (path.is_file() and path.stat().st_size == len(data) and _sha256_file(path) == sha):
-        _atomic_write(path, data)
-    return path
-
-
-def _atomic_write(dest: Path, data: bytes) -> None:
-    """Write ``dest`` via a temporary file in the same folder and an atomic rename."""
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    except OSError as e:
-        raise FarmError(f"{dest.parent}: can't write to the cache: {_one_line(e)}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600; these are shared artefacts
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise FarmError(f"{dest}: can't write to the cache: {_one_line(e)}") from None
-        raise
-
-
 # --------------------------------------------------------------------------- tools
-
-
-_TF_DISTS = ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-macos",
-             "tf-nightly", "tf-nightly-cpu")
-
-
-def _dist_version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _tf_version() -> str | None:
-    """TensorFlow's version from package metadata: answering from the cache must not import it."""
-    for dist in _TF_DISTS:
-        v = _dist_version(dist)
-        if v:
-            return v
-    return None
-
-
-def _import_tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        with _quiet_native_logs():
-            import tensorflow as tf
-    except ImportError as e:
-        raise FarmError(f"converting models needs TensorFlow (pip install 'tflite-farm[convert]'): "
-                        f"{_one_line(e)}") from None
-    return tf
 
 
 def _edgetpu_compiler_version() -> str | None:
@@ -767,98 +465,8 @@ def _edgetpu_compiler_version() -> str | None:
     try:
         proc = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
-        return f"unknown ({_one_line(e)})"
-    return _last_line(proc.stdout) or _last_line(proc.stderr) or f"unknown (exit {proc.returncode})"
-
-
-# TensorFlow's C++ start-up and converter chatter (absl/glog INFO and WARNING lines, CPU
-# feature notices), which TF_CPP_MIN_LOG_LEVEL can't silence because most of it is written
-# before absl is initialised. Anything else written to stderr meanwhile is passed through.
-_NATIVE_NOISE = re.compile(
-    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
-    r"|[IW]\d{4} \d\d:\d\d:\d\d"
-    r"|To enable the following instructions:"
-    r"|fully_quantize: \d"
-    r"|INFO: Created TensorFlow Lite"
-    r"|WARNING:absl:)"
-)
-
-
-@contextlib.contextmanager
-def _quiet_native_logs():
-    """Hide TensorFlow's native log noise on fd 2 (the CLI promises one-line errors)."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):
-        yield
-        return
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(Exception):
-                sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            text = capture.read().decode("utf-8", "replace")
-            kept = [ln for ln in text.splitlines() if ln.strip() and not _NATIVE_NOISE.match(ln)]
-            if kept:
-                os.write(2, ("\n".join(kept) + "\n").encode())
-            if text:
-                log.debug("TensorFlow said:\n%s", text)
-
-
-# --------------------------------------------------------------------------- text
-
-
-def _one_line(e: BaseException | str, limit: int = _MAX_REASON) -> str:
-    text = " ".join(str(e).split()) or (type(e).__name__ if isinstance(e, BaseException) else "")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _last_line(text: str | None) -> str:
-    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-    return _one_line(lines[-1]) if lines else ""
-
-
-def _strip_loc(msg: str) -> str:
-    """Drop a leading MLIR ``loc(...)`` (balanced parentheses) and what precedes 'error:'."""
-    msg = msg.strip()
-    if msg.startswith("loc("):
-        depth = 0
-        for i, ch in enumerate(msg):
-            if ch == "(":
-                depth += 1
-            elif ch == ")":
-                depth -= 1
-                if depth == 0:
-                    msg = msg[i + 1 :].lstrip(": ").strip()
-                    break
-    return msg
-
-
-def _converter_reason(e: BaseException) -> str:
-    """One line from a TFLite converter error: its first MLIR error, plus its error code."""
-    text = str(e)
-    errors = []
-    for line in text.splitlines():
-        if "error:" in line:
-            msg = _strip_loc(line.split("error:", 1)[1])
-            if msg:
-                errors.append(msg)
-    if not errors:
-        return _one_line(e)
-    reason = errors[0]
-    select = re.search(r"TF Select ops: ([^\n]+)", text)
-    if select and "Select" not in reason:
-        reason += f" (needs TF Select ops: {select.group(1).strip()})"
-    code = re.search(r"Error code: (\w+)", text)
-    if code:
-        reason += f" [{code.group(1)}]"
-    return _one_line(reason)
+        return f"unknown ({one_line(e)})"
+    return last_line(proc.stdout) or last_line(proc.stderr) or f"unknown (exit {proc.returncode})"
 
 
 def _safe_name(name: str) -> str:

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from farm.errors import FarmError
+from farm.errors import FarmError, one_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -42,7 +42,7 @@ def load_npz(path: Path | str) -> tuple[np.ndarray, np.ndarray | None]:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise FarmError(f"{name}: can't read the .npz: {_one_line(e)}") from None
+        raise FarmError(f"{name}: can't read the .npz: {one_line(e)}") from None
 
     x_key = next((k for k in _INPUT_KEYS if k in arrays), None)
     if x_key is None:
@@ -121,7 +121,7 @@ def load_image_folder(path: Path | str, shape: Sequence[int | None], limit: int)
                 img = img.convert(mode).resize((width, height), Image.BILINEAR)
                 arr = np.asarray(img, dtype=np.float32)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise FarmError(f"{file.name}: can't read image: {_one_line(e)}") from None
+            raise FarmError(f"{file.name}: can't read image: {one_line(e)}") from None
         out[i] = arr.reshape(height, width, channels) / 255.0
     return out
 
@@ -164,8 +164,3 @@ def _known(d) -> bool:
 def _fmt_shape(shape) -> str:
     dims = tuple(None if d is None or (isinstance(d, (int, np.integer)) and d < 0) else int(d) for d in shape)
     return str(dims)
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return text or type(e).__name__

@@ -1,12 +1,11 @@
 """Reports: one CSV per device, a row per job, written with pandas."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from farm.paths import atomic_write
 from farm.store import Store
 
 COLUMNS = [
@@ -46,18 +45,6 @@ def export_per_device(store: Store, sweep_name: str | None, out: Path) -> list[P
     written = []
     for device in devices:
         path = out / f"{sweep.name}-{device}.csv"
-        _write_atomically(device_csv(store, sweep.id, device), path)
+        atomic_write(path, device_csv(store, sweep.id, device).encode())
         written.append(path)
     return written
-
-
-def _write_atomically(text: str, path: Path) -> None:
-    # A reader (or a crash) never sees half a report: write beside it, then rename over it.
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="") as stream:
-            stream.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise

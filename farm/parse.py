@@ -2,20 +2,11 @@
 from __future__ import annotations
 
 import json
-import signal
 
 from farm.benchmark_model import BenchmarkModelParseError, parse_benchmark_model
+from farm.errors import exit_reason
 from farm.results import AGENT, BENCHMARK_MODEL, JobFailed, Measurement, RawResult
 from farm.stats import summarize
-
-
-def _exit_reason(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with code {code}"
 
 
 def parse_agent_result(raw: RawResult) -> Measurement:
@@ -27,12 +18,12 @@ def parse_agent_result(raw: RawResult) -> Measurement:
         reply = None
     if not isinstance(reply, dict):
         tail = (raw.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        raise JobFailed(f"agent {_exit_reason(raw.exit_code)} without a result: {tail}")
+        raise JobFailed(f"agent {exit_reason(raw.exit_code)} without a result: {tail}")
     if not reply.get("ok"):
         error = reply.get("error") or {}
         raise JobFailed(f"{error.get('type', 'AgentError')}: {error.get('message', 'unknown error')}")
     if raw.exit_code != 0:
-        raise JobFailed(f"agent {_exit_reason(raw.exit_code)} after reporting a result")
+        raise JobFailed(f"agent {exit_reason(raw.exit_code)} after reporting a result")
 
     delegate = reply["delegate"]
     outcome = delegate["outcome"]

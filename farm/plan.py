@@ -13,8 +13,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from farm.errors import FarmError
-from farm.convert import VARIANT_KINDS
 from farm.inventory import INT8_ONLY_DELEGATES, Delegates, Device, Name, default_inventory, known
+from farm.variants import VARIANT_KINDS
 
 
 class ModelSpec(BaseModel):

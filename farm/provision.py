@@ -13,22 +13,20 @@ import socket
 from shlex import quote
 
 from farm.errors import FarmError
-from farm.inventory import Device
-from farm.transports.ssh import client_keys, known_hosts_path, password
+from farm.transports.ssh import SshDevice, client_keys, known_hosts_path, password, untrusted
 
 # ai-edge-litert publishes wheels for these Pythons; older ones get tflite-runtime, whose last wheels need numpy < 2.
 LITERT_MIN_PYTHON = (3, 10)
 
 
-def fabric_connection(device: Device):
+def fabric_connection(device: SshDevice):
     """A Fabric connection to the device that refuses unknown or changed host keys."""
     import paramiko
     from fabric import Connection
 
     known_hosts = known_hosts_path(device)
     if not known_hosts.is_file():
-        raise FarmError(f"device {device.name!r}: no known_hosts file at {known_hosts}; "
-                        f"check the host key, then: farm inventory trust {device.name}")
+        raise FarmError(untrusted(device, known_hosts))
     keys = client_keys(device)
     connect_kwargs = {"look_for_keys": keys is None, "allow_agent": keys is None, "banner_timeout": 10,
                       "auth_timeout": 10}
@@ -39,9 +37,8 @@ def fabric_connection(device: Device):
         connect_kwargs["password"] = secret
     gateway = None
     if device.jump:
-        jump_user, _, jump_host = device.jump.rpartition("@")
-        host, _, port = jump_host.partition(":")
-        gateway = _verified(Connection(host, user=jump_user or device.user, port=int(port or 22),
+        jump_user, jump_host, jump_port = device.jump_host()
+        gateway = _verified(Connection(jump_host, user=jump_user, port=jump_port,
                                        connect_kwargs=dict(connect_kwargs), connect_timeout=10), known_hosts, paramiko)
     connection = Connection(device.host, user=device.user, port=device.port, connect_kwargs=connect_kwargs,
                             connect_timeout=10, gateway=gateway)
@@ -54,7 +51,7 @@ def _verified(connection, known_hosts, paramiko):
     return connection
 
 
-def provision(device: Device, *, base_python: str = "python3", pip_args: str = "", log=print) -> str:
+def provision(device: SshDevice, *, base_python: str = "python3", pip_args: str = "", log=print) -> str:
     """Create <workspace>/venv on the device and install numpy and a LiteRT runtime; returns the venv's Python."""
     import paramiko
 
@@ -71,9 +68,7 @@ def provision(device: Device, *, base_python: str = "python3", pip_args: str = "
                                 f"{detail[-1] if detail else 'no output'}")
             return result.stdout.strip()
 
-        workspace = device.workspace
-        expression = '"$HOME"' + quote(workspace[1:]) if workspace.startswith("~") else quote(workspace)
-        workspace = run(f'ws={expression} && mkdir -p -- "$ws" && printf %s "$ws"', "creating the workspace")
+        workspace = run(f'ws={device.workspace_expression()} && mkdir -p -- "$ws" && printf %s "$ws"', "creating the workspace")
         venv = posixpath.join(workspace, "venv")
         version = run(f"{quote(base_python)} -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'",
                       f"running {base_python}")

@@ -15,17 +15,24 @@ from hypothesis import strategies as st
 from conftest import FIXTURES
 from farm.benchmark_model import (
     KINDS,
-    OUTCOMES,
     BenchmarkLog,
     BenchmarkModelParseError,
-    delegate_requested_but_absent,
     parse_benchmark_model,
-    resolve_delegate,
 )
 
 
 def fixture(name: str) -> str:
     return (FIXTURES / name).read_text()
+
+
+# What a job that asked for a delegate learns: the run did not execute on it when the outcome is one of these.
+ABSENT = ("not_applied", "failed")
+OUTCOMES = ("applied", "partial", "not_applied", "failed", "cpu", "unknown")
+
+
+def asked(text: str, delegate: str, stderr: str = "", exit_code: int | None = 0):
+    """The delegate outcome of a log for a job that asked for `delegate`."""
+    return parse_benchmark_model(text, stderr, exit_code, requested_delegate=delegate).delegate
 
 
 def approx(value):
@@ -179,13 +186,14 @@ def test_unconsumed_gpu_flag_is_not_applied_when_gpu_was_requested():
     assert log.delegate.name == "GPU"
     assert "--use_gpu=true" in log.delegate.message
     assert log.unconsumed_flags == ["--use_gpu=true"]
-    assert delegate_requested_but_absent(log, "gpu")
+    assert log.delegate.outcome in ABSENT
     # What did run: the runtime's default XNNPACK, node counts not printed by this build.
     assert log.delegates["XNNPACK"].outcome == "unknown"
-    assert resolve_delegate(log, "xnnpack").outcome == "unknown"
-    assert not delegate_requested_but_absent(log, "xnnpack")
+    text = fixture("linux_x86_64_gpu_flag_unconsumed.txt")
+    assert asked(text, "xnnpack").outcome == "unknown"
+    assert asked(text, "xnnpack").outcome not in ABSENT
     # Asking for no delegate at all: XNNPACK was on, so that is not a built-in-kernels run either.
-    assert resolve_delegate(log, "none").outcome == "failed"
+    assert asked(text, "none").outcome == "failed"
 
 
 def test_unconsumed_flag_fixture_split_like_the_real_tool():
@@ -202,23 +210,23 @@ def test_unconsumed_flag_fixture_split_like_the_real_tool():
 def test_gpu_requested_without_any_gpu_line_is_not_applied(name):
     log = parse_benchmark_model(fixture(name), "", 0, requested_delegate="gpu")
     if name == "gpu_full_delegation.txt":
-        assert log.delegate.outcome == "applied" and not delegate_requested_but_absent(log, "gpu")
+        assert log.delegate.outcome == "applied" and log.delegate.outcome not in ABSENT
     else:
         assert log.delegate.outcome == "not_applied" and log.delegate.name == "GPU"
-        assert delegate_requested_but_absent(log, "gpu")
+        assert log.delegate.outcome in ABSENT
 
 
 def test_xnnpack_and_none_requests_against_the_nightly_log():
     log = parse_benchmark_model(fixture("android_aarch64_nightly_xnnpack_percentiles.txt"), "", 0,
                                 requested_delegate="xnnpack")
     assert (log.delegate.outcome, log.delegate.delegated_nodes, log.delegate.total_nodes) == ("applied", 2168, 2168)
-    assert not delegate_requested_but_absent(log, "xnnpack")
-    none = resolve_delegate(log, "none")
+    assert log.delegate.outcome not in ABSENT
+    none = asked(fixture("android_aarch64_nightly_xnnpack_percentiles.txt"), "none")
     assert none.outcome == "failed" and "2168 of 2168" in none.message
     # Logs without any delegate line: a CPU run for "none", nothing for "xnnpack".
     old = parse_benchmark_model(fixture("v2018_cpu_old_format.txt"), "", 0, requested_delegate="none")
     assert old.delegate.outcome == "cpu"
-    assert delegate_requested_but_absent(old, "xnnpack")
+    assert asked(fixture("v2018_cpu_old_format.txt"), "xnnpack").outcome in ABSENT
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -433,5 +441,3 @@ def test_fuzz_only_typed_errors_and_sane_values(stdout, stderr, exit_code, reque
         for count in (info.delegated_nodes, info.total_nodes, info.delegate_kernels, info.partitions):
             assert count is None or (isinstance(count, int) and count >= 0)
     assert all(isinstance(w, str) and "\n" not in w for w in log.warnings)
-    if requested is not None:
-        assert isinstance(delegate_requested_but_absent(log, requested), bool)

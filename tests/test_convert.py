@@ -13,7 +13,11 @@ import pytest
 from conftest import refused
 
 from farm import convert as convert_mod
-from farm.convert import VARIANT_KINDS, Variant, convert_model, describe_tflite
+from farm import paths, tflite_file
+from farm.convert import convert_model
+from farm.tensorflow_logs import quiet_native_logs
+from farm.tflite_file import describe_tflite
+from farm.variants import VARIANT_KINDS, Variant
 
 REPO = Path(__file__).resolve().parent.parent
 ALL_KINDS = list(VARIANT_KINDS)
@@ -254,7 +258,7 @@ print([v.error for v in got])
 
 
 def test_only_tensorflow_chatter_is_hidden(capfd):
-    with convert_mod._quiet_native_logs():
+    with quiet_native_logs():
         os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
                     b"I0000 00:00:1795308785.795695   10113 port.cc:153] oneDNN custom operations are on.\n"
                     b"something real went wrong\n")
@@ -408,7 +412,7 @@ def test_describe_never_imports_tensorflow(work, cache, variants):
     flex = convert_model(work / "inverse", ["fp32"], cache=cache)[0]
     code = f"""
 import json, sys
-from farm.convert import describe_tflite
+from farm.tflite_file import describe_tflite
 d = describe_tflite({str(flex.path)!r})
 e = describe_tflite({str(variants['int8'].path)!r})
 print(json.dumps({{"flex": d, "int8": e, "tensorflow": "tensorflow" in sys.modules}}))
@@ -425,7 +429,7 @@ def test_describe_falls_back_to_the_flatbuffer(variants, monkeypatch):
     def no_interpreter(path):
         raise RuntimeError("pretend the runtime can't build this model")
 
-    monkeypatch.setattr(convert_mod, "_litert_interpreter", no_interpreter)
+    monkeypatch.setattr(tflite_file, "litert_interpreter", no_interpreter)
     for kind in ("fp32", "int8"):
         d = describe_tflite(variants[kind].path)
         assert d == variants[kind].description
@@ -489,7 +493,7 @@ def test_nothing_half_written(work, tmp_path, monkeypatch, cache):
     def full_disk(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(convert_mod.os, "replace", full_disk)
+    monkeypatch.setattr(paths.os, "replace", full_disk)
     refused(lambda: convert_model(work / "digits_savedmodel", ["fp32"], cache=fresh),
             "can't write to the cache", "No space left on device")
     assert [p for p in fresh.rglob("*") if p.is_file()] == []

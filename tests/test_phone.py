@@ -19,7 +19,7 @@ from phone import Lab, SimulatedPhone
 from phone.models import INPUT_NAME
 from phone.phone import LAB_TAG_VAR, PHONE_TAG_VAR, port_free, tagged_processes
 
-from farm.benchmark_model import BenchmarkModelParseError, delegate_requested_but_absent, parse_benchmark_model
+from farm.benchmark_model import BenchmarkModelParseError, parse_benchmark_model
 
 WORKDIR = "/data/local/tmp/tflite-farm"
 FAST = "--num_threads=1 --warmup_runs=2 --warmup_min_secs=0 --min_secs=0"
@@ -219,7 +219,7 @@ def test_unknown_delegate_flag_is_unconsumed_and_runs_on_cpu(adb_lab, tiny_tflit
     log = parse_benchmark_model(result.stdout, result.stderr, result.returncode, requested_delegate="gpu")
     assert log.delegate.outcome == "not_applied"
     assert log.unconsumed_flags == ["--use_gpu=true"]
-    assert delegate_requested_but_absent(log, "gpu")
+    assert log.delegate.outcome in ("not_applied", "failed")
     assert log.count == 5 and log.mean_ms > 0
 
     # pixel's build has it (simulated: the delegate "takes" the graph, the model really runs on the CPU kernels)

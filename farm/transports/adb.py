@@ -72,6 +72,12 @@ class AndroidDevice(Device):
         self.flex_binaries = {abi: local_file(base, binary) for abi, binary in self.flex_binaries.items()}
 
 
+def adb_server(address: str | None) -> tuple[str, int]:
+    """(host, port) of an adb server given as host:port; this machine's, 127.0.0.1:5037, by default."""
+    host, _, port = (address or "127.0.0.1:5037").rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
 def adb_client(server: tuple[str, int]):
     """An adbutils client for an adb server that answers now (adbutils would otherwise spawn a local server)."""
     import adbutils
@@ -115,8 +121,7 @@ class AdbTransport:
 
     def __init__(self, device: AndroidDevice):
         self.device = device
-        host, _, port = (device.adb_server or "127.0.0.1:5037").rpartition(":")
-        self.server = (host or "127.0.0.1", int(port))
+        self.server = adb_server(device.adb_server)
         self.present: set[str] = set()
         self.bytes_uploaded = 0
         self.abi: str | None = None
@@ -332,9 +337,8 @@ def discover(server: str = "127.0.0.1:5037") -> list[dict]:
     """Every phone attached to an adb server, with what an inventory entry needs."""
     from farm.errors import FarmError
 
-    host, _, port = server.rpartition(":")
     try:
-        client = adb_client((host or "127.0.0.1", int(port)))
+        client = adb_client(adb_server(server))
     except DeviceLost as error:
         raise FarmError(f"{error} (is it running? `adb start-server`)") from None
     try:

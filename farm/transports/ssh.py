@@ -20,6 +20,7 @@ from pydantic import model_validator
 
 from farm.errors import FarmError
 from farm.inventory import Device, local_file
+from farm.paths import atomic_write
 from farm.results import AGENT, DeviceLost, DeviceRefused, JobFailed, RawResult
 from farm.transports import BenchmarkJob, LocalFile
 from farm.transports.agent import agent_file, agent_request
@@ -63,6 +64,17 @@ class SshDevice(Device):
     def reached_at(self) -> str:
         return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
 
+    def jump_host(self) -> tuple[str | None, str, int]:
+        """(user, host, port) of the jump host: `user@gateway:port`, user and port optional."""
+        user, _, rest = (self.jump or "").rpartition("@")
+        host, _, port = rest.partition(":")
+        return user or self.user, host, int(port or 22)
+
+    def workspace_expression(self) -> str:
+        """The workspace as a shell expression on the board: a leading ~ is the board's $HOME, the rest quoted."""
+        workspace = self.workspace
+        return '"$HOME"' + quote(workspace[1:]) if workspace.startswith("~") else quote(workspace)
+
     def connection(self) -> dict:
         fields = ("host", "port", "user", "jump", "python", "workspace")
         return {key: getattr(self, key) for key in fields if getattr(self, key) is not None}
@@ -94,10 +106,10 @@ def password(device: SshDevice) -> str | None:
     return value
 
 
-def _split_jump(jump: str) -> tuple[str | None, str, int]:
-    user, _, rest = jump.rpartition("@")
-    host, _, port = rest.partition(":")
-    return user or None, host, int(port or 22)
+def untrusted(device: SshDevice, known_hosts: Path) -> str:
+    """Why a board without a known_hosts file is refused, and what to do."""
+    return (f"device {device.name!r}: no known_hosts file at {known_hosts}; "
+            f"check the host key, then: farm inventory trust {device.name}")
 
 
 async def connect(device: SshDevice, host: str | None = None, port: int | None = None) -> asyncssh.SSHClientConnection:
@@ -106,8 +118,7 @@ async def connect(device: SshDevice, host: str | None = None, port: int | None =
 
     known_hosts = known_hosts_path(device)
     if not known_hosts.is_file():
-        raise DeviceRefused(f"device {device.name!r}: no known_hosts file at {known_hosts}; "
-                            f"check the host key, then: farm inventory trust {device.name}")
+        raise DeviceRefused(untrusted(device, known_hosts))
     options = dict(known_hosts=str(known_hosts), keepalive_interval=KEEPALIVE_S, keepalive_count_max=KEEPALIVE_MISSES,
                    connect_timeout=CONNECT_TIMEOUT_S, password=password(device))
     if client_keys(device) is not None:
@@ -116,8 +127,8 @@ async def connect(device: SshDevice, host: str | None = None, port: int | None =
     tunnel = None
     try:
         if device.jump:
-            jump_user, jump_host, jump_port = _split_jump(device.jump)
-            tunnel = await asyncssh.connect(jump_host, jump_port, username=jump_user or device.user, **options)
+            jump_user, jump_host, jump_port = device.jump_host()
+            tunnel = await asyncssh.connect(jump_host, jump_port, username=jump_user, **options)
         return await asyncssh.connect(host or device.host, port or device.port, username=device.user, tunnel=tunnel,
                                       **options)
     except asyncssh.HostKeyNotVerifiable as error:
@@ -148,9 +159,7 @@ class SshTransport:
             self.connection = await connect(self.device)
             self.present.clear()
             # One round trip: resolve the workspace (a leading ~ is the board's $HOME), create it, look for a venv.
-            workspace = self.device.workspace
-            expression = '"$HOME"' + quote(workspace[1:]) if workspace.startswith("~") else quote(workspace)
-            reply = await self._run(f'ws={expression} && mkdir -p -- "$ws/files" && printf "%s\\n" "$ws" && '
+            reply = await self._run(f'ws={self.device.workspace_expression()} && mkdir -p -- "$ws/files" && printf "%s\\n" "$ws" && '
                                     f'if test -x "$ws/venv/bin/python"; then echo venv; fi')
             lines = reply.stdout.splitlines()
             self.workspace = lines[0]
@@ -294,10 +303,7 @@ def trust(device: SshDevice) -> str:
     replaced = len(kept) != len(lines)
     if entry in lines:
         return f"{device.name}: {pattern} already trusted ({key.get_fingerprint()})"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    temp.write_text("\n".join(kept + [entry]) + "\n")
-    os.replace(temp, path)
+    atomic_write(path, ("\n".join(kept + [entry]) + "\n").encode())
     verb = "replaced the old key with" if replaced else "trusted"
     return f"{device.name}: {verb} {key.get_algorithm()} {key.get_fingerprint()} for {pattern} in {path}"
 
