@@ -96,7 +96,7 @@ def build(path: Path, seed: int = 0) -> None:
                             "std_ms": x.std(ddof=1) / 1000.0, "min_ms": x.min() / 1000.0, "max_ms": x.max() / 1000.0,
                             "p50_ms": q[0], "p90_ms": q[1], "p95_ms": q[2], "p99_ms": q[3],
                             "peak_mb": 30 + variant["size"] / 1e6, "peak_delta_mb": variant["size"] / 1e6,
-                            "accuracy": accuracy, "agreement": 1.0 if variant["kind"] == "fp32" else 0.97,
+                            "accuracy": accuracy, "agreement_with_fp32": 1.0 if variant["kind"] == "fp32" else 0.97,
                             "predictions": None, "delegate_outcome": "applied", "delegated_nodes": 60,
                             "total_nodes": 60, "runtime": "ai_edge_litert", "runtime_version": "2.3.0",
                             "env_before": json.dumps({"temps_c": {"cpu-thermal": 45.0 + d % 7},

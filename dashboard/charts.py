@@ -74,9 +74,10 @@ def samples_in_order(samples_ms, label: str) -> go.Figure:
 
 
 def memory(results: pd.DataFrame) -> go.Figure:
-    """Peak resident memory per configuration, and the part above the runtime's own import baseline."""
+    """Peak memory per configuration (peak RSS from the agent, the tool's footprint on phones), and the part above
+    the runtime's own import baseline."""
     figure = go.Figure([
-        go.Bar(y=results["config"], x=results["peak_mb"], orientation="h", name="peak RSS (MB)"),
+        go.Bar(y=results["config"], x=results["peak_mb"], orientation="h", name="peak memory (MB)"),
         go.Bar(y=results["config"], x=results["peak_delta_mb"], orientation="h", name="above import baseline (MB)"),
     ])
     figure.update_layout(barmode="group", height=_tall(len(results), 120), margin={"l": 10, "r": 10, "t": 30, "b": 10},

@@ -11,8 +11,8 @@ from farm.store import Store
 COLUMNS = [
     "sweep", "device", "model", "variant", "delegate", "threads", "repeat", "status", "error",
     "init_ms", "first_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms",
-    "peak_rss_mb", "size_kb", "accuracy", "agreement_with_fp32",
-    "count", "warmup_ms", "peak_delta_mb", "delegate_outcome", "delegated_nodes", "total_nodes",
+    "peak_mb", "size_kb", "accuracy", "agreement_with_fp32",
+    "count", "warmup_ms", "memory_kind", "peak_delta_mb", "delegate_outcome", "delegated_nodes", "total_nodes",
     "runtime", "runtime_version", "attempts",
 ]
 

@@ -99,10 +99,6 @@ class Device(BaseModel):
         """How the coordinator reaches the device, in a few words (`farm inventory check`)."""
         raise NotImplementedError
 
-    def connection(self) -> dict:
-        """How the device is reached, as stored with it: never a secret."""
-        return {}
-
     def resolve_paths(self, base: Path) -> None:
         """Make the coordinator's files that the entry names (keys, binaries) absolute against `base`."""
 

@@ -41,6 +41,7 @@ def parse_agent_result(raw: RawResult) -> Measurement:
         "first_ms": float(reply["first_ms"]),
         "warmup_ms": float(sum(warmup) / len(warmup)) if warmup else None,
         "peak_mb": memory.get("peak_mb"),
+        "memory_kind": "peak_rss",  # the agent reads VmHWM (ru_maxrss where there is no /proc)
         "peak_delta_mb": memory.get("peak_delta_mb"),
         "delegate_outcome": outcome,
         "delegated_nodes": delegate.get("delegated_nodes"),
@@ -51,6 +52,7 @@ def parse_agent_result(raw: RawResult) -> Measurement:
         "env_after": json.dumps(reply.get("env_after") or {}),
         "host": json.dumps(reply.get("host") or {}),
         "agent_ms": reply.get("agent_ms"),
+        "warnings": json.dumps(reply.get("warnings") or []),
     }
     return Measurement(result=result, samples_us=samples, predictions=eval_part.get("predictions"))
 
@@ -81,6 +83,8 @@ def parse_benchmark_model_result(raw: RawResult) -> Measurement:
         "first_ms": log.first_ms if log.first_ms is not None else log.mean_ms,
         "warmup_ms": log.warmup_avg_ms,
         "peak_mb": log.peak_mb if log.peak_mb is not None else log.memory_overall_mb,
+        # Which figure that is: the periodic peak footprint when asked for, else what the build's memory line says.
+        "memory_kind": "peak_footprint" if log.peak_mb is not None else log.memory_report,
         "peak_delta_mb": log.memory_overall_mb,
         "delegate_outcome": delegate.outcome,
         "delegated_nodes": delegate.delegated_nodes,
@@ -90,6 +94,7 @@ def parse_benchmark_model_result(raw: RawResult) -> Measurement:
         "env_before": json.dumps(raw.extra.get("env_before") or {}),
         "env_after": json.dumps(raw.extra.get("env_after") or {}),
         "host": json.dumps(raw.extra.get("host") or {}),
+        "warnings": json.dumps(log.warnings),
     }
     return Measurement(result=result, samples_us=[], predictions=None)
 

@@ -78,6 +78,6 @@ def results_table(rows: list[dict], title: str) -> Table:
     for row in rows:
         status = row["status"] if row["status"] == "done" else f"{row['status']}: {(row['error'] or '')[:70]}"
         table.add_row(row["device"], row["model"], row["variant"], row["delegate"], str(row["threads"]), status,
-                      number(row["p50_ms"], 3), number(row["p90_ms"], 3), number(row["init_ms"]), number(row["peak_rss_mb"], 1),
+                      number(row["p50_ms"], 3), number(row["p90_ms"], 3), number(row["init_ms"]), number(row["peak_mb"], 1),
                       number(row["size_bytes"] / 1024, 1), number(row["accuracy"], 3), number(row["agreement_with_fp32"], 3))
     return table

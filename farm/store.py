@@ -1,6 +1,7 @@
 """The store: every device, model, variant, sweep, job, result and raw latency sample, in SQL.
 
-SQLite (`farm.db`, WAL mode) by default; any SQLAlchemy URL with --db. This module alone owns the stored format.
+SQLite (`farm.db`, WAL mode) by default; any SQLAlchemy URL with --db. This module alone owns the stored format: every
+write and every read (the CLI's, the exports', the dashboard's) goes through it.
 A job's result and its `done` state are written in one transaction, and the unique job key
 (sweep, device, variant, delegate, threads, repeat) plus a unique result per job mean a job can never have two results.
 """
@@ -10,10 +11,11 @@ import json
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 from urllib.parse import quote
 
-from sqlalchemy import Column, Text, UniqueConstraint, event, inspect, text
+import pandas as pd
+from sqlalchemy import Column, Text, UniqueConstraint, bindparam, event, inspect, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
@@ -21,8 +23,24 @@ from sqlmodel import Field, Session, SQLModel, create_engine, select
 from farm.errors import FarmError
 from farm.stats import agreement
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 JOB_STATES = ("pending", "running", "done", "failed", "skipped")
+# What a result's peak_mb is: the agent's peak RSS (VmHWM), or what benchmark_model printed (its peak footprint, or
+# only the footprint's rise over the tool's start).
+MEMORY_KINDS = ("peak_rss", "peak_footprint", "footprint_delta", "max_rss")
+
+# How a store of an older schema becomes this one: statements per version, run in one transaction by a writer.
+MIGRATIONS = {
+    1: [  # one name per metric (agreement_with_fp32), the facts that explain a number (memory_kind, warnings),
+          # and no column that nothing reads (devices.connection, models.task)
+        "ALTER TABLE results RENAME COLUMN agreement TO agreement_with_fp32",
+        "ALTER TABLE results ADD COLUMN memory_kind VARCHAR",
+        "ALTER TABLE results ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]'",
+        "UPDATE results SET memory_kind = 'peak_rss' WHERE runtime <> 'benchmark_model'",
+        "ALTER TABLE devices DROP COLUMN connection",
+        "ALTER TABLE models DROP COLUMN task",
+    ],
+}
 
 
 def now() -> datetime:
@@ -42,7 +60,6 @@ class DeviceRow(SQLModel, table=True):
     __tablename__ = "devices"
     name: str = Field(primary_key=True)
     kind: str
-    connection: str = _json()  # how it is reached (host/port/user or serial/adb server); never a secret
     tags: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     delegates: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     facts: str = _json()
@@ -56,7 +73,6 @@ class ModelRow(SQLModel, table=True):
     name: str = Field(index=True)
     source: str
     source_sha: str
-    task: str = "classification"
 
 
 class VariantRow(SQLModel, table=True):
@@ -118,9 +134,10 @@ class ResultRow(SQLModel, table=True):
     p95_ms: float | None = None
     p99_ms: float | None = None
     peak_mb: float | None = None
+    memory_kind: str | None = None  # which figure peak_mb is (MEMORY_KINDS)
     peak_delta_mb: float | None = None
     accuracy: float | None = None
-    agreement: float | None = None  # share of eval predictions equal to the fp32 variant's on the same device
+    agreement_with_fp32: float | None = None  # share of eval predictions equal to the fp32 variant's, same device
     predictions: str | None = Field(default=None, sa_column=Column(Text))
     delegate_outcome: str  # applied, partial, not_applied, cpu
     delegated_nodes: int | None = None
@@ -132,6 +149,7 @@ class ResultRow(SQLModel, table=True):
     host: str = _json()
     wall_ms: float | None = None  # the coordinator's view: job start to result, transport included
     agent_ms: float | None = None  # the agent's own run time on the device, its start-up included
+    warnings: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
 
 
 class SampleRow(SQLModel, table=True):
@@ -180,6 +198,7 @@ class Store:
 
     def __init__(self, db: str | Path = "farm.db", *, create: bool = True, readonly: bool = False):
         self.url = db_url(db)
+        self.readonly = readonly
         self._variant_names: dict[int, tuple[str, str]] = {}
         create = create and not readonly
         url = make_url(self.url)
@@ -214,11 +233,22 @@ class Store:
         with self.session() as session:
             row = session.get(Meta, "schema_version")
         found = int(row.value) if row else 0
+        if found in MIGRATIONS and not self.readonly:
+            found = self._migrate(found)
         if found != SCHEMA_VERSION:
-            raise FarmError(
-                f"{self.url}: store schema version {found}, this tflite-farm needs {SCHEMA_VERSION}; "
-                "export what you need with the matching tflite-farm, then use a new --db"
-            )
+            fix = ("any farm command that writes to it upgrades it, e.g. farm sweep status" if found in MIGRATIONS
+                   else "export what you need with the matching tflite-farm, then use a new --db")
+            raise FarmError(f"{self.url}: store schema version {found}, this tflite-farm needs {SCHEMA_VERSION}; {fix}")
+
+    def _migrate(self, found: int) -> int:
+        """Bring an older store up to this schema, one version at a time, each in one transaction."""
+        while found < SCHEMA_VERSION and found in MIGRATIONS:
+            with self.engine.begin() as connection:
+                for statement in MIGRATIONS[found]:
+                    connection.execute(text(statement))
+                found += 1
+                connection.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": str(found)})
+        return found
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -230,11 +260,9 @@ class Store:
     # --- devices, models, variants -------------------------------------------------------------------------------
 
     def upsert_device(self, device: Any, facts: dict | None = None) -> None:
-        connection = device.connection()
         with self.session() as session:
             row = session.get(DeviceRow, device.name) or DeviceRow(name=device.name, kind=device.kind)
             row.kind = device.kind
-            row.connection = json.dumps(connection)
             row.tags = json.dumps(device.tags)
             row.delegates = json.dumps(device.delegates)
             if facts is not None:
@@ -399,7 +427,7 @@ class Store:
                 )
                 if reference is not None:
                     result = session.get(ResultRow, row["result_id"])
-                    result.agreement = agreement(row["predictions"], reference)
+                    result.agreement_with_fp32 = agreement(row["predictions"], reference)
 
     # --- reading --------------------------------------------------------------------------------------------------
 
@@ -409,8 +437,8 @@ class Store:
             SELECT s.name AS sweep, j.device, m.name AS model, v.kind AS variant, j.delegate, j.threads, j.repeat,
                    j.state AS status, j.error, j.attempts, r.id AS result_id, r.init_ms, r.first_ms, r.warmup_ms,
                    r.count, r.mean_ms, r.std_ms, r.min_ms, r.max_ms, r.p50_ms, r.p90_ms, r.p95_ms, r.p99_ms,
-                   r.peak_mb AS peak_rss_mb, r.peak_delta_mb, v.size AS size_bytes, r.accuracy,
-                   r.agreement AS agreement_with_fp32, r.delegate_outcome, r.delegated_nodes, r.total_nodes,
+                   r.peak_mb, r.memory_kind, r.peak_delta_mb, v.size AS size_bytes, r.accuracy,
+                   r.agreement_with_fp32, r.delegate_outcome, r.delegated_nodes, r.total_nodes,
                    r.runtime, r.runtime_version, r.wall_ms, r.predictions
             FROM jobs j JOIN sweeps s ON s.id = j.sweep_id JOIN variants v ON v.id = j.variant_id
                  JOIN models m ON m.id = v.model_id LEFT JOIN results r ON r.job_id = j.id
@@ -430,3 +458,143 @@ class Store:
         with self.session() as session:
             row = session.get(SampleRow, result_id)
         return decode_samples(row.latency_us) if row else []
+
+    # --- reading for the dashboard: SQL run in the database, filters in WHERE, aggregates in GROUP BY ---------------
+
+    def _frame(self, sql: str, params: dict | None = None, filters: "Filters | None" = None) -> pd.DataFrame:
+        """One SELECT of this module's as a DataFrame; `{filters}` in `sql` becomes the AND clauses of `filters` over
+        aliases m, v and j, and a list parameter the values of an `IN :name`."""
+        params = dict(params or {})
+        clauses = []
+        for name, column in (("models", "m.name"), ("variants", "v.kind"), ("delegates", "j.delegate"),
+                             ("devices", "j.device")):
+            values = getattr(filters, name) if filters else None
+            if values is not None:
+                clauses.append(f"AND {column} IN :{name}")
+                params[name] = list(values)
+        query = text(sql.replace("{filters}", " ".join(clauses)))
+        expanding = [bindparam(name, expanding=True) for name, value in params.items()
+                     if isinstance(value, (list, tuple))]
+        if expanding:
+            query = query.bindparams(*expanding)
+        with self.engine.connect() as connection:
+            result = connection.execute(query, params)
+            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+    def sweep_overview(self) -> pd.DataFrame:
+        """Every sweep, oldest first, with its job count per state and the times of its first and latest activity."""
+        counts = ",\n".join(f"SUM(CASE WHEN j.state = '{state}' THEN 1 ELSE 0 END) AS {state}" for state in JOB_STATES)
+        frame = self._frame(f"""
+            SELECT s.id, s.name, s.state, s.created, s.finished, COUNT(j.id) AS jobs, {counts},
+                   MIN(j.started) AS first_started, MAX(j.started) AS last_started, MAX(j.finished) AS last_finished
+            FROM sweeps s LEFT JOIN jobs j ON j.sweep_id = s.id
+            GROUP BY s.id, s.name, s.state, s.created, s.finished
+            ORDER BY s.id""")
+        for column in ("created", "finished", "first_started", "last_started", "last_finished"):
+            frame[column] = _utc(frame[column])
+        for state in (*JOB_STATES, "jobs"):
+            frame[state] = frame[state].fillna(0).astype(int)
+        frame["last_activity"] = frame[["last_started", "last_finished"]].max(axis=1)
+        return frame
+
+    def problem_reasons(self, sweep_id: int) -> pd.DataFrame:
+        """The reasons of a sweep's failed and skipped jobs, most frequent first, with how many jobs and devices each."""
+        return self._frame("""
+            SELECT j.state, COALESCE(j.error, '(no reason recorded)') AS reason, COUNT(*) AS jobs,
+                   COUNT(DISTINCT j.device) AS devices
+            FROM jobs j WHERE j.sweep_id = :sweep AND j.state IN ('failed', 'skipped')
+            GROUP BY j.state, j.error ORDER BY jobs DESC, j.state, reason""", {"sweep": sweep_id})
+
+    def jobs_in(self, sweep_id: int, states: tuple[str, ...], limit: int = 5000) -> pd.DataFrame:
+        """A sweep's jobs in the given states with their configuration, attempts and last error (at most `limit`)."""
+        frame = self._frame("""
+            SELECT j.state, j.device, m.name AS model, v.kind AS variant, j.delegate, j.threads, j.repeat, j.attempts,
+                   j.error AS reason, j.started, j.finished
+            FROM jobs j JOIN variants v ON v.id = j.variant_id JOIN models m ON m.id = v.model_id
+            WHERE j.sweep_id = :sweep AND j.state IN :states
+            ORDER BY j.state, j.device, m.name, v.kind, j.delegate, j.threads, j.repeat
+            LIMIT :limit""", {"sweep": sweep_id, "states": list(states), "limit": limit})
+        for column in ("started", "finished"):
+            frame[column] = _utc(frame[column])
+        return frame
+
+    def choices(self) -> dict[str, list[str]]:
+        """The models, variants and delegates in the store, for pickers."""
+        return {
+            "model": self._frame("SELECT DISTINCT name FROM models ORDER BY name")["name"].tolist(),
+            "variant": self._frame("SELECT DISTINCT kind FROM variants ORDER BY kind")["kind"].tolist(),
+            "delegate": self._frame("SELECT DISTINCT delegate FROM jobs ORDER BY delegate")["delegate"].tolist(),
+        }
+
+    def device_table(self) -> pd.DataFrame:
+        """Every device with its tags, delegates and probed facts (decoded), by name."""
+        frame = self._frame("SELECT name, kind, tags, delegates, facts, last_seen FROM devices ORDER BY name")
+        for column in ("tags", "delegates", "facts"):
+            frame[column] = [json.loads(value) if value else None for value in frame[column]]
+        frame["last_seen"] = _utc(frame["last_seen"])
+        return frame
+
+    def sweep_devices(self, sweep_id: int) -> list[str]:
+        """The devices a sweep has jobs on, by name."""
+        return self._frame("SELECT DISTINCT device FROM jobs WHERE sweep_id = :sweep ORDER BY device",
+                          {"sweep": sweep_id})["device"].tolist()
+
+    def configs(self, sweep_id: int, filters: "Filters", metrics: list[str]) -> pd.DataFrame:
+        """Per device and configuration of a sweep: the `metrics` (results columns, mean over repeats), the variant
+        size and the number of repeats."""
+        unknown = set(metrics) - set(ResultRow.model_fields)
+        if unknown:
+            raise ValueError(f"not a results column: {sorted(unknown)}")
+        averages = ", ".join(f"AVG(r.{column}) AS {column}" for column in metrics)
+        return self._frame(f"""
+            SELECT j.device, m.name AS model, v.kind AS variant, j.delegate, j.threads, COUNT(*) AS repeats,
+                   {averages}, MAX(v.size) AS size_bytes
+            FROM results r JOIN jobs j ON j.id = r.job_id JOIN variants v ON v.id = j.variant_id
+                 JOIN models m ON m.id = v.model_id
+            WHERE j.sweep_id = :sweep {{filters}}
+            GROUP BY j.device, m.name, v.kind, j.delegate, j.threads
+            ORDER BY j.device, m.name, v.kind, j.delegate, j.threads""", {"sweep": sweep_id}, filters)
+
+    def device_results(self, sweep_id: int, device: str, filters: "Filters") -> pd.DataFrame:
+        """One device's results in a sweep, in the order they ran, with the environment before and after (decoded)."""
+        frame = self._frame("""
+            SELECT r.id AS result_id, m.name AS model, v.kind AS variant, j.delegate, j.threads, j.repeat, r.count,
+                   r.p50_ms, r.p90_ms, r.p95_ms, r.p99_ms, r.mean_ms, r.std_ms, r.min_ms, r.max_ms, r.init_ms,
+                   r.first_ms, r.peak_mb, r.memory_kind, r.peak_delta_mb, r.delegate_outcome, r.delegated_nodes,
+                   r.total_nodes, r.runtime, r.runtime_version, r.env_before, r.env_after, j.started, j.finished
+            FROM results r JOIN jobs j ON j.id = r.job_id JOIN variants v ON v.id = j.variant_id
+                 JOIN models m ON m.id = v.model_id
+            WHERE j.sweep_id = :sweep AND j.device = :device {filters}
+            ORDER BY j.started, j.id""", {"sweep": sweep_id, "device": device}, filters)
+        for when in ("env_before", "env_after"):
+            frame[when] = [json.loads(value) if value else {} for value in frame[when]]
+        for column in ("started", "finished"):
+            frame[column] = _utc(frame[column])
+        return frame
+
+    def latency_samples(self, sweep_id: int, filters: "Filters", device: str | None = None) -> pd.DataFrame:
+        """Every raw latency sample (µs, as an array per result) of a sweep's results, with the job they belong to."""
+        frame = self._frame("""
+            SELECT j.device, m.name AS model, v.kind AS variant, j.delegate, j.threads, j.repeat, r.id AS result_id,
+                   s.latency_us
+            FROM samples s JOIN results r ON r.id = s.result_id JOIN jobs j ON j.id = r.job_id
+                 JOIN variants v ON v.id = j.variant_id JOIN models m ON m.id = v.model_id
+            WHERE j.sweep_id = :sweep {device} {filters}
+            ORDER BY j.device, m.name, v.kind, j.delegate, j.threads, j.repeat
+            """.replace("{device}", "AND j.device = :device" if device else ""),
+            {"sweep": sweep_id, "device": device}, filters)
+        frame["latency_us"] = [decode_samples(value) for value in frame["latency_us"]]
+        return frame
+
+
+class Filters(NamedTuple):
+    """What a reader narrows results to; None means no restriction on that field."""
+
+    models: tuple[str, ...] | None = None
+    variants: tuple[str, ...] | None = None
+    delegates: tuple[str, ...] | None = None
+    devices: tuple[str, ...] | None = None
+
+
+def _utc(values: pd.Series) -> pd.Series:  # SQLite hands datetimes back as text; naive ones are UTC
+    return pd.to_datetime(values, utc=True, format="mixed")

@@ -131,7 +131,7 @@ def rows(db: Path) -> list[dict]:
     connection.row_factory = sqlite3.Row
     return [dict(r) for r in connection.execute(
         "SELECT j.device, v.kind AS variant, j.delegate, j.state, j.error, j.attempts, r.mean_ms, r.p50_ms, r.count, "
-        "r.accuracy, r.agreement, r.delegate_outcome, r.runtime, r.env_before FROM jobs j "
+        "r.accuracy, r.agreement_with_fp32, r.delegate_outcome, r.runtime, r.env_before FROM jobs j "
         "JOIN variants v ON v.id = j.variant_id LEFT JOIN results r ON r.job_id = j.id ORDER BY j.id")]
 
 
@@ -147,7 +147,7 @@ def test_one_sweep_over_phones_boards_and_this_machine(tmp_path, adb_lab, benchm
             row = by[(phone, variant, "xnnpack")]
             assert row["state"] == "done", row
             assert row["runtime"] == "benchmark_model" and row["count"] >= 10 and 0 < row["mean_ms"] < 100
-            assert row["accuracy"] >= 0.9 and row["agreement"] >= 0.95  # scored on the coordinator from pulled outputs
+            assert row["accuracy"] >= 0.9 and row["agreement_with_fp32"] >= 0.95  # scored on the coordinator from pulled outputs
             battery = yaml.safe_load(row["env_before"])["battery"]
             assert battery["level"] == {"pixel": 85, "galaxy": 64}[phone]
     assert by[("pixel", "fp32", "gpu")]["state"] == "done"

@@ -17,7 +17,7 @@ from farm.dashboard import analysis
 from farm.export import export_per_device
 from farm.inventory import parse_device
 from farm.stats import summarize
-from farm.store import Store
+from farm.store import SCHEMA_VERSION, Store
 
 REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "dashboard" / "app.py"
@@ -444,7 +444,7 @@ def test_a_store_of_an_older_schema_says_so(tmp_path, monkeypatch):
         connection.execute("UPDATE meta SET value='0' WHERE key='schema_version'")
     app = open_app(tmp_path / "farm.db", monkeypatch)
     assert not app.exception
-    assert "store schema version 0, this tflite-farm needs 1" in app.error[0].value
+    assert f"store schema version 0, this tflite-farm needs {SCHEMA_VERSION}" in app.error[0].value
 
 
 def test_the_store_is_opened_read_only(seeded):

@@ -17,7 +17,7 @@ except ImportError:  # the fixture below says what to install
 from conftest import Dashboard
 from farm.export import export_per_device
 from farm.stats import summarize
-from farm.store import Store
+from farm.store import SCHEMA_VERSION, Store
 from test_dashboard import FAILED_REASON, SKIPPED_REASON, samples_around, seed_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -164,7 +164,7 @@ def test_a_store_of_an_older_schema_in_chromium(browser, tmp_path):
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(dashboard.url, timeout=WAIT_MS)
-        shows(page, "store schema version 0, this tflite-farm needs 1")
+        shows(page, f"store schema version 0, this tflite-farm needs {SCHEMA_VERSION}")
         settled(page)
         page.screenshot(path=str(ARTIFACTS / "8-older-schema.png"))
         page.close()

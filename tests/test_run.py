@@ -130,5 +130,5 @@ def test_a_phone_log_without_percentiles_is_still_a_result(tmp_path, digits_dir)
     runner = SweepRunner(store, sweep.id, spec, {"old-phone": parse_device(phone)}, transport_for=ReplayedPhone)
     assert asyncio.run(runner.run())["done"] == 1
     (row,) = store.report(sweep.id)
-    assert row["mean_ms"] == 249.684 and row["count"] == 50 and row["peak_rss_mb"] == 138.809
+    assert row["mean_ms"] == 249.684 and row["count"] == 50 and row["peak_mb"] == 138.809
     assert row["p50_ms"] is None and row["p99_ms"] is None and store.samples(row["result_id"]) == []

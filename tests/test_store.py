@@ -61,8 +61,36 @@ def test_incompatible_store_is_refused_clearly(store, tmp_path):
     connection = sqlite3.connect(tmp_path / "farm.db")
     connection.execute("UPDATE meta SET value='0' WHERE key='schema_version'")
     connection.commit()
-    with pytest.raises(FarmError, match="store schema version 0, this tflite-farm needs 1"):
+    with pytest.raises(FarmError, match=f"store schema version 0, this tflite-farm needs {SCHEMA_VERSION}"):
         Store(tmp_path / "farm.db")
+
+
+def test_a_store_of_schema_1_is_upgraded_by_a_writer_and_keeps_its_results(store, tmp_path):
+    sweep = make_sweep(store)
+    job = store.jobs(sweep.id)[0]
+    store.start_job(job.id)
+    store.finish_job(job.id, result([1000, 2000]), [1000, 2000])
+    store.engine.dispose()
+    # Back to the first schema as an older tflite-farm wrote it: other metric names, no memory_kind or warnings.
+    with sqlite3.connect(tmp_path / "farm.db") as connection:
+        for statement in ("ALTER TABLE results RENAME COLUMN agreement_with_fp32 TO agreement",
+                          "ALTER TABLE results DROP COLUMN memory_kind", "ALTER TABLE results DROP COLUMN warnings",
+                          "ALTER TABLE devices ADD COLUMN connection TEXT NOT NULL DEFAULT '{}'",
+                          "ALTER TABLE models ADD COLUMN task VARCHAR NOT NULL DEFAULT 'classification'",
+                          "UPDATE meta SET value='1' WHERE key='schema_version'"):
+            connection.execute(statement)
+
+    with pytest.raises(FarmError, match="store schema version 1, this tflite-farm needs 2; any farm command that "
+                                        "writes to it upgrades it"):
+        Store(tmp_path / "farm.db", readonly=True)  # a reader never changes the store
+    upgraded = Store(tmp_path / "farm.db", create=False)
+    (row,) = [r for r in upgraded.report(sweep.id) if r["result_id"]]
+    assert (row["p50_ms"], row["memory_kind"], row["agreement_with_fp32"]) == (1.5, "peak_rss", None)
+    assert upgraded.samples(row["result_id"]) == [1000, 2000]
+    with sqlite3.connect(tmp_path / "farm.db") as connection:
+        assert connection.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+        columns = {name for _, name, *_ in connection.execute("PRAGMA table_info(devices)")}
+    assert "connection" not in columns
 
 
 def test_foreign_database_and_missing_store(tmp_path):

@@ -63,7 +63,7 @@ def test_latencies_are_real_measurements(digits_sweep):
         assert all(0 < s < 200_000 for s in samples)  # a tiny CNN: well under 200 ms per inference
         assert 0 < row["min_ms"] <= row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] <= row["max_ms"]
         assert row["init_ms"] > 0 and row["first_ms"] > 0 and row["warmup_ms"] > 0
-        assert row["peak_rss_mb"] > 10 and row["peak_delta_mb"] >= 0
+        assert row["peak_mb"] > 10 and row["peak_delta_mb"] >= 0
         assert row["runtime"] == "ai_edge_litert" and row["runtime_version"].startswith("2.")
         if row["delegate"] == "none":
             assert row["delegate_outcome"] == "cpu" and row["delegated_nodes"] == 0

@@ -21,9 +21,6 @@ class ToyDevice(Device):
     def reached_at(self) -> str:
         return f"a {self.colour} toy in the test process"
 
-    def connection(self) -> dict:
-        return {"colour": self.colour}
-
 
 class ToyTransport:
     def __init__(self, device: ToyDevice):

@@ -6,6 +6,12 @@ import streamlit as st
 
 from farm.dashboard import analysis, charts, filters, queries
 
+# What a result's peak_mb is, in words (the store's MEMORY_KINDS).
+MEMORY_KIND_WORDS = {"peak_rss": "the peak resident set (VmHWM) of the benchmark process",
+                     "peak_footprint": "benchmark_model's peak memory footprint",
+                     "footprint_delta": "benchmark_model's footprint rise over its own start",
+                     "max_rss": "benchmark_model's max resident set size"}
+
 MAX_BOXES = 40
 
 selection = filters.current()
@@ -93,6 +99,8 @@ with left:
         st.info("No memory figures recorded for these results.")
     else:
         st.plotly_chart(charts.memory(memory.sort_values("peak_mb", ascending=False).head(MAX_BOXES)))
+        kinds = sorted(results["memory_kind"].dropna().unique())
+        st.text("peak memory is " + (", ".join(MEMORY_KIND_WORDS.get(k, k) for k in kinds) or "of an unknown kind"))
 with right:
     st.markdown("**Temperature before and after each job**")
     if results[["temp_before_c", "temp_after_c"]].isna().all().all():

@@ -20,7 +20,7 @@ if table.empty:
 table = table.assign(config=charts.config_label(table)).dropna(subset=[column])
 if table.empty:
     hint = {"accuracy": "give the sweep's models an `eval:` set (inputs and labels)",
-            "agreement": "give the sweep's models an `eval:` set and an fp32 variant to agree with"}
+            "agreement_with_fp32": "give the sweep's models an `eval:` set and an fp32 variant to agree with"}
     st.info(f"No {metric} in this selection: {hint.get(column, 'no result recorded it')}.", icon=":material/info:")
     st.stop()
 

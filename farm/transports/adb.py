@@ -64,9 +64,6 @@ class AndroidDevice(Device):
     def reached_at(self) -> str:
         return f"{self.serial} via {self.adb_server or 'local adb server'}"
 
-    def connection(self) -> dict:
-        return {key: getattr(self, key) for key in ("serial", "adb_server") if getattr(self, key) is not None}
-
     def resolve_paths(self, base: Path) -> None:
         self.binaries = {abi: local_file(base, binary) for abi, binary in self.binaries.items()}
         self.flex_binaries = {abi: local_file(base, binary) for abi, binary in self.flex_binaries.items()}

@@ -26,9 +26,6 @@ class LocalDevice(Device):
     def reached_at(self) -> str:
         return "this machine"
 
-    def connection(self) -> dict:
-        return {"python": self.python} if self.python else {}
-
 
 class LocalTransport:
     def __init__(self, device: LocalDevice):

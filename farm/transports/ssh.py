@@ -75,10 +75,6 @@ class SshDevice(Device):
         workspace = self.workspace
         return '"$HOME"' + quote(workspace[1:]) if workspace.startswith("~") else quote(workspace)
 
-    def connection(self) -> dict:
-        fields = ("host", "port", "user", "jump", "python", "workspace")
-        return {key: getattr(self, key) for key in fields if getattr(self, key) is not None}
-
     def resolve_paths(self, base: Path) -> None:
         # Files of the coordinator; paths on the board (python, workspace, delegate libraries) stay as written.
         if self.key:
