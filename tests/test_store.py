@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from farm.errors import FarmError
-from farm.export import COLUMNS, export_per_device
 from farm.inventory import parse_device
 from farm.stats import summarize
 from farm.store import SCHEMA_VERSION, Store
@@ -156,21 +155,3 @@ def test_agreement_with_fp32(store):
     store.update_agreement(sweep.id)
     agreements = {(r["device"], r["variant"]): r["agreement_with_fp32"] for r in store.report(sweep.id) if r["result_id"]}
     assert agreements == {("pi", "fp32"): 1.0, ("pi", "int8"): 0.75, ("local", "fp32"): 1.0, ("local", "int8"): 0.75}
-
-
-def test_export_one_csv_per_device(store, tmp_path):
-    import pandas as pd
-
-    sweep = make_sweep(store)
-    job = store.jobs(sweep.id, ("pending",))[0]
-    store.start_job(job.id)
-    store.finish_job(job.id, result([1000, 3000]), [1000, 3000])
-    files = export_per_device(store, "s", tmp_path / "reports")
-    assert [f.name for f in files] == ["s-local.csv", "s-pi.csv"]
-    pi = pd.read_csv(tmp_path / "reports" / "s-pi.csv")
-    assert list(pi.columns) == COLUMNS
-    assert len(pi) == 3 and set(pi["status"]) == {"done", "pending", "skipped"}
-    assert pi.loc[pi["status"] == "skipped", "error"].item() == "no gpu"
-    done = pi[pi["status"] == "done"].iloc[0]
-    assert done["p50_ms"] == 2.0 and done["size_kb"] == 1.0
-    assert not list((tmp_path / "reports").glob(".*tmp"))

@@ -1,13 +1,11 @@
-"""Android phones over adb: flags per delegate, parsing a phone's log into a result, and (with the simulated phones of
-tests/phone) whole sweeps through a real adb server."""
+"""Android phones over adb: flags per delegate, the phone command, battery and eval tensors, and (with the
+simulated phones of tests/phone) whole sweeps through a real adb server."""
 from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES
 from farm.inventory import parse_device
-from farm.parse import parse_benchmark_model_result
-from farm.results import BENCHMARK_MODEL, JobFailed, RawResult
+from farm.results import JobFailed
 from farm.transports import Delegate
 from farm.transports.adb import _count_cpus, _to_input_dtype, _top1, delegate_flags, parse_battery
 
@@ -38,31 +36,6 @@ def test_the_phone_command_is_quoted_pinned_and_bounded():
     command = pinned._command("/data/local/tmp/tflite-farm/bm", ["--graph=/x/it's a model.tflite", "--num_runs=5"], 30)
     assert command == ("cd /data/local/tmp/tflite-farm && timeout -s KILL 31 taskset f0 /data/local/tmp/tflite-farm/bm "
                        "'--graph=/x/it'\"'\"'s a model.tflite' --num_runs=5")
-
-
-def raw(fixture: str, delegate: str, exit_code: int = 0) -> RawResult:
-    return RawResult(BENCHMARK_MODEL, (FIXTURES / fixture).read_text(), "", exit_code, {"delegate": delegate, "binary": "bm"})
-
-
-def test_a_phone_log_becomes_a_result():
-    measurement = parse_benchmark_model_result(raw("android_aarch64_nightly_xnnpack_percentiles.txt", "xnnpack"))
-    result = measurement.result
-    assert result["count"] == 1000 and result["mean_ms"] == pytest.approx(63.7432)
-    assert result["p50_ms"] == pytest.approx(51.891) and result["p95_ms"] == pytest.approx(68.628)
-    assert result.get("p90_ms") is None and result.get("p99_ms") is None  # not printed by the tool: never invented
-    assert result["init_ms"] == pytest.approx(119.515) and result["first_ms"] == pytest.approx(87.112)
-    assert result["delegate_outcome"] == "applied" and result["delegated_nodes"] == result["total_nodes"] == 2168
-    assert measurement.samples_us == []  # benchmark_model prints aggregates only
-
-
-def test_an_unknown_delegate_flag_is_delegate_not_applied():
-    with pytest.raises(JobFailed, match="delegate not applied: .*--use_gpu=true"):
-        parse_benchmark_model_result(raw("linux_x86_64_gpu_flag_unconsumed.txt", "gpu"))
-
-
-def test_a_failed_run_is_a_failed_job_with_the_tools_reason():
-    with pytest.raises(JobFailed, match="benchmark_model: .*allocate"):
-        parse_benchmark_model_result(raw("android_aarch64_nightly_allocate_failure.txt", "xnnpack", exit_code=1))
 
 
 def test_battery_and_cpu_count():

@@ -1,4 +1,4 @@
-"""A new kind of device is one module plus one entry in farm.inventory.KINDS: the toy kind of tests/toy_kind.py is
+"""A new kind of device is one module plus one entry in farm.inventory.KINDS: the toy kind of tests/transports/toy_kind.py is
 read from an inventory, shown by `inventory check`'s code path, stored with its connection, and runs a sweep."""
 from __future__ import annotations
 
