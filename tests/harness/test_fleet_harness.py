@@ -1,4 +1,5 @@
-"""Harness test: the SSH test fleet itself (tests/fleet): real OpenSSH servers on loopback, driven with asyncssh, host keys always verified.
+"""Harness test: the SSH test fleet itself (tests/fleet): real OpenSSH servers on loopback, driven with asyncssh,
+host keys always verified.
 
 What asyncssh (2.24) does when a board goes away, as asserted below:
   * kill() mid-command (sshd and the session die, the kernel closes the socket): no exception. The pending command's

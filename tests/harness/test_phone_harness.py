@@ -1,4 +1,5 @@
-"""Harness test: the simulated phones (tests/phone), driven like real phones: a real adb server (Debian's adb) and adbutils.
+"""Harness test: the simulated phones (tests/phone), driven like real phones: a real adb server (Debian's adb)
+and adbutils.
 
 Every test goes through the real server: adbutils -> adb server (TCP, its own port) -> our adbd.py over the ADB wire
 protocol -> a real `sh` in the phone's sandbox. The stand-in benchmark_model runs real LiteRT inference there and
