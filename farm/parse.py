@@ -5,56 +5,57 @@ import json
 
 from farm.benchmark_model import BenchmarkModelParseError, parse_benchmark_model
 from farm.errors import exit_reason
+from farm.replies import AgentFailure, agent_reply, read_json
 from farm.results import AGENT, BENCHMARK_MODEL, JobFailed, Measurement, RawResult
 from farm.stats import summarize
 
 
 def parse_agent_result(raw: RawResult) -> Measurement:
-    """The agent's one JSON object → a Measurement; its error, a crash or a delegate that took nothing → JobFailed."""
+    """The agent's one JSON object → a Measurement; its error, a crash, a reply that breaks the schema
+    (farm.replies) or a delegate that took nothing → JobFailed."""
     lines = [line for line in raw.stdout.strip().splitlines() if line.strip()]
     try:
-        reply = json.loads(lines[-1]) if lines else None
-    except json.JSONDecodeError:
-        reply = None
-    if not isinstance(reply, dict):
+        reply = read_json(lines[-1], "agent reply") if lines else None
+    except JobFailed:
+        if raw.exit_code == 0:
+            raise  # the agent says it finished, yet its reply is broken: say how
+        reply = None  # a crash mid-output: what ended it is the reason
+    if reply is None:
         tail = (raw.stderr.strip().splitlines() or ["no output"])[-1][:300]
         raise JobFailed(f"agent {exit_reason(raw.exit_code)} without a result: {tail}")
-    if not reply.get("ok"):
-        error = reply.get("error") or {}
-        raise JobFailed(f"{error.get('type', 'AgentError')}: {error.get('message', 'unknown error')}")
+    reply = agent_reply(reply)
+    if isinstance(reply, AgentFailure):
+        raise JobFailed(f"{reply.error.type}: {reply.error.message}")
     if raw.exit_code != 0:
         raise JobFailed(f"agent {exit_reason(raw.exit_code)} after reporting a result")
 
-    delegate = reply["delegate"]
-    outcome = delegate["outcome"]
-    if outcome in ("failed", "not_applied"):
+    delegate = reply.delegate
+    if delegate.outcome in ("failed", "not_applied"):
         # Never report a CPU run under the delegate's name.
-        nodes = f"{delegate['name']} took {delegate.get('delegated_nodes')} of {delegate.get('total_nodes')} nodes"
-        raise JobFailed(f"delegate not applied: {delegate.get('message') or nodes}")
-    samples = reply["samples_us"]
-    warmup = reply.get("warmup_ms") or []
-    memory = reply.get("memory") or {}
-    eval_part = reply.get("eval") or {}
+        nodes = f"{delegate.name} took {delegate.delegated_nodes} of {delegate.total_nodes} nodes"
+        raise JobFailed(f"delegate not applied: {delegate.message or nodes}")
+    warmup = reply.warmup_ms
     result = {
-        **summarize(samples),
-        "init_ms": float(reply["init_ms"]),
-        "first_ms": float(reply["first_ms"]),
-        "warmup_ms": float(sum(warmup) / len(warmup)) if warmup else None,
-        "peak_mb": memory.get("peak_mb"),
+        **summarize(reply.samples_us),
+        "init_ms": reply.init_ms,
+        "first_ms": reply.first_ms,
+        "warmup_ms": sum(warmup) / len(warmup) if warmup else None,
+        "peak_mb": reply.memory.peak_mb,
         "memory_kind": "peak_rss",  # the agent reads VmHWM (ru_maxrss where there is no /proc)
-        "peak_delta_mb": memory.get("peak_delta_mb"),
-        "delegate_outcome": outcome,
-        "delegated_nodes": delegate.get("delegated_nodes"),
-        "total_nodes": delegate.get("total_nodes"),
-        "runtime": reply["runtime"]["name"],
-        "runtime_version": reply["runtime"]["version"],
-        "env_before": json.dumps(reply.get("env_before") or {}),
-        "env_after": json.dumps(reply.get("env_after") or {}),
-        "host": json.dumps(reply.get("host") or {}),
-        "agent_ms": reply.get("agent_ms"),
-        "warnings": json.dumps(reply.get("warnings") or []),
+        "peak_delta_mb": reply.memory.peak_delta_mb,
+        "delegate_outcome": delegate.outcome,
+        "delegated_nodes": delegate.delegated_nodes,
+        "total_nodes": delegate.total_nodes,
+        "runtime": reply.runtime.name,
+        "runtime_version": reply.runtime.version,
+        "env_before": json.dumps(reply.env_before),
+        "env_after": json.dumps(reply.env_after),
+        "host": json.dumps(reply.host),
+        "agent_ms": reply.agent_ms,
+        "warnings": json.dumps(reply.warnings),
     }
-    return Measurement(result=result, samples_us=samples, predictions=eval_part.get("predictions"))
+    predictions = reply.eval.predictions if reply.eval else None
+    return Measurement(result=result, samples_us=reply.samples_us, predictions=predictions)
 
 
 def parse_benchmark_model_result(raw: RawResult) -> Measurement:

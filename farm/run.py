@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from farm.datasets import load_npz
+from farm.errors import one_line
 from farm.inventory import Device
 from farm.parse import parse
 from farm.paths import sha256_file
@@ -24,6 +26,20 @@ from farm.store import JobRow, Store
 from farm.transports import BenchmarkJob, Delegate, LocalFile, Transport, open_transport
 
 BACKOFF_S = (1.0, 3.0, 10.0, 30.0)
+log = logging.getLogger(__name__)
+
+
+def _probe_failure(error: Exception) -> str | None:
+    """Why a lane cannot start, for the errors a device can cause; None for anything else (a bug)."""
+    if isinstance(error, DeviceRefused):
+        return f"device refused: {one_line(error)}"
+    if isinstance(error, TimeoutError):
+        return f"probe timed out: {one_line(error)}"
+    if isinstance(error, (DeviceLost, OSError)):
+        return f"device unreachable: {one_line(error)}"
+    if isinstance(error, JobFailed):
+        return f"probe failed: {one_line(error)}"
+    return None
 
 
 @dataclass
@@ -64,7 +80,12 @@ class SweepRunner:
         for name in [name for name in lanes if name not in self.devices]:
             for job in lanes.pop(name):
                 self.store.fail_job(job.id, f"device {name!r} is no longer in the inventory")
-        await asyncio.gather(*(self._lane(self.devices[name], jobs) for name, jobs in lanes.items()))
+        # A lane that dies (a bug, the store gone) takes no other lane with it; its jobs stay for `resume`.
+        outcomes = await asyncio.gather(*(self._lane(self.devices[name], jobs) for name, jobs in lanes.items()),
+                                        return_exceptions=True)
+        for name, outcome in zip(lanes, outcomes):
+            if isinstance(outcome, Exception):
+                log.error("lane %s stopped", name, exc_info=outcome)
         self.store.update_agreement(self.sweep_id)
         self.counts = self.store.counts(self.sweep_id)
         if self.counts["pending"] == 0 and self.counts["running"] == 0:
@@ -76,8 +97,11 @@ class SweepRunner:
         try:
             try:
                 facts = await self._with_retries(transport.probe)
-            except (DeviceLost, DeviceRefused) as error:
-                reason = f"device refused: {error}" if isinstance(error, DeviceRefused) else f"device unreachable: {error}"
+            except Exception as error:  # noqa: BLE001 - whatever the probe met, this lane's jobs fail with it
+                reason = _probe_failure(error)
+                if reason is None:
+                    log.exception("probe of %s", device.name)
+                    reason = f"probe failed: {type(error).__name__}: {one_line(error)}"
                 for job in jobs:
                     self.store.start_job(job.id)
                     self.store.fail_job(job.id, reason)
@@ -117,28 +141,44 @@ class SweepRunner:
                 await asyncio.sleep(BACKOFF_S[min(attempt - 1, len(BACKOFF_S) - 1)])
                 try:
                     await transport.reconnect()
-                except DeviceLost:
-                    pass  # the next attempt reports it
+                except Exception:  # noqa: BLE001 - the next attempt meets it again and reports it
+                    pass
                 continue
             except TimeoutError:  # the one timeout type of the transports (an OSError too, so caught first)
                 self.store.fail_job(job.id, f"timed out after {self.spec.timeout_s:g} s")
                 self.notify(Event(job.device, label, "failed", "timeout"))
                 return
             except (JobFailed, DeviceRefused, OSError) as error:
-                self.store.fail_job(job.id, str(error))
-                self.notify(Event(job.device, label, "failed", str(error)))
+                self._fail(job, label, one_line(error))
                 return
-            result = dict(measurement.result, wall_ms=wall_ms)
-            if measurement.predictions is not None:
-                result["predictions"] = json.dumps(measurement.predictions)
-                labels = self._eval_labels(job)
-                if labels is not None and len(labels) == len(measurement.predictions):
-                    result["accuracy"] = accuracy(measurement.predictions, labels)
-            self.store.finish_job(job.id, result, measurement.samples_us)
+            except Exception as error:  # noqa: BLE001 - a bug fails its job, with a traceback in the log, not the sweep
+                log.exception("job %s on %s", job.id, job.device)
+                self._fail(job, label, f"internal error: {type(error).__name__}: {one_line(error)}")
+                return
+            try:
+                result = self._store_result(job, measurement, wall_ms)
+            except Exception as error:  # noqa: BLE001 - e.g. a value the store refuses: that job fails, not the lane
+                log.exception("storing the result of job %s on %s", job.id, job.device)
+                self._fail(job, label, f"result not stored: {type(error).__name__}: {one_line(error)}")
+                return
             # Older benchmark_model builds print no median: then the mean is what there is to show.
             shown = ("p50", result["p50_ms"]) if result.get("p50_ms") is not None else ("mean", result["mean_ms"])
             self.notify(Event(job.device, label, "done", f"{shown[0]} {shown[1]:.3f} ms"))
             return
+
+    def _fail(self, job: JobRow, label: str, reason: str) -> None:
+        self.store.fail_job(job.id, reason)
+        self.notify(Event(job.device, label, "failed", reason))
+
+    def _store_result(self, job: JobRow, measurement: Measurement, wall_ms: float) -> dict:
+        result = dict(measurement.result, wall_ms=wall_ms)
+        if measurement.predictions is not None:
+            result["predictions"] = json.dumps(measurement.predictions)
+            labels = self._eval_labels(job)
+            if labels is not None and len(labels) == len(measurement.predictions):
+                result["accuracy"] = accuracy(measurement.predictions, labels)
+        self.store.finish_job(job.id, result, measurement.samples_us)
+        return result
 
     async def _measure(self, transport: Transport, job: JobRow) -> tuple[Measurement, float]:
         start = time.perf_counter()

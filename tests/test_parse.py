@@ -3,8 +3,11 @@ into a job failure with the reason. The phone logs are real benchmark_model outp
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import FIXTURES
+from farm.inventory import parse_device
 from farm.parse import parse, parse_agent_result, parse_benchmark_model_result
 from farm.results import AGENT, BENCHMARK_MODEL, JobFailed, RawResult
 
@@ -66,3 +69,85 @@ def test_an_agent_that_took_no_node_is_delegate_not_applied():
     with pytest.raises(JobFailed, match="delegate not applied: xnnpack took 0 of 4 nodes"):
         parse_agent_result(agent_reply(delegate={"name": "xnnpack", "outcome": "not_applied", "delegated_nodes": 0,
                                                  "total_nodes": 4}))
+
+
+# --- replies from a device that is not trusted: every fault fails the job with the field named -----------------------
+
+def hostile(text: str, exit_code: int = 0) -> RawResult:
+    return RawResult(AGENT, text, "", exit_code)
+
+
+def good(**overrides) -> dict:
+    return json.loads(agent_reply(**overrides).stdout)
+
+
+@pytest.mark.parametrize("reply, reason", [
+    ({k: v for k, v in good().items() if k != "delegate"}, "agent reply: delegate: missing"),
+    ({"ok": False, "error": "boom"}, "agent reply: error: "),
+    (good(samples_us="fast"), "agent reply: samples_us: "),
+    (good(samples_us={"a": 1}), "agent reply: samples_us: "),
+    (good(samples_us=[10 ** 400]), "agent reply: samples_us[0]: not a number in range"),
+    (good(samples_us=[100, 200, 300, -5]), "agent reply: samples_us[3]: not a positive number"),
+    (good(samples_us=[100, True]), "agent reply: samples_us[1]: "),
+    (good(samples_us=[]), "agent reply: samples_us: "),
+    (good(init_ms="soon"), "agent reply: init_ms: not a"),
+    (good(eval={"predictions": 5}), "agent reply: eval.predictions: "),
+    (good(eval={"predictions": [1, -2]}), "agent reply: eval.predictions[1]: "),
+    (good(runtime={"name": "ai_edge_litert", "version": "x" * 20_000_000}), "agent reply: runtime.version: too long"),
+    (good(host={"notes": "x" * 100_000}), "agent reply: host: more than 64 KB"),
+    (good(delegate={"name": "xnnpack", "outcome": "sideways"}), "agent reply: delegate.outcome: "),
+    ([1, 2, 3], "agent reply: expected an object"),
+])
+def test_a_malformed_reply_fails_its_job_naming_the_field(reply, reason):
+    with pytest.raises(JobFailed) as error:
+        parse_agent_result(hostile(json.dumps(reply)))
+    assert str(error.value).startswith(reason), str(error.value)
+    assert "\n" not in str(error.value) and len(str(error.value)) < 1000
+
+
+def test_nan_deep_nesting_and_an_unclean_exit_are_refused():
+    with pytest.raises(JobFailed, match="not JSON .*NaN is not a number"):
+        parse_agent_result(hostile(json.dumps(good()).replace('"init_ms": 3.0', '"init_ms": NaN')))
+    with pytest.raises(JobFailed, match="agent reply: nested too deeply"):
+        parse_agent_result(hostile("[" * 200_000 + "]" * 200_000))
+    # A result printed by an agent that was then killed is not a result.
+    with pytest.raises(JobFailed, match="agent killed by SIGKILL after reporting a result"):
+        parse_agent_result(hostile(json.dumps(good()), exit_code=-9))
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                    max_leaves=12)
+FIELDS = ["ok", "runtime", "delegate", "init_ms", "first_ms", "warmup_ms", "samples_us", "memory", "eval", "host",
+          "env_before", "env_after", "agent_ms", "warnings", "error"]
+
+
+@pytest.fixture(scope="module")
+def store_for_fuzz(tmp_path_factory):
+    """A real store with enough pending jobs for every fuzzed reply that passes the schema."""
+    from farm.store import Store
+    from test_store import FakeVariantRecord
+
+    store = Store(tmp_path_factory.mktemp("fuzz") / "farm.db")
+    store.upsert_device(parse_device({"name": "board", "kind": "local"}))
+    variant = store.add_variant(FakeVariantRecord("m", "fp32", "a" * 64))
+    sweep = store.create_sweep("fuzz", {}, [{"device": "board", "variant_id": variant, "delegate": "xnnpack",
+                                            "threads": 1, "repeat": r} for r in range(700)])
+    return store, [job.id for job in store.jobs(sweep.id)]
+
+
+@settings(max_examples=600, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(changes=st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=4), dropped=st.sets(st.sampled_from(FIELDS)),
+       exit_code=st.sampled_from([0, 0, 1, -9, 137]))
+def test_fuzzed_replies_fail_only_as_job_failures_and_what_passes_is_storable(changes, dropped, exit_code, store_for_fuzz):
+    reply = {k: v for k, v in {**good(), **changes}.items() if k not in dropped}
+    try:
+        measurement = parse_agent_result(hostile(json.dumps(reply), exit_code))
+    except JobFailed as error:
+        assert str(error) and "\n" not in str(error)
+        return
+    assert all(isinstance(s, float) and 0 < s < 1e12 for s in measurement.samples_us)
+    store, job_ids = store_for_fuzz
+    job_id = job_ids.pop()
+    store.start_job(job_id)
+    store.finish_job(job_id, measurement.result, measurement.samples_us)  # what passed the schema, the store takes

@@ -5,6 +5,7 @@ import functools
 
 from farm import AGENT_PATH
 from farm.paths import sha256_file
+from farm.results import JobFailed
 from farm.transports import BenchmarkJob, LocalFile
 
 
@@ -27,3 +28,11 @@ def agent_request(job: BenchmarkJob, model: str, eval_data: str | None) -> dict:
         if job.eval_limit:
             request["eval_limit"] = job.eval_limit
     return request
+
+
+def decoded(stdout: bytes) -> str:
+    """The agent's output as text: the agent writes UTF-8 JSON, so anything else is a failed job (not a lost device)."""
+    try:
+        return stdout.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise JobFailed(f"agent output is not UTF-8 (byte {error.start})") from None

@@ -12,7 +12,8 @@ from typing import Literal
 from farm.inventory import Device
 from farm.results import AGENT, DeviceLost, JobFailed, RawResult
 from farm.transports import BenchmarkJob
-from farm.transports.agent import agent_file, agent_request
+from farm.replies import probe_facts, read_json
+from farm.transports.agent import agent_file, agent_request, decoded
 
 PROBE_TIMEOUT_S = 120
 
@@ -37,7 +38,7 @@ class LocalTransport:
         raw = await self._agent(["--probe"], b"", PROBE_TIMEOUT_S)
         if raw.exit_code != 0:
             raise DeviceLost(f"probe failed: {(raw.stdout or raw.stderr).strip()[-300:]}")
-        return json.loads(raw.stdout)
+        return probe_facts(read_json(raw.stdout, "probe reply"))
 
     async def run_job(self, job: BenchmarkJob) -> RawResult:
         # Variants and eval data already live content-addressed on this machine.
@@ -68,7 +69,7 @@ class LocalTransport:
             if isinstance(error, asyncio.TimeoutError):
                 raise TimeoutError(f"no result within {timeout:g} s") from None
             raise
-        return RawResult(AGENT, stdout.decode(errors="replace"), stderr.decode(errors="replace"), process.returncode)
+        return RawResult(AGENT, decoded(stdout), stderr.decode(errors="replace"), process.returncode)
 
     async def reconnect(self) -> None:
         return None

@@ -23,7 +23,8 @@ from farm.inventory import Device, local_file
 from farm.paths import atomic_write
 from farm.results import AGENT, DeviceLost, DeviceRefused, JobFailed, RawResult
 from farm.transports import BenchmarkJob, LocalFile
-from farm.transports.agent import agent_file, agent_request
+from farm.replies import probe_facts, read_json
+from farm.transports.agent import agent_file, agent_request, decoded
 
 if TYPE_CHECKING:  # asyncssh (the `ssh` extra) is imported when a board is reached, not when an inventory is read
     import asyncssh
@@ -171,7 +172,7 @@ class SshTransport:
         connection = self.connection
         try:
             result = await connection.run(command, input=input, timeout=timeout, check=False,
-                                          encoding=None if binary else "utf-8")
+                                          encoding=None if binary else "utf-8", errors="replace")
         except asyncssh.TimeoutError:
             raise  # an asyncssh.Error too, but the job's timeout, not a lost board
         except _lost() as error:
@@ -196,15 +197,17 @@ class SshTransport:
         await self._connection()
         agent = await self._stage(agent_file())
         try:
-            result = await self._run(f"{quote(self.python)} {quote(agent)} --probe", timeout=PROBE_TIMEOUT_S,
-                                     check=False)
+            # Bounded on the board too, as a job is, so a hung probe leaves nothing running there.
+            result = await self._run(f"exec timeout -s KILL {PROBE_TIMEOUT_S + 1} {quote(self.python)} "
+                                     f"{quote(agent)} --probe", timeout=PROBE_TIMEOUT_S + 5, check=False)
         except asyncssh.TimeoutError:
             raise TimeoutError(f"probe of {self.device.name}: no answer within {PROBE_TIMEOUT_S} s") from None
         try:
-            facts = json.loads(result.stdout)
-        except json.JSONDecodeError:
+            facts = read_json(result.stdout, "probe reply")
+        except JobFailed:
             raise DeviceLost(f"probe of {self.device.name} with {self.python} failed: "
                              f"{(result.stderr or result.stdout).strip()[-300:]}") from None
+        facts = probe_facts(facts)
         facts["workspace"] = self.workspace
         return facts
 
@@ -238,7 +241,8 @@ class SshTransport:
         command = f"exec timeout -s KILL {int(timeout) + 1} {quote(self.python)} {quote(agent)}"
         start = time.perf_counter()
         try:
-            result = await self._run(command, input=json.dumps(request), timeout=timeout + 5, check=False)
+            result = await self._run(command, input=json.dumps(request).encode(), timeout=timeout + 5, check=False,
+                                     binary=True)
         except asyncssh.TimeoutError:
             raise TimeoutError(f"no result within {timeout:g} s") from None
         wall_ms = (time.perf_counter() - start) * 1000
@@ -247,7 +251,7 @@ class SshTransport:
             code = -_signal_number(result.exit_signal[0])
         if code == 137 and wall_ms >= timeout * 1000:
             raise TimeoutError(f"no result within {timeout:g} s")
-        return RawResult(AGENT, result.stdout or "", result.stderr or "", code)
+        return RawResult(AGENT, decoded(result.stdout or b""), (result.stderr or b"").decode(errors="replace"), code)
 
     async def eval_predictions(self, job: BenchmarkJob) -> None:
         return None  # the agent scores the eval set in the job's own run
@@ -267,11 +271,12 @@ class SshTransport:
 
 
 def _signal_number(name: str) -> int:
+    """The number of a signal asyncssh names without its SIG prefix ("KILL"); 0 for one this system lacks."""
     import signal
 
     try:
-        return int(signal.Signals("SIG" + name))
-    except ValueError:
+        return int(signal.Signals["SIG" + name])
+    except KeyError:
         return 0
 
 
