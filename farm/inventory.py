@@ -44,6 +44,27 @@ def known(what: str, choices: tuple[str, ...]):
 
 
 Name = Annotated[str, AfterValidator(check_name)]
+
+
+def _pattern(regex: str, what: str):
+    """A validator of strings that must match `regex`; its error says `what` is expected and never echoes the value
+    (a secret typed into the wrong field must not reach a log)."""
+    compiled = re.compile(regex)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"must be {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+# Values that reach a tool on a device as arguments: never read as an option there.
+Program = Annotated[str, _pattern(r"[^-\s][^\x00-\x1f]*", "a program's path or name (not starting with '-')")]
+RemotePath = Annotated[str, _pattern(r"[^-\s][^\x00-\x1f]*", "a path (not starting with '-')")]
+CpuMask = Annotated[str, _pattern(r"(0x)?[0-9a-fA-F]{1,16}", "a hexadecimal CPU mask such as f0")]
+EnvName = Annotated[str, _pattern(r"[A-Za-z_][A-Za-z0-9_]{0,127}",
+                                  "the name of an environment variable that holds the password, never the password")]
 Delegates = Annotated[list[str], known("delegate", DELEGATES)]
 
 
@@ -125,6 +146,27 @@ def parse_device(entry: dict) -> Device:
     return kind_module(kind).DEVICE.model_validate(entry)
 
 
+class _NoAliases(yaml.SafeLoader):
+    """YAML without anchors' aliases: an inventory or a spec has no use for them, and a few lines of them expand into
+    gigabytes (an alias bomb)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(f"aliases (*name) are not allowed (line {mark.line + 1}, column {mark.column + 1})")
+        return super().compose_node(parent, index)
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file of the user's, aliases refused; a FarmError naming the file, line and column otherwise."""
+    try:
+        return yaml.load(path.read_text(), Loader=_NoAliases)  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise FarmError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', None) or error}") from None
+
+
 def local_file(base: Path, value: str) -> str:
     """A file of the coordinator named in an inventory: relative to that inventory, as sweep specs are to theirs."""
     return str((base / Path(value).expanduser()).resolve())
@@ -185,12 +227,7 @@ def load_inventory(*paths: str | Path) -> Inventory:
 def _load_file(path: Path) -> Inventory:
     if not path.is_file():
         raise FarmError(f"{path}: inventory file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise FarmError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict) or not isinstance(raw.get("devices"), list):
         raise FarmError(f"{path}: expected a mapping with a 'devices:' list")
     for key in set(raw) - {"devices"}:

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from farm.errors import FarmError
-from farm.inventory import INT8_ONLY_DELEGATES, Delegates, Device, Name, default_inventory, known
+from farm.inventory import INT8_ONLY_DELEGATES, Delegates, Device, Name, default_inventory, known, read_yaml
 from farm.variants import VARIANT_KINDS
 
 
@@ -84,10 +83,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise FarmError(f"{path}: sweep spec not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise FarmError(f"{path}: not valid YAML: {getattr(error, 'problem', error)}") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise FarmError(f"{path}: expected a mapping (name, models, devices, ...)")
     return parse_spec(raw, str(path)).resolve(path.parent)

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from farm.errors import FarmError
 from farm.inventory import default_inventory, describe_default, load_inventory
@@ -113,3 +114,37 @@ def test_coordinator_paths_are_relative_to_the_inventory(tmp_path):
     assert pi.key == str(tmp_path / "lab" / "keys" / "pi") and pi.known_hosts == str(tmp_path / "lab" / "known_hosts")
     assert pi.python == "venv/bin/python"  # a path on the board: left as written
     assert phone.binaries == {"arm64-v8a": str(tmp_path / "tools" / "benchmark_model")}
+
+
+def test_a_yaml_alias_bomb_is_one_line_at_once(tmp_path):
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"] + [f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, "
+                                                     f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]"
+                                                     for i in range(8)]
+    path = write(tmp_path, "\n".join(lines) + "\ndevices:\n  - {name: a, kind: local, delegate_options: {none: {options: *i}}}\n")
+    with pytest.raises(FarmError) as error:
+        load_inventory(path)
+    assert "aliases (*name) are not allowed (line 2, column" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_yaml_mistake_says_line_and_column(tmp_path):
+    path = write(tmp_path, "devices:\n  - {name: a, kind: local\n")
+    with pytest.raises(FarmError, match=r"not valid YAML \(line 3, column 1\)"):
+        load_inventory(path)
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("python", "-c", "python: must be a program's path or name (not starting with '-')"),
+    ("workspace", "-w", "workspace: must be a path (not starting with '-')"),
+    ("password_env", "Hunter2-secret!", "password_env: must be the name of an environment variable"),
+])
+def test_values_that_reach_a_board_can_never_be_options_or_leak(tmp_path, field, value, expected):
+    path = write(tmp_path, yaml.safe_dump({"devices": [{"name": "pi", "kind": "linux", "host": "h", field: value}]}))
+    with pytest.raises(FarmError) as error:
+        load_inventory(path)
+    assert expected in str(error.value) and value not in str(error.value)
+
+
+def test_a_phone_affinity_is_a_cpu_mask(tmp_path):
+    entry = {"name": "p", "kind": "android", "serial": "s", "binaries": {"arm64-v8a": "bm"}, "affinity": "-x"}
+    with pytest.raises(FarmError, match="affinity: must be a hexadecimal CPU mask"):
+        load_inventory(write(tmp_path, yaml.safe_dump({"devices": [entry]})))

@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from farm.inventory import Device, local_file
+from farm.inventory import CpuMask, Device, local_file
 from farm.paths import sha256_file
 from farm.results import BENCHMARK_MODEL, DeviceLost, DeviceRefused, JobFailed, RawResult
 from farm.transports import BenchmarkJob, Delegate, LocalFile
@@ -49,7 +49,7 @@ class AndroidDevice(Device):
     adb_server: str | None = None  # host:port of the adb server the phone hangs off; the local one by default
     binaries: dict[str, str] = Field(default_factory=dict)  # ABI -> local path of benchmark_model
     flex_binaries: dict[str, str] = Field(default_factory=dict)  # ABI -> benchmark_model_plus_flex, for Flex models
-    affinity: str | None = None  # taskset CPU mask, e.g. "f0" for the big cores
+    affinity: CpuMask | None = None  # taskset CPU mask, e.g. "f0" for the big cores
 
     @model_validator(mode="after")
     def _required(self) -> "AndroidDevice":

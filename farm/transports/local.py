@@ -9,7 +9,7 @@ import signal
 import sys
 from typing import Literal
 
-from farm.inventory import Device
+from farm.inventory import Device, Program
 from farm.results import AGENT, DeviceLost, JobFailed, RawResult
 from farm.transports import BenchmarkJob
 from farm.replies import probe_facts, read_json
@@ -22,7 +22,7 @@ class LocalDevice(Device):
     """This machine, in an inventory: `kind: local`."""
 
     kind: Literal["local"]
-    python: str | None = None  # interpreter that runs the agent (default: the coordinator's own)
+    python: Program | None = None  # interpreter that runs the agent (default: the coordinator's own)
 
     def reached_at(self) -> str:
         return "this machine"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import model_validator
 
 from farm.errors import FarmError
-from farm.inventory import Device, local_file
+from farm.inventory import Device, EnvName, Program, RemotePath, local_file
 from farm.paths import atomic_write
 from farm.results import AGENT, DeviceLost, DeviceRefused, JobFailed, RawResult
 from farm.transports import BenchmarkJob, LocalFile
@@ -52,9 +52,9 @@ class SshDevice(Device):
     key: str | None = None
     known_hosts: str | None = None
     jump: str | None = None  # user@gateway:port of a jump host
-    password_env: str | None = None  # the name of an environment variable, never the password itself
-    workspace: str = "~/.cache/tflite-farm"
-    python: str | None = None  # interpreter that runs the agent (default: the provisioned venv, else python3)
+    password_env: EnvName | None = None  # the name of an environment variable, never the password itself
+    workspace: RemotePath = "~/.cache/tflite-farm"
+    python: Program | None = None  # interpreter that runs the agent (default: the provisioned venv, else python3)
 
     @model_validator(mode="after")
     def _host(self) -> "SshDevice":
@@ -99,7 +99,8 @@ def password(device: SshDevice) -> str | None:
         return None
     value = os.environ.get(device.password_env)
     if value is None:
-        raise DeviceRefused(f"device {device.name!r}: environment variable {device.password_env} (password_env) is not set")
+        # Never the variable's name: a password typed into password_env by mistake must not reach a log.
+        raise DeviceRefused(f"device {device.name!r}: the environment variable that password_env names is not set")
     return value
 
 

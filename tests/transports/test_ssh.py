@@ -7,7 +7,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
 import yaml
+
 from conftest import farm
 
 RUNS = 10
@@ -297,3 +299,15 @@ def test_provision_verifies_host_keys_too(tmp_path, healed_ssh_fleet):
     lab.write_text(yaml.safe_dump({"devices": [host.device(known_hosts=str(empty))]}))
     run = farm("provision", "board3", "--inventory", lab, "--db", tmp_path / "farm.db")
     assert run.returncode == 2 and "not found in known_hosts" in run.stderr, run.stderr
+
+
+def test_a_missing_password_names_the_device_and_the_field_never_the_value(monkeypatch):
+    from farm.inventory import parse_device
+    from farm.results import DeviceRefused
+    from farm.transports.ssh import password
+
+    monkeypatch.delenv("Hunter2secret", raising=False)  # a password typed where its variable's name belongs
+    board = parse_device({"name": "pi", "kind": "linux", "host": "h", "password_env": "Hunter2secret"})
+    with pytest.raises(DeviceRefused) as error:
+        password(board)
+    assert str(error.value) == "device 'pi': the environment variable that password_env names is not set"
