@@ -5,8 +5,19 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
 from farm.run import Event
+
+
+def plain_table(title: str | None = None, **options) -> Table:
+    """A table whose title and cells are shown as they are: names and reasons come from users and devices, and are
+    never read as Rich markup."""
+    return Table(title=Text(title) if title is not None else None, **options)
+
+
+def add_plain_row(table: Table, *values: object) -> None:
+    table.add_row(*(Text(str(value)) for value in values))
 
 
 class SweepDisplay:
@@ -48,13 +59,13 @@ class SweepDisplay:
                                markup=False, highlight=False)
 
     def _render(self) -> Group:
-        table = Table(box=None, pad_edge=False)
+        table = plain_table(box=None, pad_edge=False)
         for column in ("device", "current job", "done", "failed"):
             table.add_column(column)
         for device in sorted(self.per_device):
             tally = self.per_device[device]
-            table.add_row(device, self.current.get(device) or "-", str(tally["done"]), str(tally["failed"]))
-        header = f"sweep {self.sweep_name}: {self.finished}/{self.total} jobs finished"
+            add_plain_row(table, device, self.current.get(device) or "-", tally["done"], tally["failed"])
+        header = Text(f"sweep {self.sweep_name}: {self.finished}/{self.total} jobs finished")
         return Group(header, ProgressBar(total=max(self.total, 1), completed=self.finished, width=60), table)
 
 
@@ -66,7 +77,7 @@ def make_console() -> Console:
 
 def results_table(rows: list[dict], title: str) -> Table:
     """A sweep's results for the terminal: one row per job, the figures a person compares first."""
-    table = Table(title=title, title_justify="left")
+    table = plain_table(title, title_justify="left")
     for column in ("device", "model", "variant", "delegate", "thr", "status", "p50 ms", "p90 ms", "init ms",
                    "peak MB", "size KB", "top-1", "agree"):
         table.add_column(column, no_wrap=True, overflow="ellipsis", justify="right" if column[0].isdigit() or " " in column or column in (
@@ -77,7 +88,7 @@ def results_table(rows: list[dict], title: str) -> Table:
 
     for row in rows:
         status = row["status"] if row["status"] == "done" else f"{row['status']}: {(row['error'] or '')[:70]}"
-        table.add_row(row["device"], row["model"], row["variant"], row["delegate"], str(row["threads"]), status,
+        add_plain_row(table, row["device"], row["model"], row["variant"], row["delegate"], row["threads"], status,
                       number(row["p50_ms"], 3), number(row["p90_ms"], 3), number(row["init_ms"]), number(row["peak_mb"], 1),
                       number(row["size_bytes"] / 1024, 1), number(row["accuracy"], 3), number(row["agreement_with_fp32"], 3))
     return table

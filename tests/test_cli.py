@@ -101,3 +101,43 @@ def test_inventory_check_and_show(tmp_path, digits_dir):
     shown = farm("inventory", "show", "--db", db)
     assert shown.returncode == 0
     assert "local" in shown.stdout and "cores=" in shown.stdout and "cpu_model=" in shown.stdout
+
+
+# Rich markup that is not balanced ([/x]) made Rich raise; balanced markup ([bold], [link=...]) would render.
+HOSTILE = "m[/x] [bold]b[/bold] [link=http://198.51.100.7/]click[/link]"
+
+
+def test_names_reasons_and_facts_are_printed_literally_never_as_markup(tmp_path, tiny_tflite):
+    import json
+
+    import yaml
+
+    from farm.store import Store
+
+    inventory = tmp_path / "lab.yaml"
+    inventory.write_text(yaml.safe_dump({"devices": [{"name": "pi[bold]", "kind": "local", "tags": ["t[/x]", HOSTILE]}]}))
+    check = farm("inventory", "check", inventory)
+    assert check.returncode == 0, check.stderr
+    assert "t[/x]" in check.stdout and "[bold]b[/bold]" in check.stdout and "click[/link]" in check.stdout
+
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(yaml.safe_dump({"name": "s[bold]", "inventory": str(inventory), "runs": 5,
+                                    "delegates": ["none", "gpu"],
+                                    "models": [{"name": HOSTILE, "source": str(tiny_tflite)}]}))
+    db = tmp_path / "farm.db"
+    swept = farm("sweep", "run", spec, "--db", db)
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    assert "Traceback" not in swept.stderr and "[bold]b[/bold]" in swept.stdout
+
+    store = Store(db)
+    (job,) = [job for job in store.jobs(store.sweep("s[bold]").id) if job.delegate == "none"]
+    store.start_job(job.id)
+    store.fail_job(job.id, "[red]boom[/red] [/x] [link=http://198.51.100.7/]re-authenticate[/link]")
+    store.upsert_device(store.devices()[0], {"board": "pi[/x]", "governor": "[italic]fast[/italic]"})
+    status = farm("sweep", "status", "s[bold]", "--db", db)
+    assert status.returncode == 0, status.stderr
+    assert "[red]boom[/red] [/x] [link=http://198.51.100.7/]re-authenticate[/link]" in status.stdout
+    show = farm("inventory", "show", "--db", db)
+    assert show.returncode == 0, show.stderr
+    assert "board=pi[/x]" in show.stdout and "[italic]fast[/italic]" in show.stdout
+    assert json.loads(store.devices()[0].facts)["board"] == "pi[/x]"

@@ -6,8 +6,7 @@ from pathlib import Path
 
 
 def convert(args) -> int:
-    from farm.progress import make_console
-    from rich.table import Table
+    from farm.progress import add_plain_row, make_console, plain_table
 
     from farm.convert import convert_model
     from farm.paths import cache_dir
@@ -15,13 +14,13 @@ def convert(args) -> int:
     variants = convert_model(Path(args.model), args.variants, name=args.name,
                              calibration=Path(args.calibration) if args.calibration else None,
                              calibration_samples=args.calibration_samples, cache=cache_dir())
-    table = Table(title=f"variants of {args.model} (cached in {cache_dir()})", title_justify="left")
+    table = plain_table(f"variants of {args.model} (cached in {cache_dir()})", title_justify="left")
     for column in ("variant", "size KB", "sha256", "input", "output", "ops", "flex", "status"):
         table.add_column(column)
     for v in variants:
         d = v.description or {}
         io = lambda t: f"{t['dtype']}{list(t['shape'])}" if t else "-"  # noqa: E731
-        table.add_row(v.kind, f"{v.size / 1024:.1f}", v.sha256[:12], io((d.get("inputs") or [None])[0]),
+        add_plain_row(table, v.kind, f"{v.size / 1024:.1f}", v.sha256[:12], io((d.get("inputs") or [None])[0]),
                       io((d.get("outputs") or [None])[0]), str(d.get("op_count", "-")),
                       "yes" if d.get("needs_flex") else "no", "ok" if not v.error else f"unusable: {v.error}")
     make_console().print(table)

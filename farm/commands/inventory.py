@@ -5,8 +5,7 @@ from farm.errors import FarmError
 
 
 def check(args) -> int:
-    from farm.progress import make_console
-    from rich.table import Table
+    from farm.progress import add_plain_row, make_console, plain_table
 
     from farm.inventory import default_inventory, describe_default, load_inventory
 
@@ -14,11 +13,12 @@ def check(args) -> int:
     if not args.files:
         print(describe_default(files))
     inventory = load_inventory(*files)
-    table = Table(title=f"{len(inventory.devices)} devices, inventory valid", title_justify="left")
+    table = plain_table(f"{len(inventory.devices)} devices, inventory valid", title_justify="left")
     for column in ("name", "kind", "reached at", "delegates", "tags"):
         table.add_column(column)
     for device in inventory.devices:
-        table.add_row(device.name, device.kind, device.reached_at(), ", ".join(device.delegates), ", ".join(device.tags))
+        add_plain_row(table, device.name, device.kind, device.reached_at(), ", ".join(device.delegates),
+                      ", ".join(device.tags))
     make_console().print(table)
     return 0
 
@@ -26,19 +26,18 @@ def check(args) -> int:
 def show(args) -> int:
     import json
 
-    from farm.progress import make_console
-    from rich.table import Table
+    from farm.progress import add_plain_row, make_console, plain_table
 
     from farm.store import Store
 
     devices = Store(args.db, create=False).devices()
-    table = Table(title=f"devices in {args.db}", title_justify="left")
+    table = plain_table(f"devices in {args.db}", title_justify="left")
     for column in ("name", "kind", "last seen", "facts"):
         table.add_column(column)
     for device in devices:
         facts = json.loads(device.facts)
         shown = ", ".join(f"{k}={v}" for k, v in facts.items() if not isinstance(v, (dict, list)))
-        table.add_row(device.name, device.kind, str(device.last_seen or "never"), shown)
+        add_plain_row(table, device.name, device.kind, str(device.last_seen or "never"), shown)
     make_console().print(table)
     return 0
 

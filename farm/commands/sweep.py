@@ -44,7 +44,7 @@ def run_and_report(store, sweep) -> int:
     counts = runner.counts
     uploaded = sum(runner.bytes_uploaded.values())
     console.print(f"sweep {sweep.name}: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n)
-                  + f"; {uploaded} bytes uploaded to devices")
+                  + f"; {uploaded} bytes uploaded to devices", markup=False, highlight=False)
     return 0 if counts["failed"] == 0 else 1
 
 
@@ -68,19 +68,18 @@ def resume(args) -> int:
 
 
 def status(args) -> int:
-    from farm.progress import make_console
-    from rich.table import Table
+    from farm.progress import add_plain_row, make_console, plain_table
 
     from farm.store import Store
 
     store = Store(args.db, create=False)
     sweeps = [store.sweep(args.sweep)] if args.sweep else store.sweeps()
-    table = Table(title=f"sweeps in {args.db}", title_justify="left")
+    table = plain_table(f"sweeps in {args.db}", title_justify="left")
     for column in ("sweep", "state", "created", "pending", "running", "done", "failed", "skipped"):
         table.add_column(column)
     for sweep in sweeps:
         counts = store.counts(sweep.id)
-        table.add_row(sweep.name, sweep.state, f"{sweep.created:%Y-%m-%d %H:%M}",
+        add_plain_row(table, sweep.name, sweep.state, f"{sweep.created:%Y-%m-%d %H:%M}",
                       *(str(counts[s]) for s in ("pending", "running", "done", "failed", "skipped")))
     console = make_console()
     console.print(table)
