@@ -13,6 +13,7 @@ import streamlit as st
 from sqlalchemy.exc import DBAPIError
 
 from farm.dashboard import filters, queries
+from farm.dashboard.plain import md
 from farm.errors import FarmError
 
 PAGES = (
@@ -42,19 +43,19 @@ def main() -> None:
         queries.open_store(db)
         sweeps = queries.sweeps(db)
     except FarmError as error:
-        st.error(f"**Cannot show this store.** {error}", icon=":material/error:")
+        st.error(f"**Cannot show this store.** {md(error)}", icon=":material/error:")
         st.stop()
     if sweeps.empty:
-        st.info(f"**No sweeps in `{db}` yet.** Run one (`farm sweep run sweeps/your-sweep.yaml`, or `make demo` for "
+        st.info(f"**No sweeps in {md(db)} yet.** Run one (`farm sweep run sweeps/your-sweep.yaml`, or `make demo` for "
                 "this machine) and this page fills in as its jobs finish.", icon=":material/hourglass_empty:")
         st.stop()
     filters.sidebar(db, sweeps)
     try:
         page.run()
     except FarmError as error:
-        st.error(str(error), icon=":material/error:")
+        st.error(md(error), icon=":material/error:")
     except DBAPIError as error:
-        st.error(f"Cannot read the store `{db}`: {str(error.orig).splitlines()[0]}", icon=":material/error:")
+        st.error(f"Cannot read the store {md(db)}: {md(str(error.orig).splitlines()[0])}", icon=":material/error:")
 
 
 main()

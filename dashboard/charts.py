@@ -5,6 +5,8 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from farm.dashboard.plain import svg
+
 VERDICT_COLORS = {"slower": "#d62728", "faster": "#2ca02c", "noise": "#9e9e9e"}
 _ROW_PX = 22
 
@@ -22,10 +24,10 @@ def _tall(rows: int, base: int = 160) -> int:
 def heatmap(matrix: pd.DataFrame, metric: str, higher_better: bool) -> go.Figure:
     """Configurations (rows) × devices (columns), coloured from worst to best, the value written in each cell."""
     figure = go.Figure(go.Heatmap(
-        z=matrix.to_numpy(), x=list(matrix.columns), y=list(matrix.index),
+        z=matrix.to_numpy(), x=[svg(c) for c in matrix.columns], y=[svg(i) for i in matrix.index],
         colorscale="RdYlGn" if higher_better else "RdYlGn_r", colorbar={"title": {"text": metric}},
         texttemplate="%{z:.3~r}" if matrix.size <= 1500 else None,
-        hovertemplate="%{y}<br>device %{x}<br>" + metric + " %{z:.4~r}<extra></extra>", hoverongaps=False))
+        hovertemplate="%{y}<br>device %{x}<br>" + svg(metric) + " %{z:.4~r}<extra></extra>", hoverongaps=False))
     figure.update_layout(height=_tall(len(matrix)), margin={"l": 10, "r": 10, "t": 30, "b": 10},
                          yaxis={"autorange": "reversed", "type": "category"}, xaxis={"side": "top", "type": "category"})
     return figure
@@ -34,6 +36,7 @@ def heatmap(matrix: pd.DataFrame, metric: str, higher_better: bool) -> go.Figure
 def tradeoff(points: pd.DataFrame, latency: str, latency_label: str, color: str) -> go.Figure:
     """Latency against accuracy, marker area by model size, and each device's Pareto front as a staircase."""
     spread = points[latency].max() / max(points[latency].min(), 1e-9)
+    points = _plain(points, "config", "device", "variant")
     figure = px.scatter(points, x=latency, y="accuracy", size="size_kb", color=color, size_max=28,
                         log_x=bool(spread > 50),  # latencies over orders of magnitude (fast boards and slow ones)
                         hover_name="config", hover_data={"device": True, "size_kb": ":.0f", latency: ":.3f",
@@ -54,6 +57,7 @@ def tradeoff(points: pd.DataFrame, latency: str, latency_label: str, color: str)
 def latency_boxes(boxes: pd.DataFrame) -> go.Figure:
     """One box per configuration from precomputed quartiles and whiskers (the raw samples stay on the server)."""
     figure = go.Figure()
+    boxes = _plain(boxes, "config", "variant")
     for variant, rows in boxes.groupby("variant", sort=True):
         figure.add_trace(go.Box(
             y=rows["config"], q1=rows["q1"], median=rows["median"], q3=rows["q3"], lowerfence=rows["lowerfence"],
@@ -67,7 +71,7 @@ def latency_boxes(boxes: pd.DataFrame) -> go.Figure:
 
 def samples_in_order(samples_ms, label: str) -> go.Figure:
     """One result's samples in the order they were measured: drift here is heat, throttling or a noisy neighbour."""
-    figure = go.Figure(go.Scattergl(y=samples_ms, mode="lines+markers", marker={"size": 3}, name=label))
+    figure = go.Figure(go.Scattergl(y=samples_ms, mode="lines+markers", marker={"size": 3}, name=svg(label)))
     figure.update_layout(height=300, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title="run",
                          yaxis_title="latency (ms)")
     return figure
@@ -76,6 +80,7 @@ def samples_in_order(samples_ms, label: str) -> go.Figure:
 def memory(results: pd.DataFrame) -> go.Figure:
     """Peak memory per configuration (peak RSS from the agent, the tool's footprint on phones), and the part above
     the runtime's own import baseline."""
+    results = _plain(results, "config")
     figure = go.Figure([
         go.Bar(y=results["config"], x=results["peak_mb"], orientation="h", name="peak memory (MB)"),
         go.Bar(y=results["config"], x=results["peak_delta_mb"], orientation="h", name="above import baseline (MB)"),
@@ -88,6 +93,7 @@ def memory(results: pd.DataFrame) -> go.Figure:
 def temperatures(results: pd.DataFrame) -> go.Figure:
     """The hottest thermal zone before and after each job, jobs in the order they ran, joined by a line per job."""
     order = list(range(1, len(results) + 1))
+    results = _plain(results, "config")
     segments_x, segments_y = [], []
     for x, before, after in zip(order, results["temp_before_c"], results["temp_after_c"]):
         segments_x += [x, x, None]
@@ -106,6 +112,7 @@ def temperatures(results: pd.DataFrame) -> go.Figure:
 def changes(pairs: pd.DataFrame) -> go.Figure:
     """Change of median latency per configuration, coloured by whether it is beyond noise."""
     figure = go.Figure()
+    pairs = _plain(pairs, "label")
     for verdict, rows in pairs.groupby("verdict", sort=False):
         figure.add_trace(go.Bar(y=rows["label"], x=rows["change_pct"], orientation="h", name=verdict,
                                 marker_color=VERDICT_COLORS.get(verdict), customdata=rows[["median_a", "median_b"]],
@@ -116,3 +123,8 @@ def changes(pairs: pd.DataFrame) -> go.Figure:
                          yaxis={"autorange": "reversed", "type": "category", "categoryorder": "array",
                                 "categoryarray": list(pairs["label"])})
     return figure
+
+
+def _plain(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """The frame with its text columns made safe for plotly's labels (names from the store are never HTML)."""
+    return frame.assign(**{column: frame[column].map(svg) for column in columns})

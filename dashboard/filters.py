@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from farm.dashboard import queries
+from farm.dashboard.plain import md
 
 # sidebar field (also its session key and query-string key) -> label
 FIELDS = {"model": "Models", "variant": "Variants", "delegate": "Delegates", "tag": "Device tags"}
@@ -36,7 +37,7 @@ def sidebar(db: str, sweeps: pd.DataFrame) -> Selection:
     names = sweeps["name"].tolist()[::-1]  # newest first
     _seed_from_query_string(names, choices)
     with st.sidebar:
-        st.caption(f"Store: `{db}`")
+        st.caption(f"Store: {md(db)}")
         label = dict(zip(sweeps["name"], sweeps["state"]))
         name = st.selectbox("Sweep", names, key="sweep",
                             format_func=lambda n: n if label[n] == "done" else f"{n} ({label[n]})")
@@ -74,16 +75,16 @@ def _seed_from_query_string(sweeps: list[str], choices: dict[str, list[str]]) ->
 def describe(selection: Selection) -> str:
     """One line that says what the filters keep, for the top of a page."""
     f = selection.filters
-    parts = [f"{label.lower()}: {', '.join(values)}" for label, values in
+    parts = [f"{label.lower()}: {md(', '.join(values))}" for label, values in
              (("Models", f.models), ("Variants", f.variants), ("Delegates", f.delegates)) if values]
     if f.devices is not None:
-        parts.append(f"devices: {', '.join(f.devices) or 'none with those tags'}")
-    return f"Sweep **{selection.sweep['name']}**" + (f" · {' · '.join(parts)}" if parts else " · no filters")
+        parts.append(f"devices: {md(', '.join(f.devices)) or 'none with those tags'}")
+    return f"Sweep **{md(selection.sweep['name'])}**" + (f" · {' · '.join(parts)}" if parts else " · no filters")
 
 
 def no_results(selection: Selection) -> str:
     """Why a result page has nothing to show for this selection, and where to look."""
-    name = selection.sweep["name"]
+    name = md(selection.sweep["name"])
     if selection.sweep["state"] == "running":
         return f"No results in sweep {name} for the current filters yet: it is still running."
     return f"No results in sweep {name} for the current filters: the Sweeps page says why its jobs failed or were skipped."

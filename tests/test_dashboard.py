@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sqlite3
 import sys
 from dataclasses import dataclass, field
@@ -73,6 +74,20 @@ def samples_around(median_ms: float, rng: np.random.Generator | None = None) -> 
     if rng is None:
         return list(np.linspace(median_ms * 950.0, median_ms * 1050.0, RUNS))
     return list(np.round(rng.normal(median_ms * 1000.0, median_ms * 20.0, RUNS), 3))
+
+
+def read(markdown):
+    """Markdown as a person reads it once rendered: the dashboard backslash-escapes every punctuation of store text."""
+    if not isinstance(markdown, str):
+        return markdown
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace("\u2060", "")  # joiners are invisible
+
+
+def shown(table) -> pd.DataFrame:
+    """An st.table as a person reads it (its cells are markdown)."""
+    frame = table.value.map(read)
+    frame.index = frame.index.map(read)
+    return frame
 
 
 def seed_store(path: Path) -> dict:
@@ -253,7 +268,7 @@ def texts(app) -> str:
     """Everything a page says in words (markdown, captions, alerts), as one string."""
     parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "subheader")
              for e in getattr(app, kind)]
-    return "\n".join(str(p) for p in parts)
+    return "\n".join(read(str(p)) for p in parts)
 
 
 def figure(app, index: int = 0) -> list[dict]:
@@ -283,7 +298,7 @@ def test_sweeps_page_counts_jobs_and_gives_reasons(seeded, monkeypatch):
     app.selectbox(key="sweep").set_value("baseline").run()
     assert {m.label: m.value for m in app.metric} == {
         "done": "10", "failed": "1", "skipped": "1", "pending": "0", "running": "0"}
-    reasons = app.table[0].value
+    reasons = shown(app.table[0])
     assert set(reasons["reason"]) == {FAILED_REASON, SKIPPED_REASON}
     problems = app.dataframe[1].value.set_index("state")
     assert problems.loc["failed", "device"] == "orin" and problems.loc["failed", "reason"] == FAILED_REASON
@@ -299,7 +314,7 @@ def test_leaderboard_shows_the_known_figures(seeded, monkeypatch):
     assert board.loc["mnv2 · int8 · xnnpack · 1 thr", "local"] == pytest.approx(local)
     assert board.index[0] == "digits · int8 · xnnpack · 1 thr"  # fastest first
     assert len(app.get("plotly_chart")) == 1
-    best = app.table[0].value
+    best = shown(app.table[0])
     assert best.loc["pi4", "config"] == "digits · int8 · xnnpack · 1 thr"
 
     app.radio(key="leaderboard_metric").set_value("agreement with fp32").run()
@@ -337,7 +352,7 @@ def test_device_page_shows_facts_percentiles_and_temperatures(seeded, monkeypatc
     app = visit(open_app(db, monkeypatch, "baseline"), "device")
     app.selectbox(key="device_name").set_value("pi4").run()
     assert not app.exception
-    facts = app.table[0].value["value"]
+    facts = shown(app.table[0])["value"]
     assert facts["board"] == "Raspberry Pi 4 Model B Rev 1.4"
     assert facts["SoC / CPU"] == "Cortex-A72" and facts["runtime"] == "ai_edge_litert 2.3.0"
     assert facts["delegates"] == "xnnpack, none" and facts["tags"] == "pi, arm64"
@@ -351,7 +366,7 @@ def test_device_page_shows_facts_percentiles_and_temperatures(seeded, monkeypatc
 
     app.selectbox(key="device_name").set_value("orin").run()  # it only failed: facts, and no results to show
     assert not app.exception
-    assert app.table[0].value["value"]["Jetson"] == "# R36 (release), REVISION: 4.0"
+    assert shown(app.table[0])["value"]["Jetson"] == "# R36 (release), REVISION: 4.0"
     assert "No results of orin in this sweep for the current filters" in texts(app)
 
 
@@ -361,7 +376,7 @@ def test_compare_flags_the_2x_slowdown_and_not_noise(seeded, monkeypatch):
     assert (app.selectbox(key="compare_a").value, app.selectbox(key="compare_b").value) == ("baseline", "candidate")
     counts = {m.label: m.value for m in app.metric}
     assert counts == {"slower": "1", "faster": "0", "within noise": "9", "only in A": "0", "only in B": "0"}
-    flagged = app.table[0].value
+    flagged = shown(app.table[0])
     assert flagged.index.tolist() == ["pi4 · mnv2 · fp32 · xnnpack · 1 thr"]
     assert flagged["change"].tolist() == ["+100.0 %"]
     pairs = app.dataframe[0].value.set_index(["device", "model", "variant"])
@@ -428,14 +443,14 @@ def test_a_selection_without_results_says_why(seeded, monkeypatch):
 def test_a_missing_store_says_so(tmp_path, monkeypatch):
     app = open_app(tmp_path / "nothing-here.db", monkeypatch)
     assert not app.exception
-    assert "no such store (run a sweep first, or pass --db)" in app.error[0].value
+    assert "no such store (run a sweep first, or pass --db)" in read(app.error[0].value)
 
 
 def test_an_empty_store_says_how_to_fill_it(tmp_path, monkeypatch):
     Store(tmp_path / "farm.db").engine.dispose()
     app = open_app(tmp_path / "farm.db", monkeypatch)
     assert not app.exception
-    assert "No sweeps in" in app.info[0].value and "farm sweep run" in app.info[0].value
+    assert "No sweeps in" in read(app.info[0].value) and "farm sweep run" in read(app.info[0].value)
 
 
 def test_a_store_of_an_older_schema_says_so(tmp_path, monkeypatch):
@@ -444,7 +459,7 @@ def test_a_store_of_an_older_schema_says_so(tmp_path, monkeypatch):
         connection.execute("UPDATE meta SET value='0' WHERE key='schema_version'")
     app = open_app(tmp_path / "farm.db", monkeypatch)
     assert not app.exception
-    assert f"store schema version 0, this tflite-farm needs {SCHEMA_VERSION}" in app.error[0].value
+    assert f"store schema version 0, this tflite-farm needs {SCHEMA_VERSION}" in read(app.error[0].value)
 
 
 def test_the_store_is_opened_read_only(seeded):

@@ -3,6 +3,7 @@ through every page as a person would (sidebar, links, pickers, the download butt
 shows and that the known figures do. Screenshots of each page go to test-artifacts/dashboard/."""
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -170,3 +171,66 @@ def test_a_store_of_an_older_schema_in_chromium(browser, tmp_path):
         page.close()
     finally:
         dashboard.stop()
+
+
+EVIL = "198.51.100.7"  # TEST-NET-2: nothing answers there; a page that asks for it has rendered store text as markup
+HOSTILE_MODEL = f'![m](http://{EVIL}/model.png) <a href="http://{EVIL}/">m</a> [click](http://{EVIL}/) :red[m]'
+HOSTILE_REASON = f"[Click to re-authenticate](http://{EVIL}/login) ![e](http://{EVIL}/error.png) <b>now</b>"
+HOSTILE_BOARD = f"![b](http://{EVIL}/board.png) **Pi** <img src=http://{EVIL}/b.png>"
+HOSTILE_GOVERNOR = f"![g](http://{EVIL}/governor.png)"
+
+
+def seed_hostile(path) -> None:
+    """A store whose names, reasons and facts are markdown, HTML and Rich markup, as a hostile board or user sends."""
+    from farm.inventory import parse_device
+    from test_dashboard import SeedVariant
+
+    store = Store(path)
+    store.upsert_device(parse_device({"name": "pi[b]*x*", "kind": "local", "tags": [f"[t](http://{EVIL}/)"]}),
+                        {"board": HOSTILE_BOARD, "governor": HOSTILE_GOVERNOR, "cores": 4})
+    variants = [store.add_variant(SeedVariant(HOSTILE_MODEL, kind, f"{i:064x}", 1000 * (i + 1)))
+                for i, kind in enumerate(("fp32", "int8"))]
+    sweep = store.create_sweep("hostile", {}, [{"device": "pi[b]*x*", "variant_id": v, "delegate": "xnnpack",
+                                                "threads": 1, "repeat": 0} for v in variants])
+    done, failed = store.jobs(sweep.id)
+    store.start_job(done.id)
+    env = json.dumps({"governor": HOSTILE_GOVERNOR, "temps_c": {"cpu": 50.0}})
+    store.finish_job(done.id, {**summarize(samples_around(5.0)), "init_ms": 10.0, "first_ms": 6.0, "accuracy": 0.9,
+                               "delegate_outcome": "applied", "runtime": "ai_edge_litert", "runtime_version": "2.3.0",
+                               "env_before": env, "env_after": env}, samples_around(5.0))
+    store.start_job(failed.id)
+    store.fail_job(failed.id, HOSTILE_REASON)
+    store.engine.dispose()
+
+
+def test_store_text_is_never_markup_in_chromium(browser, tmp_path):
+    db = tmp_path / "hostile.db"
+    seed_hostile(db)
+    dashboard = Dashboard(db, tmp_path / "server.log")
+    requested: list[str] = []
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        page.set_default_timeout(WAIT_MS)
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(dashboard.url, timeout=WAIT_MS)
+        for title in ("Sweeps", "Leaderboard", "Trade-offs", "Device"):
+            go(page, title)
+            settled(page)
+            page.wait_for_timeout(500)  # images, had there been any, would be asked for by now
+            # As it reads: the word joiners that keep URLs from becoming links are invisible.
+            shown = page.locator('[data-testid="stMain"]').inner_text().replace("\u2060", "")
+            links = page.locator(f'a[href*="{EVIL}"], img[src*="{EVIL}"], image[href*="{EVIL}"]')
+            assert links.count() == 0, (title, [links.nth(i).evaluate("e => e.closest(\"[data-testid]\").getAttribute(\"data-testid\") + \" \" + e.parentElement.outerHTML.slice(0, 400)") for i in range(links.count())])
+            assert page.locator('.js-plotly-plot a, [data-testid="stMain"] b').count() == 0, title
+            if title == "Sweeps":
+                assert HOSTILE_REASON in shown  # the reason, word for word, in the "why failed" table
+            if title == "Leaderboard":
+                assert HOSTILE_MODEL in shown  # the configuration's name in the best-per-device table
+                assert any("<a href" in text for text in plot_texts(page))  # the heatmap's label, as text
+            if title == "Device":
+                assert HOSTILE_BOARD in shown and HOSTILE_GOVERNOR in shown
+            page.screenshot(path=str(ARTIFACTS / f"9-hostile-{title.lower()}.png"))
+        page.close()
+    finally:
+        dashboard.stop()
+    assert [url for url in requested if EVIL in url] == []

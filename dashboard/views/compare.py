@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from farm.dashboard import analysis, charts, filters, queries
+from farm.dashboard.plain import md, md_frame
 
 KEYS = ["device", "model", "variant", "delegate", "threads"]
 CHART_ROWS = 40
@@ -39,10 +40,10 @@ if a == b:
     st.warning("Pick two different sweeps.")
     st.stop()
 ids = dict(zip(selection.sweeps["name"], selection.sweeps["id"]))
-st.markdown(filters.describe(selection).replace(f"Sweep **{selection.sweep['name']}**", f"**{a}** → **{b}**"))
+st.markdown(filters.describe(selection).replace(f"Sweep **{md(selection.sweep['name'])}**", f"**{md(a)}** → **{md(b)}**"))
 for name in (a, b):
     if selection.sweeps.loc[selection.sweeps["name"] == name, "state"].iloc[0] == "running":
-        st.info(f"Sweep {name} is still running: only its jobs done so far are compared.", icon=":material/sync:")
+        st.info(f"Sweep {md(name)} is still running: only its jobs done so far are compared.", icon=":material/sync:")
 
 pairs = comparison(selection.db, int(ids[a]), int(ids[b]), selection.filters, alpha, min_change)
 if pairs.empty:
@@ -57,7 +58,7 @@ for column, (title, verdict) in zip(columns, (("slower", "slower"), ("faster", "
 matched = pairs[pairs["verdict"].isin(["slower", "faster", "noise"])].assign(
     label=lambda f: f["device"] + " · " + charts.config_label(f), change_pct=lambda f: f["change"] * 100.0)
 if matched.empty:
-    st.info(f"No configuration ran in both {a} and {b}.")
+    st.info(f"No configuration ran in both {md(a)} and {md(b)}.")
     st.stop()
 flagged = matched[matched["verdict"] != "noise"].sort_values("change_pct", key=abs, ascending=False)
 st.subheader("Beyond noise")
@@ -65,12 +66,12 @@ if flagged.empty:
     st.success("No configuration changed beyond noise.")
 else:
     shown = flagged.head(30)
-    st.table(pd.DataFrame({
+    st.table(md_frame(pd.DataFrame({
         "configuration": shown["label"], "verdict": shown["verdict"],
         f"median {a} (ms)": shown["median_a"].map("{:.4g}".format),
         f"median {b} (ms)": shown["median_b"].map("{:.4g}".format),
         "change": shown["change_pct"].map("{:+.1f} %".format), "p": shown["p"].map("{:.2g}".format),
-    }).set_index("configuration"))
+    }).set_index("configuration")))
     if len(flagged) > len(shown):
         st.caption(f"The {len(shown)} largest of {len(flagged)}; every one is in the table below.")
 top = matched.reindex(matched["change_pct"].abs().sort_values(ascending=False).index).head(CHART_ROWS)

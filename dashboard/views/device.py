@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from farm.dashboard import analysis, charts, filters, queries
+from farm.dashboard.plain import md, md_frame
 
 # What a result's peak_mb is, in words (the store's MEMORY_KINDS).
 MEMORY_KIND_WORDS = {"peak_rss": "the peak resident set (VmHWM) of the benchmark process",
@@ -53,21 +54,21 @@ about = pd.DataFrame({"fact": [
 ]}).set_index("fact")
 left, right = st.columns([2, 3])
 with left:
-    st.subheader(f"{name} ({device['kind']})")
-    st.table(about)
+    st.subheader(f"{md(name)} ({md(device['kind'])})")
+    st.table(md_frame(about))
 with right:
     st.subheader("Every fact probed")
     st.json(facts, expanded=1)
 
-st.subheader(f"{name} in sweep {selection.sweep['name']}")
+st.subheader(f"{md(name)} in sweep {md(selection.sweep['name'])}")
 st.markdown(filters.describe(selection))
 if name not in ran:
-    st.info(f"{name} has no jobs in sweep {selection.sweep['name']}: pick another sweep in the sidebar.")
+    st.info(f"{md(name)} has no jobs in sweep {md(selection.sweep['name'])}: pick another sweep in the sidebar.")
     st.stop()
 results = queries.device_results(selection.db, selection.sweep_id, name, selection.filters)
 if results.empty:
     running = selection.sweep["state"] == "running"
-    st.info(f"No results of {name} in this sweep{' yet: it is still running' if running else ''} "
+    st.info(f"No results of {md(name)} in this sweep{' yet: it is still running' if running else ''} "
             f"{'' if running else 'for the current filters'}.", icon=":material/hourglass_empty:")
     st.stop()
 results = results.assign(config=charts.config_label(results))
@@ -111,4 +112,4 @@ with right:
         st.caption(f"Hottest zone {results['temp_before_c'].min():.1f}–{results['temp_after_c'].max():.1f} °C; a job "
                    f"warmed it by {heat.mean():.1f} °C on average (at most {heat.max():.1f} °C).")
     governors = sorted({str(g) for g in pd.concat([results["governor_before"], results["governor_after"]]).dropna()})
-    st.caption(f"CPU governor during the jobs: {', '.join(governors) or 'not reported'}.")
+    st.caption(f"CPU governor during the jobs: {md(', '.join(governors)) or 'not reported'}.")

@@ -5,18 +5,19 @@ import pandas as pd
 import streamlit as st
 
 from farm.dashboard import filters, queries
+from farm.dashboard.plain import md
 
 selection = filters.current()
 name = selection.sweep["name"]
 st.title("Export")
-st.markdown(f"Sweep **{name}**: a row per job, as `farm export --sweep {name} --out reports/` writes to "
-            f"`reports/{name}-<device>.csv`. The model, variant and delegate filters do not apply to the file.")
+st.markdown(f"Sweep **{md(name)}**: a row per job, as farm export writes it to reports/{md(name)}-DEVICE.csv. "
+            "The model, variant and delegate filters do not apply to the file.")
 if selection.sweep["state"] == "running":
     st.info("This sweep is still running: the file has the jobs as they stand now.", icon=":material/sync:")
 
 devices = [d for d in queries.sweep_devices(selection.db, selection.sweep_id) if d in selection.devices]
 if not devices:
-    st.info(f"No device of sweep {name} carries the chosen tags.", icon=":material/filter_alt_off:")
+    st.info(f"No device of sweep {md(name)} carries the chosen tags.", icon=":material/filter_alt_off:")
     st.stop()
 device = st.selectbox("Device", devices, key="export_device")
 csv = queries.device_csv(selection.db, selection.sweep_id, device)

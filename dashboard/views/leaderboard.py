@@ -2,6 +2,7 @@
 import streamlit as st
 
 from farm.dashboard import charts, filters, queries
+from farm.dashboard.plain import md_frame
 
 MAX_ROWS = 120  # heatmap rows; the table below has them all
 
@@ -36,6 +37,6 @@ st.plotly_chart(charts.heatmap(matrix.head(MAX_ROWS), metric, higher_better))
 
 best = table.sort_values(column, ascending=not higher_better).groupby("device", sort=True).head(1)
 st.subheader(f"Best per device by {metric}")
-st.table(best.set_index("device")[["config", column]].rename(columns={column: metric}))
+st.table(md_frame(best.set_index("device")[["config", column]].rename(columns={column: metric})))
 st.subheader("Every configuration")
 st.dataframe(matrix)

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from farm.dashboard import analysis, filters, queries
+from farm.dashboard.plain import md, md_frame
 
 REFRESH_S = 5
 MAX_REASONS = 50
@@ -33,7 +34,7 @@ def overview(table: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
 
 
 def details(sweep: pd.Series, now: pd.Timestamp) -> None:
-    name = sweep["name"]
+    name = md(sweep["name"])
     st.subheader(f"Sweep {name}")
     finished = sweep["done"] + sweep["failed"] + sweep["skipped"]
     if sweep["state"] == "running":
@@ -43,9 +44,9 @@ def details(sweep: pd.Series, now: pd.Timestamp) -> None:
         idle = (now - sweep["last_activity"]).total_seconds() if pd.notna(sweep["last_activity"]) else None
         if idle is not None and idle > STALLED_S:
             st.warning(f"No job of {name} has started or finished for {analysis.duration_text(idle)}. If its "
-                       f"coordinator stopped, `farm sweep resume {name}` carries on without redoing a finished job.")
+                       f"coordinator stopped, farm sweep resume {name} carries on without redoing a finished job.")
     elif sweep["state"] == "pending":
-        st.info(f"Sweep {name} is planned and has not started: `farm sweep resume {name}` runs it.")
+        st.info(f"Sweep {name} is planned and has not started: farm sweep resume {name} runs it.")
     columns = st.columns(5)
     for column, state in zip(columns, ("done", "failed", "skipped", "pending", "running")):
         column.metric(state, int(sweep[state]))
@@ -60,7 +61,7 @@ def details(sweep: pd.Series, now: pd.Timestamp) -> None:
         st.success("No failed or skipped jobs." if finished else "No job has finished yet.")
         return
     st.markdown("**Why jobs failed or were skipped**")
-    st.table(reasons.head(MAX_REASONS).rename(columns={"state": "outcome"}).set_index("outcome"))
+    st.table(md_frame(reasons.head(MAX_REASONS).rename(columns={"state": "outcome"}).set_index("outcome")))
     if len(reasons) > MAX_REASONS:
         st.caption(f"The {MAX_REASONS} most frequent of {len(reasons)} reasons; every job is in the table below.")
     problems = queries.jobs_in(selection.db, int(sweep["id"]), ("failed", "skipped"))
@@ -78,7 +79,7 @@ def status() -> None:
         "progress": st.column_config.ProgressColumn("finished", format="percent", min_value=0.0, max_value=1.0)})
     chosen = table[table["id"] == selection.sweep_id]
     if chosen.empty:
-        st.warning(f"Sweep {selection.sweep['name']} is no longer in the store.")
+        st.warning(f"Sweep {md(selection.sweep['name'])} is no longer in the store.")
         return
     st.caption("Pick another sweep in the sidebar to see its failures and skips.")
     details(chosen.iloc[0], now)
