@@ -19,8 +19,34 @@ from farm.errors import FarmError, one_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
+MAX_ARRAY_BYTES = 2 << 30  # what one .npz may unpack to: its arrays' declared shapes × itemsize, checked before loading
+_MAX_MEMBERS = 64
+
 _INPUT_KEYS = ("x", "inputs")
 _LABEL_KEYS = ("y", "labels")
+
+
+def _check_declared_sizes(path: Path) -> None:
+    """Refuse an .npz whose arrays would unpack past MAX_ARRAY_BYTES (a header that declares 10^13 rows, a zip
+    bomb), from the zip directory and each array's header alone, before anything is loaded."""
+    name = path.name
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.infolist() if m.filename.endswith(".npy")]
+            if len(members) > _MAX_MEMBERS:
+                raise FarmError(f"{name}: {len(members)} arrays; an .npz of eval or calibration data has a few")
+            for member in members:
+                with archive.open(member) as stream:
+                    version = np.lib.format.read_magic(stream)
+                    shape, _, dtype = (np.lib.format.read_array_header_1_0(stream) if version == (1, 0)
+                                       else np.lib.format.read_array_header_2_0(stream))
+                total += int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if total > MAX_ARRAY_BYTES or member.file_size > MAX_ARRAY_BYTES + 4096:
+                    raise FarmError(f"{name}: its arrays would take more than {MAX_ARRAY_BYTES >> 30} GB in memory "
+                                    f"({member.filename[:-4]}: shape {tuple(shape)}, {dtype})")
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise FarmError(f"{name}: can't read the .npz: {one_line(e)}") from None
 
 
 def load_npz(path: Path | str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -38,6 +64,7 @@ def load_npz(path: Path | str) -> tuple[np.ndarray, np.ndarray | None]:
         raise FarmError(f"{path}: is a folder, expected an .npz file")
     if not zipfile.is_zipfile(path):
         raise FarmError(f"{name}: not an .npz file (it is not a zip archive)")
+    _check_declared_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}

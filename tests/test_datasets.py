@@ -152,3 +152,23 @@ def test_datasets_never_imports_tensorflow(tmp_path):
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_an_npz_that_would_unpack_past_the_limit_is_one_line_before_loading(tmp_path):
+    import io
+    import zipfile
+
+    # A header that declares 10^13 rows of 8x8 floats, and no data: refused from the header alone.
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (10 ** 13, 8, 8, 1)})
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as archive:
+        archive.writestr("x.npy", header.getvalue())
+    refused(lambda: load_npz(tmp_path / "huge.npz"), "huge.npz", "more than 2 GB in memory", "x: shape (10000000000000")
+
+    # A compressed member that says it unpacks to 3 GB (as a zip bomb does): refused before a byte is inflated.
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("x.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, {"descr": "|u1", "fortran_order": False,
+                                                          "shape": (3 << 30,)})
+    refused(lambda: load_npz(tmp_path / "bomb.npz"), "bomb.npz", "more than 2 GB in memory")
