@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from farm.errors import FarmError
 from farm.inventory import INT8_ONLY_DELEGATES, Delegates, Device, Name, default_inventory, known, read_yaml
+from farm.replies import MAX_REPLY_BYTES
 from farm.variants import VARIANT_KINDS
 
 
@@ -44,6 +45,7 @@ class SweepSpec(BaseModel):
     max_secs: float = Field(default=150.0, gt=0)
     eval_limit: int | None = Field(default=None, gt=0)
     timeout_s: float = Field(default=600.0, gt=0)  # per job attempt
+    max_reply_bytes: int = Field(default=MAX_REPLY_BYTES, gt=0)  # what a device may send back for one job
     attempts: int = Field(default=3, gt=0)  # tries per job when the device is lost
 
     @field_validator("inventory", mode="before")

@@ -202,6 +202,7 @@ class SweepRunner:
             min_secs=self.spec.min_secs,
             max_secs=self.spec.max_secs,
             timeout_s=self.spec.timeout_s,
+            max_reply_bytes=self.spec.max_reply_bytes,
             eval=LocalFile(Path(model.eval), self._sha256(model.eval)) if model.eval else None,
             eval_limit=self.spec.eval_limit,
         )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from farm.inventory import Device, kind_module
+from farm.replies import MAX_REPLY_BYTES
 from farm.results import RawResult
 
 
@@ -50,6 +51,7 @@ class BenchmarkJob:
     min_secs: float
     max_secs: float
     timeout_s: float
+    max_reply_bytes: int = MAX_REPLY_BYTES
     eval: LocalFile | None = None
     eval_limit: int | None = None
 

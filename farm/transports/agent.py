@@ -36,3 +36,34 @@ def decoded(stdout: bytes) -> str:
         return stdout.decode("utf-8")
     except UnicodeDecodeError as error:
         raise JobFailed(f"agent output is not UTF-8 (byte {error.start})") from None
+
+
+class ReplyTooLarge(JobFailed):
+    """A device sent back more than the sweep allows for one job."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"agent reply: more than {limit / (1 << 20):g} MB (max_reply_bytes)")
+
+
+class Capped:
+    """Bytes read from a stream up to a limit: past it, ReplyTooLarge (stdout) or only the tail is kept (stderr)."""
+
+    def __init__(self, limit: int, keep_tail: bool = False):
+        self.limit, self.keep_tail = limit, keep_tail
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        self.chunks.append(chunk)
+        if self.size > self.limit:
+            if not self.keep_tail:
+                raise ReplyTooLarge(self.limit)
+            tail = b"".join(self.chunks)[-self.limit:]
+            self.chunks, self.size = [tail], len(tail)
+
+    def bytes(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+STDERR_TAIL = 64 << 10  # of a process's stderr, only the end is kept: the reason is in its last lines

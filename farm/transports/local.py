@@ -10,10 +10,10 @@ import sys
 from typing import Literal
 
 from farm.inventory import Device, Program
+from farm.replies import MAX_REPLY_BYTES, probe_facts, read_json
 from farm.results import AGENT, DeviceLost, JobFailed, RawResult
 from farm.transports import BenchmarkJob
-from farm.replies import probe_facts, read_json
-from farm.transports.agent import agent_file, agent_request, decoded
+from farm.transports.agent import STDERR_TAIL, Capped, ReplyTooLarge, agent_file, agent_request, decoded
 
 PROBE_TIMEOUT_S = 120
 
@@ -46,12 +46,12 @@ class LocalTransport:
             if local is not None and not local.path.is_file():
                 raise JobFailed(f"{local.path}: missing (the conversion cache was cleared?)")
         request = agent_request(job, str(job.model.path), str(job.eval.path) if job.eval else None)
-        return await self._agent([], json.dumps(request).encode(), job.timeout_s)
+        return await self._agent([], json.dumps(request).encode(), job.timeout_s, job.max_reply_bytes)
 
     async def eval_predictions(self, job: BenchmarkJob) -> None:
         return None  # the agent scores the eval set in the job's own run
 
-    async def _agent(self, args: list[str], stdin: bytes, timeout: float) -> RawResult:
+    async def _agent(self, args: list[str], stdin: bytes, timeout: float, limit: int = MAX_REPLY_BYTES) -> RawResult:
         try:
             process = await asyncio.create_subprocess_exec(
                 self.python, str(agent_file().path), *args,
@@ -60,16 +60,33 @@ class LocalTransport:
             )
         except OSError as error:
             raise DeviceLost(f"cannot start {self.python}: {error}") from None
+        stdout, stderr = Capped(limit), Capped(STDERR_TAIL, keep_tail=True)
         try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(stdin), timeout)
-        except (asyncio.TimeoutError, asyncio.CancelledError) as error:
+            await asyncio.wait_for(self._exchange(process, stdin, stdout, stderr), timeout)
+        except (asyncio.TimeoutError, asyncio.CancelledError, ReplyTooLarge) as error:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
             if isinstance(error, asyncio.TimeoutError):
                 raise TimeoutError(f"no result within {timeout:g} s") from None
             raise
-        return RawResult(AGENT, decoded(stdout), stderr.decode(errors="replace"), process.returncode)
+        return RawResult(AGENT, decoded(stdout.bytes()), stderr.bytes().decode(errors="replace"), process.returncode)
+
+    @staticmethod
+    async def _exchange(process, stdin: bytes, stdout: Capped, stderr: Capped) -> None:
+        """Write the request, read both streams within their caps, wait for the exit."""
+        async def feed():
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                process.stdin.write(stdin)
+                await process.stdin.drain()
+                process.stdin.close()
+
+        async def drain(stream, into: Capped):
+            while chunk := await stream.read(1 << 16):
+                into.add(chunk)
+
+        await asyncio.gather(feed(), drain(process.stdout, stdout), drain(process.stderr, stderr))
+        await process.wait()
 
     async def reconnect(self) -> None:
         return None

@@ -24,7 +24,7 @@ from farm.paths import atomic_write
 from farm.results import AGENT, DeviceLost, DeviceRefused, JobFailed, RawResult
 from farm.transports import BenchmarkJob, LocalFile
 from farm.replies import probe_facts, read_json
-from farm.transports.agent import agent_file, agent_request, decoded
+from farm.transports.agent import STDERR_TAIL, Capped, ReplyTooLarge, agent_file, agent_request, decoded
 
 if TYPE_CHECKING:  # asyncssh (the `ssh` extra) is imported when a board is reached, not when an inventory is read
     import asyncssh
@@ -231,8 +231,6 @@ class SshTransport:
         return remote
 
     async def run_job(self, job: BenchmarkJob) -> RawResult:
-        import asyncssh
-
         agent = await self._stage(agent_file())
         model = await self._stage(job.model)
         eval_data = await self._stage(job.eval) if job.eval else None
@@ -241,18 +239,50 @@ class SshTransport:
         # The board enforces the timeout too, so a timed-out agent does not keep running (and heating) there.
         command = f"exec timeout -s KILL {int(timeout) + 1} {quote(self.python)} {quote(agent)}"
         start = time.perf_counter()
-        try:
-            result = await self._run(command, input=json.dumps(request).encode(), timeout=timeout + 5, check=False,
-                                     binary=True)
-        except asyncssh.TimeoutError:
-            raise TimeoutError(f"no result within {timeout:g} s") from None
+        stdout, stderr = Capped(job.max_reply_bytes), Capped(STDERR_TAIL, keep_tail=True)
+        result = await self._exchange(command, json.dumps(request).encode(), stdout, stderr, timeout + 5)
         wall_ms = (time.perf_counter() - start) * 1000
         code = result.exit_status
         if result.exit_signal:
             code = -_signal_number(result.exit_signal[0])
         if code == 137 and wall_ms >= timeout * 1000:
             raise TimeoutError(f"no result within {timeout:g} s")
-        return RawResult(AGENT, decoded(result.stdout or b""), (result.stderr or b"").decode(errors="replace"), code)
+        return RawResult(AGENT, decoded(stdout.bytes()), stderr.bytes().decode(errors="replace"), code)
+
+    async def _exchange(self, command: str, stdin: bytes, stdout: Capped, stderr: Capped, timeout: float):
+        """Run a command with `stdin`, its output read within the caps; DeviceLost when the board goes away."""
+        process = None
+
+        async def exchange():
+            nonlocal process
+            process = await self.connection.create_process(command, encoding=None)
+            process.stdin.write(stdin)
+            process.stdin.write_eof()
+
+            async def drain(stream, into: Capped):
+                while chunk := await stream.read(1 << 16):
+                    into.add(chunk)
+
+            await asyncio.gather(drain(process.stdout, stdout), drain(process.stderr, stderr))
+            return await process.wait()
+
+        try:
+            result = await asyncio.wait_for(exchange(), timeout)
+        except asyncio.TimeoutError:
+            if process is not None:
+                process.close()
+            raise TimeoutError(f"no result within {timeout:g} s") from None
+        except ReplyTooLarge:
+            process.close()  # the agent dies on its next write; `timeout` on the board bounds it anyway
+            raise
+        except _lost() as error:
+            await self._drop()
+            raise DeviceLost(f"{self.device.host}:{self.device.port}: {error or type(error).__name__}") from None
+        if result.exit_status is None and result.exit_signal is None:
+            # asyncssh reports a dead server as a missing exit status, not as an exception.
+            await self._drop()
+            raise DeviceLost(f"{self.device.host}:{self.device.port}: the connection closed during a command")
+        return result
 
     async def eval_predictions(self, job: BenchmarkJob) -> None:
         return None  # the agent scores the eval set in the job's own run
