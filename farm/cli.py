@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  "default: the local one, 127.0.0.1:5037)")
     discover_parser.set_defaults(func=inventory.discover)
     trust_parser = with_inventory(inventory_commands.add_parser(
-        "trust", help="record the current SSH host key of devices in their known_hosts (after you checked it)"))
+        "trust", help="show the SSH host keys of devices (and their jump hosts) and record new ones in known_hosts"))
+    trust_parser.add_argument("--replace", action="store_true",
+                              help="replace a recorded key that has changed (else only after a yes at the terminal)")
     trust_parser.set_defaults(func=inventory.trust)
 
     provision_parser = with_db(with_inventory(commands.add_parser(

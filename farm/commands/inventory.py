@@ -118,10 +118,18 @@ def discover(args) -> int:
 
 
 def trust(args) -> int:
+    import sys
+
     from farm.transports.ssh import trust
+
+    def confirm(question: str) -> bool:  # only a person at a terminal can say yes
+        return sys.stdin.isatty() and input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
     for device in selected_devices(args):
         if device.kind != "linux":
-            raise FarmError(f"device {device.name!r}: only SSH (linux) devices have host keys to trust")
-        print(trust(device))
+            if args.devices:
+                raise FarmError(f"device {device.name!r}: only SSH (linux) devices have host keys to trust")
+            print(f"{device.name}: skipped, a {device.kind} device has no SSH host key")
+            continue
+        trust(device, replace=args.replace, confirm=confirm)
     return 0

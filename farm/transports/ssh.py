@@ -311,33 +311,81 @@ def _signal_number(name: str) -> int:
         return 0
 
 
-async def fetch_host_key(device: SshDevice) -> asyncssh.SSHKey:
-    """The key the device's SSH server presents now (unverified: only for `farm inventory trust`)."""
+async def _presented_key(host: str, port: int, tunnel=None):
+    """The key an SSH server presents now, unverified (only `farm inventory trust` asks)."""
     import asyncssh
 
     try:
-        key = await asyncio.wait_for(asyncssh.get_server_host_key(device.host, device.port), CONNECT_TIMEOUT_S)
+        key = await asyncio.wait_for(asyncssh.get_server_host_key(host, port, **({"tunnel": tunnel} if tunnel else {})),
+                                     CONNECT_TIMEOUT_S)
     except (*_lost(), asyncio.TimeoutError) as error:
-        raise FarmError(f"device {device.name!r}: cannot reach {device.host}:{device.port}: {error}") from None
+        raise FarmError(f"cannot reach {host}:{port}: {error or type(error).__name__}") from None
     if key is None:
-        raise FarmError(f"device {device.name!r}: {device.host}:{device.port} presented no host key")
+        raise FarmError(f"{host}:{port} presented no host key")
     return key
 
 
-def trust(device: SshDevice) -> str:
-    """Record the device's current host key in its known_hosts file; returns what was done, with the fingerprint."""
-    key = asyncio.run(fetch_host_key(device))
+def trust(device: SshDevice, *, replace: bool = False, confirm=None, say=print) -> None:
+    """Show the host keys the device presents (its jump host's first, then its own through that gateway), and record
+    each new one in the device's known_hosts; a changed key is replaced only with `replace` or a yes from `confirm`.
+
+    The fingerprint is shown before anything is written, and the gateway's key is checked before the board's is
+    asked through it."""
+    import asyncssh
+
     path = known_hosts_path(device)
-    pattern = device.host if device.port == 22 else f"[{device.host}]:{device.port}"
+    if device.jump:
+        user, host, port = device.jump_host()
+        _record(device, path, host, port, asyncio.run(_presented_key(host, port)), replace, confirm, say)
+
+    async def through_gateway():
+        if not device.jump:
+            return await _presented_key(device.host, device.port)
+        user, host, port = device.jump_host()
+        options = dict(known_hosts=str(path), connect_timeout=CONNECT_TIMEOUT_S, password=password(device))
+        if client_keys(device) is not None:
+            options["client_keys"] = client_keys(device)
+        try:
+            gateway = await asyncssh.connect(host, port, username=user, **options)
+        except asyncssh.HostKeyNotVerifiable as error:
+            raise FarmError(f"device {device.name!r}: jump host {host}:{port}: {error.reason}") from None
+        except asyncssh.PermissionDenied:
+            raise FarmError(f"device {device.name!r}: jump host {host}:{port} refused the login of {user!r}") from None
+        except (*_lost(), asyncio.TimeoutError) as error:
+            raise FarmError(f"device {device.name!r}: cannot reach the jump host {host}:{port}: {error}") from None
+        async with gateway:
+            return await _presented_key(device.host, device.port, tunnel=gateway)
+
+    _record(device, path, device.host, device.port, asyncio.run(through_gateway()), replace, confirm, say)
+
+
+def _record(device: SshDevice, path: Path, host: str, port: int, key, replace: bool, confirm, say) -> None:
+    import asyncssh
+
+    pattern = host if port == 22 else f"[{host}]:{port}"
     entry = f"{pattern} {key.export_public_key('openssh').decode().strip()}"
     lines = path.read_text().splitlines() if path.is_file() else []
-    kept = [line for line in lines if line.split(" ", 1)[0] != pattern]
-    replaced = len(kept) != len(lines)
+    say(f"{device.name}: {pattern} presents {key.get_algorithm()} {key.get_fingerprint()}")
     if entry in lines:
-        return f"{device.name}: {pattern} already trusted ({key.get_fingerprint()})"
+        say(f"{device.name}: {pattern} already trusted ({key.get_fingerprint()})")
+        return
+    recorded = [line for line in lines if line.split(" ", 1)[0] == pattern]
+    if recorded:
+        old = []
+        for line in recorded:
+            try:
+                old.append(asyncssh.import_public_key(line.split(" ", 1)[1]).get_fingerprint())
+            except (asyncssh.KeyImportError, IndexError):
+                old.append("an unreadable key")
+        say(f"{device.name}: {pattern} is recorded in {path} with {', '.join(old)}; it now presents "
+            f"{key.get_fingerprint()}. A changed key is a reflashed board, or someone in between.")
+        if not (replace or (confirm is not None and confirm(f"replace the key of {pattern}?"))):
+            raise FarmError(f"device {device.name!r}: host key of {pattern} has changed and was kept; check the new "
+                            f"one, then run trust again with --replace")
+    kept = [line for line in lines if line.split(" ", 1)[0] != pattern]
     atomic_write(path, ("\n".join(kept + [entry]) + "\n").encode())
-    verb = "replaced the old key with" if replaced else "trusted"
-    return f"{device.name}: {verb} {key.get_algorithm()} {key.get_fingerprint()} for {pattern} in {path}"
+    verb = "replaced the old key with" if recorded else "trusted"
+    say(f"{device.name}: {verb} {key.get_algorithm()} {key.get_fingerprint()} for {pattern} in {path}")
 
 
 DEVICE, TRANSPORT = SshDevice, SshTransport

@@ -311,3 +311,42 @@ def test_a_missing_password_names_the_device_and_the_field_never_the_value(monke
     with pytest.raises(DeviceRefused) as error:
         password(board)
     assert str(error.value) == "device 'pi': the environment variable that password_env names is not set"
+
+
+def test_trust_goes_through_the_jump_host_and_shows_fingerprints_before_writing(tmp_path, ssh_fleet):
+    gateway, board = ssh_fleet["board1"], ssh_fleet["board2"]
+    known_hosts = tmp_path / "known_hosts"
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(yaml.safe_dump({"devices": [
+        {"name": "local", "kind": "local"},
+        board.device(python=sys.executable, known_hosts=str(known_hosts),
+                     jump=f"{gateway.user}@{gateway.address}:{gateway.port}")]}))
+    trusted = farm("inventory", "trust", "--inventory", lab)  # no names: every SSH device, the others skipped
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+    lines = trusted.stdout.splitlines()
+    assert lines[0] == "local: skipped, a local device has no SSH host key"
+    # The gateway's key first, then the board's (asked through the gateway); each fingerprint before its writing.
+    assert lines[1].startswith(f"board2: [{gateway.address}]:{gateway.port} presents ssh-ed25519 SHA256:")
+    assert lines[2].startswith(f"board2: trusted ssh-ed25519 SHA256:") and f"[{gateway.address}]" in lines[2]
+    assert lines[3].startswith(f"board2: [{board.address}]:{board.port} presents ssh-ed25519 SHA256:")
+    assert lines[4].startswith(f"board2: trusted ssh-ed25519 SHA256:") and f"[{board.address}]" in lines[4]
+    assert sorted(known_hosts.read_text().splitlines()) == sorted([gateway.known_hosts_line(), board.known_hosts_line()])
+    probed = farm("inventory", "probe", "board2", "--inventory", lab, "--db", tmp_path / "farm.db")
+    assert probed.returncode == 0, probed.stdout + probed.stderr  # the next probe is not refused
+
+
+def test_a_changed_key_is_replaced_only_when_asked(tmp_path, healed_ssh_fleet):
+    board = healed_ssh_fleet["board3"]
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(board.known_hosts_line() + "\n")
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(yaml.safe_dump({"devices": [board.device(known_hosts=str(known_hosts))]}))
+    board.rotate_host_key()
+    kept = farm("inventory", "trust", "board3", "--inventory", lab)
+    assert kept.returncode == 2 and "has changed and was kept" in kept.stderr
+    assert "is recorded in" in kept.stdout and "it now presents SHA256:" in kept.stdout  # old beside new
+    assert known_hosts.read_text() == board.known_hosts_line() + "\n"  # nothing written
+    replaced = farm("inventory", "trust", "board3", "--inventory", lab, "--replace")
+    assert replaced.returncode == 0, replaced.stderr
+    assert "replaced the old key with ssh-ed25519" in replaced.stdout
+    assert known_hosts.read_text() == board.known_hosts_line(enrolled=False) + "\n"
