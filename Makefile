@@ -19,8 +19,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# Byte-compiling TensorFlow's thousands of files at install costs a minute; Python compiles what it imports anyway.
-	$(BIN)/python -m pip install --quiet --no-compile -e '.[convert,ssh,adb,dashboard,test]'
+	$(BIN)/python -m pip install --quiet -e '.[convert,ssh,adb,dashboard,test]'
 	touch $@
 
 # What the test fleet needs from the system (real servers and tools); installed only when missing.

@@ -177,15 +177,19 @@ class SshTransport:
         except asyncssh.TimeoutError:
             raise  # an asyncssh.Error too, but the job's timeout, not a lost board
         except _lost() as error:
-            await self._drop()
-            raise DeviceLost(f"{self.device.host}:{self.device.port}: {error or type(error).__name__}") from None
+            raise await self._gone(error or type(error).__name__) from None
         if result.exit_status is None and result.exit_signal is None:
-            await self._drop()
-            raise DeviceLost(f"{self.device.host}:{self.device.port}: the connection closed during a command")
+            # asyncssh reports a dead server as a missing exit status, not as an exception.
+            raise await self._gone("the connection closed during a command")
         if check and result.exit_status != 0:
             # The board answered: a failed command is the job's failure (disk full, no permission), not a lost board.
             raise JobFailed(f"{command.split()[0]} failed on {self.device.name}: {str(result.stderr).strip()[-200:]}")
         return result
+
+    async def _gone(self, why: object) -> DeviceLost:
+        """The connection is gone: it is dropped, and the DeviceLost to raise says why."""
+        await self._drop()
+        return DeviceLost(f"{self.device.host}:{self.device.port}: {why}")
 
     async def _drop(self) -> None:
         if self.connection is not None:
@@ -276,12 +280,10 @@ class SshTransport:
             process.close()  # the agent dies on its next write; `timeout` on the board bounds it anyway
             raise
         except _lost() as error:
-            await self._drop()
-            raise DeviceLost(f"{self.device.host}:{self.device.port}: {error or type(error).__name__}") from None
+            raise await self._gone(error or type(error).__name__) from None
         if result.exit_status is None and result.exit_signal is None:
             # asyncssh reports a dead server as a missing exit status, not as an exception.
-            await self._drop()
-            raise DeviceLost(f"{self.device.host}:{self.device.port}: the connection closed during a command")
+            raise await self._gone("the connection closed during a command")
         return result
 
     async def eval_predictions(self, job: BenchmarkJob) -> None:
