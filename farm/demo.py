@@ -68,9 +68,9 @@ def demo_spec(workdir: Path, runs: int) -> dict:
     return {
         "name": "demo",
         "models": [
-            {"name": "digits", "source": "digits.keras", "variants": variants,
+            {"name": "digits", "source": "digits.keras", "variants": list(variants),
              "calibration": "digits_calib.npz", "eval": "digits_eval.npz"},
-            {"name": "mobilenet_v2", "source": "mobilenet_v2.keras", "variants": variants,
+            {"name": "mobilenet_v2", "source": "mobilenet_v2.keras", "variants": list(variants),
              "calibration": "mobilenet_v2_calib.npz", "calibration_samples": 32},
         ],
         "devices": ["local"],

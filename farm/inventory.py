@@ -146,21 +146,43 @@ def parse_device(entry: dict) -> Device:
     return kind_module(kind).DEVICE.model_validate(entry)
 
 
-class _NoAliases(yaml.SafeLoader):
-    """YAML without anchors' aliases: an inventory or a spec has no use for them, and a few lines of them expand into
-    gigabytes (an alias bomb)."""
+class _BoundedAliases(yaml.SafeLoader):
+    """YAML whose aliases cannot multiply: an alias may repeat a node that holds no alias itself, at most
+    MAX_ALIASES times, so a document expands to at most that many copies of its own parts (an alias bomb's nested
+    aliases, which grow exponentially, are refused at once)."""
+
+    MAX_ALIASES = 1000
+
+    def compose_document(self):
+        self._aliases, self._holds_alias = 0, set()
+        return super().compose_document()
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise yaml.YAMLError(f"aliases (*name) are not allowed (line {mark.line + 1}, column {mark.column + 1})")
-        return super().compose_node(parent, index)
+            event = self.peek_event()
+            target = self.anchors.get(event.anchor)
+            self._aliases += 1
+            where = f"line {event.start_mark.line + 1}, column {event.start_mark.column + 1}"
+            if target is not None and id(target) in self._holds_alias:
+                raise yaml.YAMLError(f"an alias of a node that itself holds aliases ({where}): refused, it could "
+                                     "expand without bound")
+            if self._aliases > self.MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {self.MAX_ALIASES} aliases ({where})")
+            node = super().compose_node(parent, index)
+            self._holds_alias.add(id(node))
+            return node
+        node = super().compose_node(parent, index)
+        children = node.value if isinstance(node, yaml.SequenceNode) else (
+            [item for pair in node.value for item in pair] if isinstance(node, yaml.MappingNode) else [])
+        if any(id(child) in self._holds_alias for child in children):
+            self._holds_alias.add(id(node))
+        return node
 
 
 def read_yaml(path: Path) -> Any:
     """A YAML file of the user's, aliases refused; a FarmError naming the file, line and column otherwise."""
     try:
-        return yaml.load(path.read_text(), Loader=_NoAliases)  # noqa: S506 - a SafeLoader
+        return yaml.load(path.read_text(), Loader=_BoundedAliases)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

@@ -123,7 +123,14 @@ def test_a_yaml_alias_bomb_is_one_line_at_once(tmp_path):
     path = write(tmp_path, "\n".join(lines) + "\ndevices:\n  - {name: a, kind: local, delegate_options: {none: {options: *i}}}\n")
     with pytest.raises(FarmError) as error:
         load_inventory(path)
-    assert "aliases (*name) are not allowed (line 2, column" in str(error.value) and "\n" not in str(error.value)
+    assert "an alias of a node that itself holds aliases (line 2, column" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_plain_yaml_anchors_still_work(tmp_path):
+    path = write(tmp_path, "devices:\n  - {name: a, kind: local, delegates: &cpu [xnnpack, none]}\n"
+                           "  - {name: b, kind: local, delegates: *cpu}\n")
+    assert [d.delegates for d in load_inventory(path).devices] == [["xnnpack", "none"], ["xnnpack", "none"]]
 
 
 def test_a_yaml_mistake_says_line_and_column(tmp_path):

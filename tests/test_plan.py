@@ -91,3 +91,15 @@ def test_spec_paths_resolve_against_the_spec_file(tmp_path):
     assert loaded.models[0].source == str(tmp_path / "models" / "m.keras")
     assert loaded.models[0].eval == str(tmp_path / "sweeps" / "e.npz")
     assert loaded.models[0].name == "m"
+
+
+def test_the_demo_spec_as_the_demo_writes_it_loads(tmp_path):
+    import yaml
+
+    from farm.demo import demo_spec
+    from farm.plan import load_spec
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(demo_spec(tmp_path, runs=50), sort_keys=False))
+    spec = load_spec(path)
+    assert [m.name for m in spec.models] == ["digits", "mobilenet_v2"] and spec.devices == ["local"]
