@@ -327,9 +327,9 @@ def test_trust_goes_through_the_jump_host_and_shows_fingerprints_before_writing(
     assert lines[0] == "local: skipped, a local device has no SSH host key"
     # The gateway's key first, then the board's (asked through the gateway); each fingerprint before its writing.
     assert lines[1].startswith(f"board2: [{gateway.address}]:{gateway.port} presents ssh-ed25519 SHA256:")
-    assert lines[2].startswith(f"board2: trusted ssh-ed25519 SHA256:") and f"[{gateway.address}]" in lines[2]
+    assert lines[2].startswith("board2: trusted ssh-ed25519 SHA256:") and f"[{gateway.address}]" in lines[2]
     assert lines[3].startswith(f"board2: [{board.address}]:{board.port} presents ssh-ed25519 SHA256:")
-    assert lines[4].startswith(f"board2: trusted ssh-ed25519 SHA256:") and f"[{board.address}]" in lines[4]
+    assert lines[4].startswith("board2: trusted ssh-ed25519 SHA256:") and f"[{board.address}]" in lines[4]
     assert sorted(known_hosts.read_text().splitlines()) == sorted([gateway.known_hosts_line(), board.known_hosts_line()])
     probed = farm("inventory", "probe", "board2", "--inventory", lab, "--db", tmp_path / "farm.db")
     assert probed.returncode == 0, probed.stdout + probed.stderr  # the next probe is not refused
