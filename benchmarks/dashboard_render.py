@@ -41,7 +41,7 @@ def build(path: Path, seed: int = 0) -> None:
     store = Store(path)
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     kinds = ("pi", "jetson", "coral", "phone", "x86")
-    devices = [{"name": f"{kinds[i % 5]}-{i:02d}", "kind": "linux", "connection": "{}",
+    devices = [{"name": f"{kinds[i % 5]}-{i:02d}", "kind": "linux",
                 "tags": json.dumps([kinds[i % 5], "arm64" if i % 5 != 4 else "x86_64"]),
                 "delegates": json.dumps(list(DELEGATES)),
                 "facts": json.dumps({"board": f"{kinds[i % 5]} board rev {i}", "cpu_model": "Cortex-A76", "cores": 4,
@@ -51,8 +51,8 @@ def build(path: Path, seed: int = 0) -> None:
                                      "temps_c": {"cpu-thermal": 45.0}}),
                 "last_seen": start} for i in range(DEVICES)]
     speed = rng.uniform(0.5, 8.0, DEVICES)  # device slowness factor
-    models = [{"id": m + 1, "name": f"model-{m:02d}", "source": f"/models/{m}.keras", "source_sha": f"{m:064x}",
-               "task": "classification"} for m in range(MODELS)]
+    models = [{"id": m + 1, "name": f"model-{m:02d}", "source": f"/models/{m}.keras", "source_sha": f"{m:064x}"}
+              for m in range(MODELS)]
     variants, base = [], {}
     for m in range(MODELS):
         for k, kind in enumerate(VARIANTS):
