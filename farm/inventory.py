@@ -117,8 +117,8 @@ class Device(BaseModel):
         return delegate in self.delegates
 
     def reached_at(self) -> str:
-        """How the coordinator reaches the device, in a few words (`farm inventory check`)."""
-        raise NotImplementedError
+        """How the coordinator reaches the device, in a few words (`farm inventory check`); each kind says better."""
+        return f"a {self.kind} device"
 
     def resolve_paths(self, base: Path) -> None:
         """Make the coordinator's files that the entry names (keys, binaries) absolute against `base`."""

@@ -176,9 +176,8 @@ def db_url(db: str | Path) -> str:
 
 
 def _sqlite_reader(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")  # a checkpoint by a sweep's writer can hold a lock for a moment
-    cursor.close()
+    # A checkpoint by a sweep's writer can hold a lock for a moment.
+    dbapi_connection.execute("PRAGMA busy_timeout=30000")
 
 
 def _postgresql_reader(dbapi_connection: Any, _record: Any) -> None:
@@ -376,17 +375,21 @@ class Store:
             return job.attempts
 
     def retry_job(self, job_id: int, error: str) -> None:
-        with self.session() as session:
-            job = session.get(JobRow, job_id)
-            job.state = "pending"
-            job.error = error
+        self._end(job_id, "pending", error)
 
     def fail_job(self, job_id: int, error: str) -> None:
+        self._end(job_id, "failed", error)
+
+    def _end(self, job_id: int, state: str, error: str) -> None:
+        """A job back to pending or failed, with why; a done job keeps its result and its state (done is final)."""
         with self.session() as session:
             job = session.get(JobRow, job_id)
-            job.state = "failed"
+            if job.state == "done":
+                return
+            job.state = state
             job.error = error
-            job.finished = now()
+            if state == "failed":
+                job.finished = now()
 
     def finish_job(self, job_id: int, result: dict, samples_us: list) -> None:
         """The result row, its samples and the job's `done` state, in one transaction."""
@@ -404,14 +407,13 @@ class Store:
             job.finished = now()
 
     def counts(self, sweep_id: int) -> dict[str, int]:
+        query = text("SELECT state, count(*) FROM jobs WHERE sweep_id=:sweep GROUP BY state")
         with self.session() as session:
-            rows = session.execute(
-                text("SELECT state, count(*) FROM jobs WHERE sweep_id=:sweep GROUP BY state"), {"sweep": sweep_id}
-            ).all()
+            rows = session.execute(query, {"sweep": sweep_id}).all()
         return {state: 0 for state in JOB_STATES} | dict(rows)
 
     def update_agreement(self, sweep_id: int) -> None:
-        """Fill results.agreement: per device, the share of eval predictions equal to the fp32 variant's."""
+        """Fill results.agreement_with_fp32: per device, the share of eval predictions equal to the fp32 variant's."""
         rows = self.report(sweep_id)
         references: dict[tuple, list] = {}
         for row in rows:
@@ -462,8 +464,7 @@ class Store:
     # --- reading for the dashboard: SQL run in the database, filters in WHERE, aggregates in GROUP BY ---------------
 
     def _frame(self, sql: str, params: dict | None = None, filters: "Filters | None" = None) -> pd.DataFrame:
-        """One SELECT of this module's as a DataFrame; `{filters}` in `sql` becomes the AND clauses of `filters` over
-        aliases m, v and j, and a list parameter the values of an `IN :name`."""
+        """One SELECT as a DataFrame: `{filters}` becomes AND clauses over aliases m, v, j; a list feeds `IN :name`."""
         params = dict(params or {})
         clauses = []
         for name, column in (("models", "m.name"), ("variants", "v.kind"), ("delegates", "j.delegate"),
@@ -540,8 +541,7 @@ class Store:
                           {"sweep": sweep_id})["device"].tolist()
 
     def configs(self, sweep_id: int, filters: "Filters", metrics: list[str]) -> pd.DataFrame:
-        """Per device and configuration of a sweep: the `metrics` (results columns, mean over repeats), the variant
-        size and the number of repeats."""
+        """Per device and configuration of a sweep: `metrics` (results columns) averaged over repeats, size, repeats."""
         unknown = set(metrics) - set(ResultRow.model_fields)
         if unknown:
             raise ValueError(f"not a results column: {sorted(unknown)}")

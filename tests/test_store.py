@@ -155,3 +155,14 @@ def test_agreement_with_fp32(store):
     store.update_agreement(sweep.id)
     agreements = {(r["device"], r["variant"]): r["agreement_with_fp32"] for r in store.report(sweep.id) if r["result_id"]}
     assert agreements == {("pi", "fp32"): 1.0, ("pi", "int8"): 0.75, ("local", "fp32"): 1.0, ("local", "int8"): 0.75}
+
+
+def test_a_done_job_stays_done(store):
+    sweep = make_sweep(store)
+    job = store.jobs(sweep.id, ("pending",))[0]
+    store.start_job(job.id)
+    store.finish_job(job.id, result([1000]), [1000])
+    store.fail_job(job.id, "a late failure from a second coordinator")
+    store.retry_job(job.id, "device lost")
+    (row,) = [r for r in store.report(sweep.id) if r["result_id"]]
+    assert (row["status"], row["error"]) == ("done", None)
