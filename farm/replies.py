@@ -125,6 +125,8 @@ def agent_reply(value: Any) -> AgentResult | AgentFailure:
 
 def probe_facts(value: Any) -> dict:
     """A probe's decoded JSON: an object of bounded size; JobFailed otherwise."""
+    if not isinstance(value, dict):
+        raise JobFailed(f"probe reply: expected an object, got {type(value).__name__}")
     try:
         return _bounded_facts(value, "probe reply")
     except ValueError as error:

@@ -151,3 +151,11 @@ def test_fuzzed_replies_fail_only_as_job_failures_and_what_passes_is_storable(ch
     job_id = job_ids.pop()
     store.start_job(job_id)
     store.finish_job(job_id, measurement.result, measurement.samples_us)  # what passed the schema, the store takes
+
+
+@pytest.mark.parametrize("facts", [None, [1, 2, 3], "pi", {"notes": "x" * 100_000}])
+def test_a_probe_reply_must_be_a_bounded_object(facts):
+    from farm.replies import probe_facts
+
+    with pytest.raises(JobFailed, match="probe reply: "):
+        probe_facts(facts)

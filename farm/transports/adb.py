@@ -258,6 +258,10 @@ class AdbTransport:
         after = self._environment()
         if reply.returncode == 137 and wall_ms >= timeout * 1000:
             raise TimeoutError(f"no result within {timeout:g} s")
+        # adbutils reads the whole output before it returns: bounded here, before it is parsed or stored.
+        if len(reply.stdout) + len(reply.stderr) > job.max_reply_bytes:
+            raise JobFailed(f"benchmark_model output: more than {job.max_reply_bytes / (1 << 20):g} MB "
+                            "(max_reply_bytes)")
         if reply.returncode is None:
             raise DeviceLost("the phone went away before benchmark_model finished")
         extra = {"delegate": job.delegate.name, "env_before": before, "env_after": after, "binary": binary.path.name,

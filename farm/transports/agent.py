@@ -65,5 +65,10 @@ class Capped:
     def bytes(self) -> bytes:
         return b"".join(self.chunks)
 
+    async def drain(self, stream) -> None:
+        """Read an asyncio or asyncssh stream to its end into this cap."""
+        while chunk := await stream.read(1 << 16):
+            self.add(chunk)
+
 
 STDERR_TAIL = 64 << 10  # of a process's stderr, only the end is kept: the reason is in its last lines

@@ -81,11 +81,7 @@ class LocalTransport:
                 await process.stdin.drain()
                 process.stdin.close()
 
-        async def drain(stream, into: Capped):
-            while chunk := await stream.read(1 << 16):
-                into.add(chunk)
-
-        await asyncio.gather(feed(), drain(process.stdout, stdout), drain(process.stderr, stderr))
+        await asyncio.gather(feed(), stdout.drain(process.stdout), stderr.drain(process.stderr))
         await process.wait()
 
     async def reconnect(self) -> None:

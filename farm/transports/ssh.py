@@ -263,11 +263,7 @@ class SshTransport:
             process.stdin.write(stdin)
             process.stdin.write_eof()
 
-            async def drain(stream, into: Capped):
-                while chunk := await stream.read(1 << 16):
-                    into.add(chunk)
-
-            await asyncio.gather(drain(process.stdout, stdout), drain(process.stderr, stderr))
+            await asyncio.gather(stdout.drain(process.stdout), stderr.drain(process.stderr))
             return await process.wait()
 
         try:
