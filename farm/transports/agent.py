@@ -1,6 +1,7 @@
 """The agent as local and SSH devices run it: its file, with its digest, and the JSON request it reads."""
 from __future__ import annotations
 
+import asyncio
 import functools
 
 from farm import AGENT_PATH
@@ -69,6 +70,16 @@ class Capped:
         """Read an asyncio or asyncssh stream to its end into this cap."""
         while chunk := await stream.read(1 << 16):
             self.add(chunk)
+
+
+async def together(*steps) -> None:
+    """Await every step; the first failure cancels the others, so no reader outlives the exchange it belongs to."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 STDERR_TAIL = 64 << 10  # of a process's stderr, only the end is kept: the reason is in its last lines

@@ -13,7 +13,7 @@ from farm.inventory import Device, Program
 from farm.replies import MAX_REPLY_BYTES, probe_facts, read_json
 from farm.results import AGENT, DeviceLost, JobFailed, RawResult
 from farm.transports import BenchmarkJob
-from farm.transports.agent import STDERR_TAIL, Capped, ReplyTooLarge, agent_file, agent_request, decoded
+from farm.transports.agent import STDERR_TAIL, Capped, ReplyTooLarge, agent_file, agent_request, decoded, together
 
 PROBE_TIMEOUT_S = 120
 
@@ -66,7 +66,7 @@ class LocalTransport:
         except (asyncio.TimeoutError, asyncio.CancelledError, ReplyTooLarge) as error:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
+            await self._reap(process)
             if isinstance(error, asyncio.TimeoutError):
                 raise TimeoutError(f"no result within {timeout:g} s") from None
             raise
@@ -81,8 +81,20 @@ class LocalTransport:
                 await process.stdin.drain()
                 process.stdin.close()
 
-        await asyncio.gather(feed(), stdout.drain(process.stdout), stderr.drain(process.stderr))
+        await together(feed(), stdout.drain(process.stdout), stderr.drain(process.stderr))
         await process.wait()
+
+    @staticmethod
+    async def _reap(process) -> None:
+        """Empty both pipes of a killed agent and wait for its exit. asyncio's wait() returns only once the pipes are
+        closed, and a reader that stopped at its cap is paused on a full buffer and would never see their end."""
+        async def discard(stream):
+            while await stream.read(1 << 16):
+                pass
+
+        # Bounded: a process that left the agent's group may hold the pipes open; the lane moves on without it.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(together(discard(process.stdout), discard(process.stderr), process.wait()), 10)
 
     async def reconnect(self) -> None:
         return None

@@ -24,7 +24,7 @@ from farm.paths import atomic_write
 from farm.results import AGENT, DeviceLost, DeviceRefused, JobFailed, RawResult
 from farm.transports import BenchmarkJob, LocalFile
 from farm.replies import probe_facts, read_json
-from farm.transports.agent import STDERR_TAIL, Capped, ReplyTooLarge, agent_file, agent_request, decoded
+from farm.transports.agent import STDERR_TAIL, Capped, ReplyTooLarge, agent_file, agent_request, decoded, together
 
 if TYPE_CHECKING:  # asyncssh (the `ssh` extra) is imported when a board is reached, not when an inventory is read
     import asyncssh
@@ -263,7 +263,7 @@ class SshTransport:
             process.stdin.write(stdin)
             process.stdin.write_eof()
 
-            await asyncio.gather(stdout.drain(process.stdout), stderr.drain(process.stderr))
+            await together(stdout.drain(process.stdout), stderr.drain(process.stderr))
             return await process.wait()
 
         try:

@@ -1,0 +1,34 @@
+"""The local transport against processes that misbehave with their pipes (this machine, real subprocesses)."""
+import asyncio
+import sys
+
+import pytest
+
+from farm.inventory import parse_device
+from farm.transports import BenchmarkJob, Delegate, LocalFile
+from farm.transports.agent import ReplyTooLarge
+from farm.transports.local import LocalTransport
+
+FLOOD = "#!{python}\nimport sys\nsys.stdout.buffer.write(b' ' * (8 << 20))\nsys.stderr.buffer.write(b'e' * (1 << 20))\n"
+
+
+def job(model, **overrides) -> BenchmarkJob:
+    fields = dict(model=LocalFile(model, "0" * 64), description={}, delegate=Delegate("none"), threads=1,
+                  warmup_runs=0, runs=1, min_secs=0.0, max_secs=1.0, timeout_s=20.0)
+    return BenchmarkJob(**{**fields, **overrides})
+
+
+def test_a_reply_past_its_cap_fails_the_job_and_never_hangs_the_lane(tmp_path, tiny_tflite):
+    # The reader stops at the cap with the rest of the flood still in the pipe: the kill must not then wait forever
+    # for a pipe end that a paused reader never sees (Python's wait() returns only once both pipes are closed).
+    python = tmp_path / "flooding-python"
+    python.write_text(FLOOD.format(python=sys.executable))
+    python.chmod(0o755)
+    transport = LocalTransport(parse_device({"name": "flood", "kind": "local", "python": str(python)}))
+
+    async def ten_jobs():
+        for _ in range(10):
+            with pytest.raises(ReplyTooLarge, match="more than 0.0625 MB"):
+                await asyncio.wait_for(transport.run_job(job(tiny_tflite, max_reply_bytes=64 << 10)), 30)
+
+    asyncio.run(ten_jobs())
