@@ -19,11 +19,12 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[convert,ssh,adb,dashboard,test]'
+	$(BIN)/python -m pip install --quiet -e '.[convert,ssh,adb,dashboard,postgres,test]'
 	touch $@
 
-# What the test fleet needs from the system (real servers and tools); installed only when missing.
-SYSTEM_PACKAGES := openssh-server openssh-client adb chromium
+# What the tests need from the system (real servers and tools: sshd, adb, Chromium, a PostgreSQL server for private
+# clusters); installed only when missing.
+SYSTEM_PACKAGES := openssh-server openssh-client adb chromium postgresql
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

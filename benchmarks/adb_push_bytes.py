@@ -50,7 +50,7 @@ def main() -> None:
             for label in ("first sweep", "second sweep, same models and binary"):
                 spec = load_spec(tmp / "sweep.yaml")
                 sweep = create_sweep(store, spec, "sweep.yaml", log=lambda line: None)
-                runner = SweepRunner(store, sweep.id, spec, {d.name: d for d in load_inventory(*spec.inventory).devices})
+                runner = SweepRunner(store, sweep, spec, {d.name: d for d in load_inventory(*spec.inventory).devices})
                 start = time.perf_counter()
                 asyncio.run(runner.run())
                 per_phone = ", ".join(f"{name} {pushed}" for name, pushed in sorted(runner.bytes_uploaded.items()))

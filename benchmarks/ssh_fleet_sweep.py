@@ -40,7 +40,7 @@ def sweep_once(store: Store, spec_path: Path, name: str) -> tuple[float, SweepRu
     spec = load_spec(spec_path)
     sweep = create_sweep(store, spec, str(spec_path), name=name, log=lambda line: None)
     devices = {d.name: d for d in load_inventory(*spec.inventory).devices}
-    runner = SweepRunner(store, sweep.id, spec, devices)
+    runner = SweepRunner(store, sweep, spec, devices)
     start = time.perf_counter()
     asyncio.run(runner.run())
     return time.perf_counter() - start, runner, sweep.id

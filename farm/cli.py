@@ -23,6 +23,12 @@ def _ints(value: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
 
 
+def with_no_wait(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--no-wait", dest="wait", action="store_false",
+                        help="fail the jobs of a device another sweep holds, instead of waiting for it")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="farm", description="Benchmark TensorFlow Lite (LiteRT) models across a farm of "
                                      "edge devices: convert variants, sweep them over devices, store, export.")
@@ -98,13 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runs", type=int, help="measured runs per job (default: 50)")
     run.add_argument("--warmup-runs", dest="warmup_runs", type=int, help="warmup runs per job (default: 5)")
     run.add_argument("--min-secs", dest="min_secs", type=float, help="keep measuring at least this long (default: 0)")
-    run.set_defaults(func=sweep.run)
+    with_no_wait(run).set_defaults(func=sweep.run)
     status = with_db(sweep_commands.add_parser("status", help="job counts of every sweep, or of one with its failures"))
     status.add_argument("sweep", nargs="?", help="sweep name")
     status.set_defaults(func=sweep.status)
     resume = with_db(sweep_commands.add_parser("resume", help="run what is left of a sweep (after a crash or Ctrl-C)"))
     resume.add_argument("sweep", help="sweep name")
-    resume.set_defaults(func=sweep.resume)
+    with_no_wait(resume).set_defaults(func=sweep.resume)
 
     export_parser = with_db(commands.add_parser("export", help="write a CSV report per device"))
     export_parser.add_argument("--sweep", help="sweep name (default: the newest)")

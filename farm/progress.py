@@ -45,7 +45,9 @@ class SweepDisplay:
 
     def notify(self, event: Event) -> None:
         tally = self.per_device.setdefault(event.device, {"done": 0, "failed": 0})
-        if event.state == "running":
+        if event.state == "waiting":
+            self.current[event.device] = f"waiting — {event.detail}"
+        elif event.state == "running":
             self.current[event.device] = event.label
         elif event.state in ("done", "failed"):
             tally[event.state] += 1
@@ -53,6 +55,8 @@ class SweepDisplay:
             self.current[event.device] = ""
         if self._live is not None:
             self._live.update(self._render())
+        elif event.state == "waiting":
+            self.console.print(f"{event.device}: waiting — {event.detail}", markup=False, highlight=False)
         elif event.state != "running":
             detail = f": {event.detail}" if event.detail else ""
             self.console.print(f"[{self.finished}/{self.total}] {event.device}: {event.label} {event.state}{detail}",

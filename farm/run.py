@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Callable
 
 from farm.datasets import load_npz
-from farm.errors import one_line
+from farm.errors import FarmError, one_line
 from farm.inventory import Device
+from farm.leases import POLL_S, Leases, device_lease, sweep_lease
 from farm.parse import parse
 from farm.paths import sha256_file
 from farm.plan import SweepSpec
 from farm.results import DeviceLost, DeviceRefused, JobFailed, Measurement
 from farm.stats import accuracy
-from farm.store import JobRow, Store
+from farm.store import JobRow, Store, SweepRow
 from farm.transports import BenchmarkJob, Delegate, LocalFile, Transport, open_transport
 
 BACKOFF_S = (1.0, 3.0, 10.0, 30.0)
@@ -48,18 +49,20 @@ class Event:
 
     device: str
     label: str
-    state: str  # running, done, failed, retry
+    state: str  # waiting (for the device's lease), running, done, failed, retry
     detail: str = ""
 
 
 class SweepRunner:
     """Runs the pending jobs of one sweep on their devices."""
 
-    def __init__(self, store: Store, sweep_id: int, spec: SweepSpec, devices: dict[str, Device],
+    def __init__(self, store: Store, sweep: SweepRow, spec: SweepSpec, devices: dict[str, Device],
                  notify: Callable[[Event], None] = lambda event: None,
-                 transport_for: Callable[[Device], Transport] = open_transport):
+                 transport_for: Callable[[Device], Transport] = open_transport, wait: bool = True):
         self.store = store
-        self.sweep_id = sweep_id
+        self.sweep = sweep
+        self.sweep_id = sweep.id
+        self.wait = wait  # for a device another coordinator holds; or fail its jobs at once
         self.spec = spec
         self.devices = devices
         self.notify = notify
@@ -71,7 +74,17 @@ class SweepRunner:
         self.counts: dict[str, int] = {}
 
     async def run(self) -> dict[str, int]:
-        """Run every pending job; returns the sweep's job counts by state."""
+        """Run every pending job; returns the sweep's job counts by state. Refused (FarmError, nothing changed) while
+        another live coordinator drives the sweep: a sweep has one driver."""
+        with Leases(self.store, self.sweep.name) as self.leases:
+            if not self.leases.try_hold(sweep_lease(self.sweep.name)):
+                holder = self.leases.holder(sweep_lease(self.sweep.name))
+                who = f"pid {holder.pid} on {holder.host}" if holder else "another coordinator"
+                raise FarmError(f"sweep {self.sweep.name} is being run by {who}")
+            return await self._run()
+
+    async def _run(self) -> dict[str, int]:
+        # Only this sweep's driver runs its jobs, so a job still `running` is one its dead driver left behind.
         self.store.requeue_running(self.sweep_id)
         self.store.set_sweep_state(self.sweep_id, "running")
         lanes: dict[str, list[JobRow]] = {}
@@ -93,6 +106,32 @@ class SweepRunner:
         return self.counts
 
     async def _lane(self, device: Device, jobs: list[JobRow]) -> None:
+        if not await self._hold(device, jobs):
+            return
+        try:
+            await self._run_lane(device, jobs)
+        finally:
+            self.leases.release(device_lease(device.name))
+
+    async def _hold(self, device: Device, jobs: list[JobRow]) -> bool:
+        """Hold the device's lease: a device runs one benchmark at a time across every coordinator of the store. While
+        another has it, wait and say for whom; without waiting, its jobs fail at once with that reason."""
+        lease, shown = device_lease(device.name), None
+        while not self.leases.try_hold(lease):
+            holder = self.leases.holder(lease)
+            reason = f"held by {holder}" if holder else "held by another coordinator"
+            if not self.wait:
+                for job in jobs:
+                    self.store.start_job(job.id)
+                    self._fail(job, self._label(job), f"device busy: {reason}")
+                return False
+            if reason != shown:
+                self.notify(Event(device.name, "", "waiting", reason))
+                shown = reason
+            await asyncio.sleep(POLL_S)
+        return True
+
+    async def _run_lane(self, device: Device, jobs: list[JobRow]) -> None:
         transport = self.transport_for(device)
         try:
             try:

@@ -7,6 +7,7 @@ A job's result and its `done` state are written in one transaction, and the uniq
 """
 from __future__ import annotations
 
+import functools
 import json
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -23,7 +24,7 @@ from sqlmodel import Field, Session, SQLModel, create_engine, select
 from farm.errors import FarmError
 from farm.stats import agreement
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 JOB_STATES = ("pending", "running", "done", "failed", "skipped")
 # What a result's peak_mb is: the agent's peak RSS (VmHWM), or what benchmark_model printed (its peak footprint, or
 # only the footprint's rise over the tool's start).
@@ -39,6 +40,10 @@ MIGRATIONS = {
         "UPDATE results SET memory_kind = 'peak_rss' WHERE runtime <> 'benchmark_model'",
         "ALTER TABLE devices DROP COLUMN connection",
         "ALTER TABLE models DROP COLUMN task",
+    ],
+    2: [  # who holds each lease (farm.leases), so a waiting coordinator can say whom it waits for
+        "CREATE TABLE leases (name VARCHAR NOT NULL PRIMARY KEY, sweep VARCHAR NOT NULL, pid INTEGER NOT NULL, "
+        "host VARCHAR NOT NULL, since TIMESTAMP NOT NULL)",
     ],
 }
 
@@ -97,6 +102,17 @@ class SweepRow(SQLModel, table=True):
     created: datetime = Field(default_factory=now)
     finished: datetime | None = None
     state: str = "pending"  # pending, running, done
+
+
+class LeaseRow(SQLModel, table=True):
+    """The last holder of a lease; whether it still holds it, only the lease's lock can tell (farm.leases)."""
+
+    __tablename__ = "leases"
+    name: str = Field(primary_key=True)
+    sweep: str
+    pid: int
+    host: str
+    since: datetime
 
 
 class JobRow(SQLModel, table=True):
@@ -170,8 +186,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def db_url(db: str | Path) -> str:
-    """A plain path means SQLite; anything with '://' is an SQLAlchemy URL."""
+    """A plain path means SQLite; anything with '://' is an SQLAlchemy URL (postgresql:// means psycopg 3, the driver
+    of the `postgres` extra)."""
     db = str(db)
+    if db.startswith("postgresql://") or db.startswith("postgres://"):
+        return "postgresql+psycopg://" + db.split("://", 1)[1]
     return db if "://" in db else f"sqlite:///{Path(db).expanduser()}"
 
 
@@ -180,9 +199,12 @@ def _sqlite_reader(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA busy_timeout=30000")
 
 
-def _postgresql_reader(dbapi_connection: Any, _record: Any) -> None:
+def _postgresql_session(dbapi_connection: Any, _record: Any, readonly: bool = False) -> None:
+    # Times are stored as UTC whatever the server's own time zone (the columns hold no zone).
     cursor = dbapi_connection.cursor()
-    cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    cursor.execute("SET TIME ZONE 'UTC'")
+    if readonly:
+        cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
     cursor.close()
     dbapi_connection.commit()
 
@@ -196,11 +218,11 @@ class Store:
     """A connection to the store, opened with its schema checked; `readonly` for readers such as the dashboard."""
 
     def __init__(self, db: str | Path = "farm.db", *, create: bool = True, readonly: bool = False):
-        self.url = db_url(db)
+        url = make_url(db_url(db))
+        self.url = url.render_as_string(hide_password=True)  # what messages show: never a password
         self.readonly = readonly
         self._variant_names: dict[int, tuple[str, str]] = {}
         create = create and not readonly
-        url = make_url(self.url)
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             path = Path(url.database).expanduser()
             if not create and not path.exists():
@@ -208,11 +230,16 @@ class Store:
             if readonly:
                 # SQLite itself refuses every write: mode=ro on a URI filename.
                 url = url.set(database=f"file:{quote(str(path.resolve()))}", query={**url.query, "mode": "ro", "uri": "true"})
-        self.engine: Engine = create_engine(url)
+        try:
+            self.engine: Engine = create_engine(url)
+        except ModuleNotFoundError as error:
+            extra = "postgres" if url.get_backend_name() == "postgresql" else None
+            fix = f"install it with: pip install 'tflite-farm[{extra}]'" if extra else "install it"
+            raise FarmError(f"{self.url}: the database driver {error.name} is missing; {fix}") from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_reader if readonly else _sqlite_pragmas)
-        elif readonly and self.engine.dialect.name == "postgresql":
-            event.listen(self.engine, "connect", _postgresql_reader)
+        elif self.engine.dialect.name == "postgresql":
+            event.listen(self.engine, "connect", functools.partial(_postgresql_session, readonly=readonly))
         self._check_schema(create)
 
     def _check_schema(self, create: bool) -> None:
@@ -358,12 +385,26 @@ class Store:
         return self._variant_names[variant_id]
 
     def requeue_running(self, sweep_id: int) -> int:
-        """Jobs left `running` by a coordinator that died go back to `pending`; returns how many."""
+        """Jobs left `running` by a coordinator that died go back to `pending`; returns how many. A running job that
+        has its result (a store from before sweeps had one driver) is done, once."""
         with self.session() as session:
+            session.execute(text("UPDATE jobs SET state='done', error=NULL WHERE sweep_id=:sweep AND state='running' "
+                                 "AND id IN (SELECT job_id FROM results)"), {"sweep": sweep_id})
             result = session.execute(
                 text("UPDATE jobs SET state='pending' WHERE sweep_id=:sweep AND state='running'"), {"sweep": sweep_id}
             )
             return result.rowcount
+
+    def set_lease(self, name: str, sweep: str, pid: int, host: str, since: datetime) -> None:
+        with self.session() as session:
+            session.merge(LeaseRow(name=name, sweep=sweep, pid=pid, host=host, since=since))
+
+    def leases(self) -> dict[str, tuple[str, int, str, datetime]]:
+        """The last holder of every lease: (sweep, pid, host, since), by lease name."""
+        with self.session() as session:
+            rows = session.exec(select(LeaseRow)).all()
+        return {row.name: (row.sweep, row.pid, row.host, row.since.replace(tzinfo=row.since.tzinfo or timezone.utc))
+                for row in rows}
 
     def start_job(self, job_id: int) -> int:
         """Mark a job running and count the attempt; returns the attempt number."""

@@ -44,11 +44,13 @@ def create_sweep(store: Store, spec: SweepSpec, where: str, name: str | None = N
     return store.create_sweep(store.unique_sweep_name(name or spec.name), spec.model_dump(), jobs)
 
 
-def run_sweep(store: Store, sweep: SweepRow, notify: Callable[[Event], None] = lambda event: None) -> SweepRunner:
-    """Run (or resume) the pending jobs of a recorded sweep; returns the finished runner (counts, bytes uploaded)."""
+def run_sweep(store: Store, sweep: SweepRow, notify: Callable[[Event], None] = lambda event: None,
+              wait: bool = True) -> SweepRunner:
+    """Run (or resume) the pending jobs of a recorded sweep; returns the finished runner (counts, bytes uploaded).
+    Refused while another live coordinator drives the sweep; `wait=False` fails the jobs of a busy device at once."""
     spec = SweepSpec.model_validate_json(sweep.spec)
     devices = {device.name: device for device in load_inventory(*spec.inventory).devices}
-    runner = SweepRunner(store, sweep.id, spec, devices, notify)
+    runner = SweepRunner(store, sweep, spec, devices, notify, wait=wait)
     asyncio.run(runner.run())
     return runner
 

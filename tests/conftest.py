@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from fleet.fixtures import healed_ssh_fleet, ssh_fleet  # noqa: F401  (real OpenSSH servers on loopback)
 from phone.fixtures import adb_lab, benchmark_model_binary, healed_adb_lab, tiny_tflite  # noqa: F401  (simulated phones)
+from postgres.fixtures import _stop_postgres_cluster, db, postgres_cluster  # noqa: F401  (a private PostgreSQL)
 
 REPO = Path(__file__).resolve().parent.parent
 # Real benchmark_model console output, copied into the repository with its SOURCES.md.
@@ -39,6 +40,20 @@ def farm(*args: str, cwd: Path | None = None, timeout: float = 900) -> subproces
     """Run the real `farm` command line in a fresh process."""
     return subprocess.run([sys.executable, "-m", "farm", *map(str, args)], cwd=cwd or REPO, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def sql(db, statement: str, **params) -> list[tuple]:
+    """The rows of a query on a store, a SQLite path or a PostgreSQL URL alike: what a test checks, read beside farm."""
+    from sqlalchemy import create_engine, text
+
+    from farm.store import db_url
+
+    engine = create_engine(db_url(db))
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(statement), params)]
+    finally:
+        engine.dispose()
 
 
 def refused(call, *needles) -> str:

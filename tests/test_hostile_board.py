@@ -62,7 +62,7 @@ def test_crafted_replies_fail_their_jobs_and_nothing_else(lab, replies):
     jobs += [job(healthy, variant_id, repeat) for repeat in range(HEALTHY_JOBS)]
     sweep = store.create_sweep(store.unique_sweep_name("hostile"), spec.model_dump(), jobs)
 
-    asyncio.run(SweepRunner(store, sweep.id, spec, devices).run())  # nothing escapes
+    asyncio.run(SweepRunner(store, sweep, spec, devices).run())  # nothing escapes
 
     rows = store.jobs(sweep.id)
     assert replayer.answered() == len(replies)  # each job got its own reply: none was retried as a lost device
@@ -74,5 +74,5 @@ def test_crafted_replies_fail_their_jobs_and_nothing_else(lab, replies):
         (sweep.id,)).fetchall()
     assert stored == [(healthy, HEALTHY_JOBS)]  # nothing the liar said is stored
 
-    asyncio.run(SweepRunner(store, sweep.id, spec, devices).run())  # resume: finishes, runs nothing twice
+    asyncio.run(SweepRunner(store, sweep, spec, devices).run())  # resume: finishes, runs nothing twice
     assert store.sweep(sweep.name).state == "done" and store.counts(sweep.id)["done"] == HEALTHY_JOBS

@@ -127,7 +127,7 @@ def test_a_phone_log_without_percentiles_is_still_a_result(tmp_path, digits_dir)
                        "models": [{"source": str(digits_dir / "digits.keras")}]}, "test").resolve(tmp_path)
     store = Store(tmp_path / "farm.db")
     sweep = create_sweep(store, spec, "test", log=lambda line: None)
-    runner = SweepRunner(store, sweep.id, spec, {"old-phone": parse_device(phone)}, transport_for=ReplayedPhone)
+    runner = SweepRunner(store, sweep, spec, {"old-phone": parse_device(phone)}, transport_for=ReplayedPhone)
     assert asyncio.run(runner.run())["done"] == 1
     (row,) = store.report(sweep.id)
     assert row["mean_ms"] == 249.684 and row["count"] == 50 and row["peak_mb"] == 138.809

@@ -1,4 +1,5 @@
-"""The store: schema version, job lifecycle, one transaction per result, never two results for a job."""
+"""The store: schema version, job lifecycle, one transaction per result, never two results for a job. The tests of
+what every store does run on SQLite and on PostgreSQL (a private cluster, tests/postgres)."""
 import json
 import sqlite3
 from dataclasses import dataclass, field
@@ -33,8 +34,18 @@ def result(samples):
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = Store(tmp_path / "farm.db")
+def store(db):
+    """A store with two devices, on each backend."""
+    return with_devices(Store(db))
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
+    """A SQLite store, for what only SQLite has (its file, WAL, the tests that rewrite the schema by hand)."""
+    return with_devices(Store(tmp_path / "farm.db"))
+
+
+def with_devices(store):
     store.upsert_device(parse_device(dict(name="pi", kind="linux", host="h", user="u")), {"cores": 4})
     store.upsert_device(parse_device(dict(name="local", kind="local")))
     return store
@@ -50,13 +61,13 @@ def make_sweep(store, name="s"):
     return store.create_sweep(name, {"name": name}, jobs)
 
 
-def test_wal_mode_and_schema_version(store, tmp_path):
+def test_wal_mode_and_schema_version(sqlite_store, tmp_path):
     connection = sqlite3.connect(tmp_path / "farm.db")
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert connection.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
 
 
-def test_incompatible_store_is_refused_clearly(store, tmp_path):
+def test_incompatible_store_is_refused_clearly(sqlite_store, tmp_path):
     connection = sqlite3.connect(tmp_path / "farm.db")
     connection.execute("UPDATE meta SET value='0' WHERE key='schema_version'")
     connection.commit()
@@ -64,22 +75,24 @@ def test_incompatible_store_is_refused_clearly(store, tmp_path):
         Store(tmp_path / "farm.db")
 
 
-def test_a_store_of_schema_1_is_upgraded_by_a_writer_and_keeps_its_results(store, tmp_path):
+def test_a_store_of_schema_1_is_upgraded_by_a_writer_and_keeps_its_results(sqlite_store, tmp_path):
+    store = sqlite_store
     sweep = make_sweep(store)
     job = store.jobs(sweep.id)[0]
     store.start_job(job.id)
     store.finish_job(job.id, result([1000, 2000]), [1000, 2000])
     store.engine.dispose()
-    # Back to the first schema as an older tflite-farm wrote it: other metric names, no memory_kind or warnings.
+    # Back to the first schema as an older tflite-farm wrote it: other metric names, no memory_kind or warnings,
+    # no leases.
     with sqlite3.connect(tmp_path / "farm.db") as connection:
         for statement in ("ALTER TABLE results RENAME COLUMN agreement_with_fp32 TO agreement",
                           "ALTER TABLE results DROP COLUMN memory_kind", "ALTER TABLE results DROP COLUMN warnings",
                           "ALTER TABLE devices ADD COLUMN connection TEXT NOT NULL DEFAULT '{}'",
                           "ALTER TABLE models ADD COLUMN task VARCHAR NOT NULL DEFAULT 'classification'",
-                          "UPDATE meta SET value='1' WHERE key='schema_version'"):
+                          "DROP TABLE leases", "UPDATE meta SET value='1' WHERE key='schema_version'"):
             connection.execute(statement)
 
-    with pytest.raises(FarmError, match="store schema version 1, this tflite-farm needs 2; any farm command that "
+    with pytest.raises(FarmError, match=f"store schema version 1, this tflite-farm needs {SCHEMA_VERSION}; any farm command that "
                                         "writes to it upgrades it"):
         Store(tmp_path / "farm.db", readonly=True)  # a reader never changes the store
     upgraded = Store(tmp_path / "farm.db", create=False)
@@ -87,7 +100,8 @@ def test_a_store_of_schema_1_is_upgraded_by_a_writer_and_keeps_its_results(store
     assert (row["p50_ms"], row["memory_kind"], row["agreement_with_fp32"]) == (1.5, "peak_rss", None)
     assert upgraded.samples(row["result_id"]) == [1000, 2000]
     with sqlite3.connect(tmp_path / "farm.db") as connection:
-        assert connection.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+        assert connection.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+        assert connection.execute("SELECT count(*) FROM leases").fetchone()[0] == 0
         columns = {name for _, name, *_ in connection.execute("PRAGMA table_info(devices)")}
     assert "connection" not in columns
 
@@ -133,6 +147,21 @@ def test_running_jobs_of_a_dead_coordinator_return_to_pending(store):
         store.start_job(job.id)
     assert store.requeue_running(sweep.id) == 2
     assert store.counts(sweep.id)["pending"] == 4
+
+
+def test_a_running_job_with_its_result_is_repaired_to_done_once(store):
+    # The state two drivers of one sweep could leave before leases: the result stored, the job still `running`.
+    sweep = make_sweep(store)
+    job, other = store.jobs(sweep.id, ("pending",))[:2]
+    store.start_job(job.id)
+    store.finish_job(job.id, result([1000]), [1000])
+    store.start_job(other.id)
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql(f"UPDATE jobs SET state = 'running' WHERE id = {job.id}")
+    assert store.requeue_running(sweep.id) == 1  # the other one; the job with a result is done
+    states = {row.id: row.state for row in store.jobs(sweep.id)}
+    assert (states[job.id], states[other.id]) == ("done", "pending")
+    assert len([r for r in store.report(sweep.id) if r["result_id"]]) == 1
 
 
 def test_job_key_is_unique(store):

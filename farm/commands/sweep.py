@@ -27,7 +27,7 @@ def spec_from_args(args):
     return parse_spec(raw, "command line").resolve(Path.cwd()), "command line"
 
 
-def run_and_report(store, sweep) -> int:
+def run_and_report(store, sweep, wait: bool = True) -> int:
     """Run a recorded sweep with a live display, print its results; 0 when every job ran, 1 when some failed."""
     from farm.progress import SweepDisplay, make_console, results_table
     from farm.sweep import run_sweep
@@ -36,7 +36,7 @@ def run_and_report(store, sweep) -> int:
     counts = store.counts(sweep.id)
     try:
         with SweepDisplay(sweep.name, counts, console) as display:
-            runner = run_sweep(store, sweep, display.notify)
+            runner = run_sweep(store, sweep, display.notify, wait)
     except KeyboardInterrupt:
         print(f"farm: interrupted; continue with: farm sweep resume {sweep.name}", file=sys.stderr)
         return 130
@@ -56,7 +56,7 @@ def run(args) -> int:
     store = Store(args.db)
     sweep = create_sweep(store, spec, where, name=args.name if args.spec else None)
     print(f"sweep {sweep.name}: {sum(store.counts(sweep.id).values())} jobs recorded in {args.db}")
-    return run_and_report(store, sweep)
+    return run_and_report(store, sweep, args.wait)
 
 
 def resume(args) -> int:
@@ -64,25 +64,34 @@ def resume(args) -> int:
 
     store = Store(args.db, create=False)
     sweep = store.sweep(args.sweep)
-    return run_and_report(store, sweep)
+    return run_and_report(store, sweep, args.wait)
 
 
 def status(args) -> int:
+    from farm.leases import Leases, sweep_lease
     from farm.progress import add_plain_row, make_console, plain_table
-
     from farm.store import Store
 
     store = Store(args.db, create=False)
     sweeps = [store.sweep(args.sweep)] if args.sweep else store.sweeps()
+    with Leases(store, "status") as leases:
+        held = leases.held()
     table = plain_table(f"sweeps in {args.db}", title_justify="left")
-    for column in ("sweep", "state", "created", "pending", "running", "done", "failed", "skipped"):
+    for column in ("sweep", "state", "created", "pending", "running", "done", "failed", "skipped", "driven by"):
         table.add_column(column)
     for sweep in sweeps:
         counts = store.counts(sweep.id)
-        add_plain_row(table, sweep.name, sweep.state, f"{sweep.created:%Y-%m-%d %H:%M}",
-                      *(str(counts[s]) for s in ("pending", "running", "done", "failed", "skipped")))
+        driver = held.get(sweep_lease(sweep.name))
+        # A sweep is running only while a live coordinator drives it; else it was interrupted (its driver died).
+        state = "interrupted" if sweep.state == "running" and driver is None else sweep.state
+        add_plain_row(table, sweep.name, state, f"{sweep.created:%Y-%m-%d %H:%M}",
+                      *(str(counts[s]) for s in ("pending", "running", "done", "failed", "skipped")),
+                      f"pid {driver.pid} on {driver.host}" if driver else "-")
     console = make_console()
     console.print(table)
+    for name, holder in sorted(held.items()):
+        if name.startswith("device:"):
+            console.print(f"{name.removeprefix('device:')}: held by {holder}", markup=False, highlight=False)
     if args.sweep:
         for row in store.report(sweeps[0].id):
             if row["status"] in ("failed", "skipped"):
