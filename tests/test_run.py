@@ -1,4 +1,5 @@
-"""The scheduler survives its own death: SIGKILL mid-sweep, then `farm sweep resume` → exactly one result per job."""
+"""The scheduler survives its own death: SIGKILL mid-sweep, then `farm sweep resume` → exactly one result per job
+(on SQLite and on PostgreSQL)."""
 import os
 import signal
 import sqlite3
@@ -7,21 +8,19 @@ import sys
 import time
 
 import yaml
-from conftest import FIXTURES, REPO, farm
+from conftest import FIXTURES, REPO, farm, sql
 
 
 def counts(db):
-    connection = sqlite3.connect(db, timeout=30)
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
     try:
-        return dict(connection.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
-    except sqlite3.OperationalError:  # not created yet
+        return dict(sql(db, "SELECT state, count(*) FROM jobs GROUP BY state"))
+    except (OperationalError, ProgrammingError):  # not created yet
         return {}
-    finally:
-        connection.close()
 
 
-def test_sigkill_then_resume_gives_exactly_one_result_per_job(tmp_path, digits_dir):
-    db = tmp_path / "farm.db"
+def test_sigkill_then_resume_gives_exactly_one_result_per_job(tmp_path, digits_dir, db):
     spec = tmp_path / "sweep.yaml"
     spec.write_text(yaml.safe_dump({
         "name": "crash",
@@ -52,16 +51,15 @@ def test_sigkill_then_resume_gives_exactly_one_result_per_job(tmp_path, digits_d
     resumed = farm("sweep", "resume", "crash", "--db", db)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
 
-    connection = sqlite3.connect(db)
-    total = connection.execute("SELECT count(*) FROM jobs").fetchone()[0]
+    ((total,),) = sql(db, "SELECT count(*) FROM jobs")
     assert total == 2 * 2 * 2 * 2
     assert counts(db) == {"done": total}
-    per_job = connection.execute("SELECT j.id, count(r.id) FROM jobs j LEFT JOIN results r ON r.job_id = j.id GROUP BY j.id")
+    per_job = sql(db, "SELECT j.id, count(r.id) FROM jobs j LEFT JOIN results r ON r.job_id = j.id GROUP BY j.id")
     assert {n for _, n in per_job} == {1}
-    assert connection.execute("SELECT count(*) FROM samples").fetchone()[0] == total
+    assert sql(db, "SELECT count(*) FROM samples") == [(total,)]
     # The job that was running at the kill was run again: its attempt count says so.
-    assert connection.execute("SELECT max(attempts) FROM jobs").fetchone()[0] == 2
-    assert connection.execute("SELECT state FROM sweeps").fetchone()[0] == "done"
+    assert sql(db, "SELECT max(attempts) FROM jobs") == [(2,)]
+    assert sql(db, "SELECT state FROM sweeps") == [("done",)]
 
 
 def test_a_job_over_its_timeout_fails_with_the_reason_and_the_lane_goes_on(tmp_path, digits_dir):
