@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +19,7 @@ from urllib.parse import quote
 import pandas as pd
 from sqlalchemy import Column, Text, UniqueConstraint, bindparam, event, inspect, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from farm.errors import FarmError
@@ -248,23 +249,37 @@ class Store:
         except OperationalError as error:
             raise FarmError(f"{self.url}: cannot open the store: {error.orig}") from None
         if "meta" not in tables:
-            if tables - {"meta"}:
+            if tables - set(SQLModel.metadata.tables):  # only ours: a store another coordinator is creating now
                 raise FarmError(f"{self.url}: not a tflite-farm store (it has other tables)")
             if not create:
                 raise FarmError(f"{self.url}: empty store (run a sweep first)")
-            SQLModel.metadata.create_all(self.engine)
-            with self.session() as session:
-                session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
-            return
-        with self.session() as session:
-            row = session.get(Meta, "schema_version")
-        found = int(row.value) if row else 0
+            try:
+                SQLModel.metadata.create_all(self.engine)
+                with self.session() as session:
+                    session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+                return
+            except (OperationalError, ProgrammingError, IntegrityError):
+                pass  # another coordinator created this store at the same moment: check what it made
+        found = self._schema_version()
         if found in MIGRATIONS and not self.readonly:
             found = self._migrate(found)
         if found != SCHEMA_VERSION:
             fix = ("any farm command that writes to it upgrades it, e.g. farm sweep status" if found in MIGRATIONS
                    else "export what you need with the matching tflite-farm, then use a new --db")
             raise FarmError(f"{self.url}: store schema version {found}, this tflite-farm needs {SCHEMA_VERSION}; {fix}")
+
+    def _schema_version(self) -> int:
+        """The store's schema version; a store that another coordinator is creating right now gets 10 s to say it."""
+        for _ in range(100):
+            try:
+                with self.session() as session:
+                    row = session.get(Meta, "schema_version")
+            except (OperationalError, ProgrammingError):
+                row = None
+            if row is not None:
+                return int(row.value)
+            time.sleep(0.1)
+        return 0
 
     def _migrate(self, found: int) -> int:
         """Bring an older store up to this schema, one version at a time, each in one transaction."""

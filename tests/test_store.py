@@ -195,3 +195,20 @@ def test_a_done_job_stays_done(store):
     store.retry_job(job.id, "device lost")
     (row,) = [r for r in store.report(sweep.id) if r["result_id"]]
     assert (row["status"], row["error"]) == ("done", None)
+
+
+def test_coordinators_that_create_one_store_at_the_same_moment_all_open_it(db):
+    import subprocess
+    import sys
+    import time
+
+    # Each process imports first, then opens the new store at the same instant.
+    code = ("import sys, time; from farm.store import Store, now\n"
+            "while time.time() < float(sys.argv[2]): pass\n"
+            "Store(sys.argv[1]).set_lease('x', 's', 1, 'h', now())")
+    at = str(time.time() + 6)
+    starts = [subprocess.Popen([sys.executable, "-c", code, db, at], stderr=subprocess.PIPE, text=True)
+              for _ in range(4)]
+    failures = [p.stderr.read() for p in starts if p.wait(timeout=120) != 0]
+    assert not failures, failures[0]
+    assert Store(db).leases()["x"][0] == "s"
