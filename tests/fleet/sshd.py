@@ -8,7 +8,9 @@ fixed port, with its own host key, HOME, workspace, sshd_config, log and pid. Te
     rotate_host_key()   a reflashed board: the client's known_hosts no longer matches
     start()             the board comes back, same address, port and host key
 
-Nothing here talks to anything but 127.0.0.0/8. Every wait is bounded.
+Nothing here talks to anything but 127.0.0.0/8, or to a network namespace its caller created: a host made with
+SshHost(..., netns=NAME) runs its sshd under `ip netns exec NAME` (a board behind a link the caller can cut, e.g. a
+veth pair whose far end is in that namespace). Every wait is bounded.
 """
 from __future__ import annotations
 
@@ -284,7 +286,8 @@ class SshHost:
     """
 
     def __init__(self, name: str, address: str, port: int, root: Path, *, user: str, client_key: Path,
-                 known_hosts: Path, sshd: Path, ssh_keygen: Path, owner: str | None = None):
+                 known_hosts: Path, sshd: Path, ssh_keygen: Path, owner: str | None = None,
+                 netns: str | None = None):
         self.name = name
         self.address = address
         self.port = port
@@ -298,6 +301,7 @@ class SshHost:
         self._proc: subprocess.Popen | None = None
         self._frozen: set[int] = set()
         self._lock = threading.RLock()
+        self.netns = netns  # a network namespace (made by the caller) whose address this host listens on, or None
 
     # paths
     host_key = property(lambda self: self.root / "ssh_host_ed25519_key")
@@ -437,16 +441,21 @@ class SshHost:
     def _launch(self) -> None:
         if self._proc is not None:
             self._proc.poll()  # reap a previous run
-        if not address_free(self.address, self.port):
+        # (a host in a network namespace owns its address there: this namespace cannot bind it to check)
+        if self.netns is None and not address_free(self.address, self.port):
             raise AddressInUse(f"{self.name}: {self.address}:{self.port} is already in use (ss -ltnp)")
         if os.geteuid() == 0 and not PRIVSEP_DIR.is_dir():
             # what Debian's ssh.service (RuntimeDirectory=sshd) and tmpfiles.d create at boot
             PRIVSEP_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
         self.pid_file.unlink(missing_ok=True)
         self._log_offset = self.log.stat().st_size if self.log.exists() else 0
+        argv = [str(self.sshd), "-D", "-f", str(self.config), "-E", str(self.log)]
+        if self.netns is not None:
+            # `ip netns exec` enters the namespace and execs sshd: the process started here is still the listener
+            argv = [shutil.which("ip") or "/usr/sbin/ip", "netns", "exec", self.netns, *argv]
         with open(self.log, "ab") as log:
             self._proc = subprocess.Popen(
-                [str(self.sshd), "-D", "-f", str(self.config), "-E", str(self.log)],
+                argv,
                 env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
                      TAG_VAR: self.tag},
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True)
