@@ -39,6 +39,11 @@ Request (one JSON object on stdin, or in the file given by --request)
                  and optionally "y" (integer labels, one per sample)
     eval_limit   int >= 1, optional: evaluate at most this many samples
     seed         int, default 0: seed of the random benchmark inputs
+    exit_with_coordinator  bool, default false: the coordinator keeps stdin
+                 open for as long as it wants the result, so its end (the
+                 coordinator killed, its SSH connection gone) ends the agent
+                 at once: a benchmark nobody waits for never runs on beside
+                 the next one. The request is then the first line of stdin.
 Unknown keys are ignored and listed in the result's "warnings".
 
 Result (exactly one JSON object on stdout; exit code 0)
@@ -154,6 +159,7 @@ DEFAULTS = {
     "eval": None,
     "eval_limit": None,
     "seed": 0,
+    "exit_with_coordinator": False,
 }
 KNOWN_KEYS = set(DEFAULTS) | {"model"}
 EDGETPU_LIBRARY = "libedgetpu.so.1"
@@ -251,6 +257,8 @@ def parse_request(raw):
         raise AgentError("bad_request", "request.eval_limit must be an integer >= 1 or null")
     if not _is_int(out["seed"]):
         raise AgentError("bad_request", "request.seed must be an integer")
+    if not isinstance(out["exit_with_coordinator"], bool):
+        raise AgentError("bad_request", "request.exit_with_coordinator must be true or false")
     out["warnings"] = warnings
     return out
 
@@ -1154,6 +1162,35 @@ def run(req):
     return result
 
 
+def read_request(stream):
+    """The request on stdin: its first line when that is a whole JSON object (a coordinator that keeps stdin open
+    sends one line), else everything up to the end of the stream."""
+    first = stream.readline()
+    try:
+        json.loads(first)
+        return first
+    except ValueError:
+        return first + stream.read()
+
+
+def exit_with_coordinator(stream):
+    """End this process when stdin ends: the coordinator that holds it open is gone."""
+    import threading
+
+    def watch():
+        try:
+            while stream.read(1 << 16):
+                pass
+            # Said where someone may still read it; a dead coordinator's stderr is a broken pipe, so best effort.
+            sys.stderr.write("litert_agent: stdin closed: the coordinator is gone; stopping\n")
+            sys.stderr.flush()
+        except BaseException:  # noqa: nothing may keep this process from ending
+            pass
+        os._exit(3)
+
+    threading.Thread(target=watch, name="coordinator-watch", daemon=True).start()
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     # Native libraries (delegates, vendor runtimes) sometimes print to fd 1.
@@ -1187,7 +1224,7 @@ def main(argv=None):
         elif argv == ["--probe"]:
             raw = None
         elif not argv:
-            raw = sys.stdin.read()
+            raw = read_request(sys.stdin)
         else:
             raise AgentError("bad_request", "usage: litert_agent.py [--request FILE] "
                              "(or the request JSON on stdin); got %s" % " ".join(argv))
@@ -1195,6 +1232,8 @@ def main(argv=None):
             result = probe()
         else:
             req = parse_request(raw)
+            if req.get("exit_with_coordinator") and not argv:
+                exit_with_coordinator(sys.stdin)
             result = run(req)
         code = 0
     except AgentError as e:

@@ -55,12 +55,14 @@ class SweepDisplay:
             self.current[event.device] = ""
         if self._live is not None:
             self._live.update(self._render())
-        elif event.state == "waiting":
-            self.console.print(f"{event.device}: waiting — {event.detail}", markup=False, highlight=False)
         elif event.state != "running":
-            detail = f": {event.detail}" if event.detail else ""
-            self.console.print(f"[{self.finished}/{self.total}] {event.device}: {event.label} {event.state}{detail}",
-                               markup=False, highlight=False)
+            if event.state == "waiting":
+                line = f"{event.device}: waiting — {event.detail}"
+            else:
+                detail = f": {event.detail}" if event.detail else ""
+                line = f"[{self.finished}/{self.total}] {event.device}: {event.label} {event.state}{detail}"
+            self.console.print(line, markup=False, highlight=False)
+            self.console.file.flush()  # a CI log or a pipe shows each line as it happens
 
     def _render(self) -> Group:
         table = plain_table(box=None, pad_edge=False)

@@ -42,13 +42,13 @@ def farm(*args: str, cwd: Path | None = None, timeout: float = 900) -> subproces
                           text=True, timeout=timeout)
 
 
-def sql(db, statement: str, **params) -> list[tuple]:
+def sql(store, statement: str, **params) -> list[tuple]:
     """The rows of a query on a store, a SQLite path or a PostgreSQL URL alike: what a test checks, read beside farm."""
     from sqlalchemy import create_engine, text
 
     from farm.store import db_url
 
-    engine = create_engine(db_url(db))
+    engine = create_engine(db_url(store))
     try:
         with engine.connect() as connection:
             return [tuple(row) for row in connection.execute(text(statement), params)]

@@ -24,7 +24,7 @@ import json, os, signal, subprocess, sys
 agent = sys.argv[1]
 if "--probe" in sys.argv:  # a believable probe: the real agent's
     sys.exit(subprocess.call([{python!r}, agent, "--probe"]))
-request = json.load(sys.stdin)
+request = json.loads(sys.stdin.readline())  # one line: the coordinator keeps stdin open
 reply = {{"ok": True, "runtime": {{"name": "ai_edge_litert", "version": "2.3.0"}}, "init_ms": 1.0, "first_ms": 1.0,
          "samples_us": [100.0, 110.0, 120.0], "delegate": {{"name": request["delegate"]["name"], "outcome": "cpu"}}}}
 fault = request["threads"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 
 from farm import AGENT_PATH
 from farm.paths import sha256_file
@@ -22,13 +23,19 @@ def agent_request(job: BenchmarkJob, model: str, eval_data: str | None) -> dict:
         delegate["library"] = job.delegate.library
     if job.delegate.options:
         delegate["options"] = dict(job.delegate.options)
+    # The transport keeps the agent's stdin open until the reply: if the coordinator dies, the agent goes with it.
     request = {"model": model, "delegate": delegate, "threads": job.threads, "warmup_runs": job.warmup_runs,
-               "runs": job.runs, "min_secs": job.min_secs, "max_secs": job.max_secs}
+               "runs": job.runs, "min_secs": job.min_secs, "max_secs": job.max_secs, "exit_with_coordinator": True}
     if eval_data is not None:
         request["eval"] = eval_data
         if job.eval_limit:
             request["eval_limit"] = job.eval_limit
     return request
+
+
+def request_line(request: dict) -> bytes:
+    """A request as the agent reads it from a stdin that stays open: one line of JSON."""
+    return json.dumps(request).encode() + b"\n"
 
 
 def decoded(stdout: bytes) -> str:

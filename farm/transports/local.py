@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -13,7 +12,7 @@ from farm.inventory import Device, Program
 from farm.replies import MAX_REPLY_BYTES, probe_facts, read_json
 from farm.results import AGENT, DeviceLost, JobFailed, RawResult
 from farm.transports import BenchmarkJob
-from farm.transports.agent import STDERR_TAIL, Capped, ReplyTooLarge, agent_file, agent_request, decoded, together
+from farm.transports.agent import STDERR_TAIL, Capped, ReplyTooLarge, agent_file, agent_request, decoded, request_line, together
 
 PROBE_TIMEOUT_S = 120
 
@@ -46,7 +45,7 @@ class LocalTransport:
             if local is not None and not local.path.is_file():
                 raise JobFailed(f"{local.path}: missing (the conversion cache was cleared?)")
         request = agent_request(job, str(job.model.path), str(job.eval.path) if job.eval else None)
-        return await self._agent([], json.dumps(request).encode(), job.timeout_s, job.max_reply_bytes)
+        return await self._agent([], request_line(request), job.timeout_s, job.max_reply_bytes)
 
     async def eval_predictions(self, job: BenchmarkJob) -> None:
         return None  # the agent scores the eval set in the job's own run
@@ -76,10 +75,10 @@ class LocalTransport:
     async def _exchange(process, stdin: bytes, stdout: Capped, stderr: Capped) -> None:
         """Write the request, read both streams within their caps, wait for the exit."""
         async def feed():
+            # stdin stays open (an agent ends when it closes: this coordinator gone); the agent's exit closes it.
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 process.stdin.write(stdin)
                 await process.stdin.drain()
-                process.stdin.close()
 
         await together(feed(), stdout.drain(process.stdout), stderr.drain(process.stderr))
         await process.wait()

@@ -7,7 +7,6 @@ verified against known_hosts. Everything that reaches the remote shell goes thro
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import posixpath
 import secrets
@@ -24,7 +23,7 @@ from farm.paths import atomic_write
 from farm.results import AGENT, DeviceLost, DeviceRefused, JobFailed, RawResult
 from farm.transports import BenchmarkJob, LocalFile
 from farm.replies import probe_facts, read_json
-from farm.transports.agent import STDERR_TAIL, Capped, ReplyTooLarge, agent_file, agent_request, decoded, together
+from farm.transports.agent import STDERR_TAIL, Capped, ReplyTooLarge, agent_file, agent_request, decoded, request_line, together
 
 if TYPE_CHECKING:  # asyncssh (the `ssh` extra) is imported when a board is reached, not when an inventory is read
     import asyncssh
@@ -244,7 +243,7 @@ class SshTransport:
         command = f"exec timeout -s KILL {int(timeout) + 1} {quote(self.python)} {quote(agent)}"
         start = time.perf_counter()
         stdout, stderr = Capped(job.max_reply_bytes), Capped(STDERR_TAIL, keep_tail=True)
-        result = await self._exchange(command, json.dumps(request).encode(), stdout, stderr, timeout + 5)
+        result = await self._exchange(command, request_line(request), stdout, stderr, timeout + 5)
         wall_ms = (time.perf_counter() - start) * 1000
         code = result.exit_status
         if result.exit_signal:
@@ -260,8 +259,7 @@ class SshTransport:
         async def exchange():
             nonlocal process
             process = await self.connection.create_process(command, encoding=None)
-            process.stdin.write(stdin)
-            process.stdin.write_eof()
+            process.stdin.write(stdin)  # and no EOF: the agent ends if the channel does (this coordinator gone)
 
             await together(stdout.drain(process.stdout), stderr.drain(process.stderr))
             return await process.wait()

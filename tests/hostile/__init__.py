@@ -192,7 +192,7 @@ def faults(limit: int):
 REPLAYER = """#!/bin/sh
 # TEST CODE: a lying board's "python". A probe goes to the real agent; a job gets the next crafted reply.
 if [ "$2" = "--probe" ]; then exec {agent_python} "$1" --probe; fi
-cat >/dev/null
+head -n 1 >/dev/null  # the request: one line, on a stdin the coordinator keeps open
 folder={folder}
 n=$(cat "$folder/next")
 echo $((n + 1)) >"$folder/next"
