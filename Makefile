@@ -34,4 +34,4 @@ system-packages:
 	fi
 
 clean:
-	rm -rf $(VENV) demo reports farm.db farm.db-wal farm.db-shm build dist
+	rm -rf $(VENV) demo reports farm.db farm.db-wal farm.db-shm farm.db.leases build dist
