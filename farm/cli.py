@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--devices", type=_csv, help="device names, tag:NAME, or all (default: all)")
     run.add_argument("--delegates", type=_csv, help="comma-separated delegates (default: xnnpack)")
     run.add_argument("--threads", type=_ints, help="comma-separated thread counts (default: 1)")
-    run.add_argument("--repeats", type=int, help="repeats of each job (default: 1)")
+    run.add_argument("--repeats", type=int, help="independent runs of each configuration, interleaved (default: 3)")
     run.add_argument("--runs", type=int, help="measured runs per job (default: 50)")
     run.add_argument("--warmup-runs", dest="warmup_runs", type=int, help="warmup runs per job (default: 5)")
     run.add_argument("--min-secs", dest="min_secs", type=float, help="keep measuring at least this long (default: 0)")

@@ -1,4 +1,4 @@
-"""Reports: one CSV per device, a row per job, written with pandas."""
+"""Reports: one CSV per device, a row per configuration (its repeats pooled, with 95% intervals), written with pandas."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,24 +6,25 @@ from pathlib import Path
 import pandas as pd
 
 from farm.paths import atomic_write
+from farm.report import configurations
 from farm.store import Store
 
 COLUMNS = [
-    "sweep", "device", "model", "variant", "delegate", "threads", "repeat", "status", "error",
-    "init_ms", "first_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms",
+    "sweep", "device", "model", "variant", "delegate", "threads", "repeats", "status", "error", "flags",
+    "p50_ms", "p50_ci_low_ms", "p50_ci_high_ms", "p90_ms", "p90_ci_low_ms", "p90_ci_high_ms",
+    "p99_ms", "p99_ci_low_ms", "p99_ci_high_ms", "mean_ms", "min_ms", "max_ms", "init_ms", "first_ms",
     "peak_mb", "size_kb", "accuracy", "agreement_with_fp32",
-    "count", "warmup_ms", "memory_kind", "peak_delta_mb", "delegate_outcome", "delegated_nodes", "total_nodes",
-    "runtime", "runtime_version", "attempts",
+    "count", "memory_kind", "delegate_outcome", "delegated_nodes", "total_nodes", "runtime", "runtime_version",
 ]
 
 
-# Counts stay integers in the CSV even where a job has none (a skipped job has no sample count).
-INTEGER_COLUMNS = ["threads", "repeat", "count", "delegated_nodes", "total_nodes", "attempts"]
+# Counts stay integers in the CSV even where a configuration has none (a skipped one has no sample count).
+INTEGER_COLUMNS = ["threads", "repeats", "count", "delegated_nodes", "total_nodes"]
 
 
 def report_frame(store: Store, sweep_id: int, device: str | None = None) -> pd.DataFrame:
     """The report of a sweep (or of one of its devices) as a DataFrame with the CSV's columns."""
-    frame = pd.DataFrame(store.report(sweep_id, device))
+    frame = pd.DataFrame(configurations(store, sweep_id, device))
     if frame.empty:
         return pd.DataFrame(columns=COLUMNS)
     frame["size_kb"] = frame["size_bytes"] / 1024.0

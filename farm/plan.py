@@ -38,7 +38,7 @@ class SweepSpec(BaseModel):
     devices: list[str] = Field(default_factory=lambda: ["all"])  # device names, "tag:NAME", or "all"
     delegates: Delegates = Field(default_factory=lambda: ["xnnpack"])
     threads: list[int] = Field(default_factory=lambda: [1])
-    repeats: int = Field(default=1, gt=0)
+    repeats: int = Field(default=3, gt=0)  # independent trials of each configuration, each its own process
     warmup_runs: int = Field(default=5, ge=0)
     runs: int = Field(default=50, gt=0)
     min_secs: float = Field(default=0.0, ge=0)
@@ -155,10 +155,13 @@ def skip_reason(device: Device, variant: PlannedVariant, delegate: str) -> str |
 
 
 def plan_jobs(spec: SweepSpec, devices: list[Device], variants: list[PlannedVariant]) -> list[dict]:
-    """Every (device, variant, delegate, threads, repeat) combination as a job row: pending, or skipped with its reason."""
+    """Every (device, variant, delegate, threads, repeat) combination as a job row: pending, or skipped with its reason.
+
+    A device runs its jobs in this order, and repeats are interleaved (A B C A B C, never A A A B B B), so that slow
+    drift on a device (heat, clocks, neighbours) spreads over every configuration instead of biasing one."""
     jobs = []
-    for device, variant, delegate, threads, repeat in itertools.product(
-        devices, variants, spec.delegates, spec.threads, range(spec.repeats)
+    for device, repeat, variant, delegate, threads in itertools.product(
+        devices, range(spec.repeats), variants, spec.delegates, spec.threads
     ):
         reason = skip_reason(device, variant, delegate)
         jobs.append(

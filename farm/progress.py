@@ -82,19 +82,27 @@ def make_console() -> Console:
 
 
 def results_table(rows: list[dict], title: str) -> Table:
-    """A sweep's results for the terminal: one row per job, the figures a person compares first."""
+    """A sweep's results for the terminal: one row per configuration (farm.report), the figures a person compares
+    first, the p50 with the half-width of its 95% interval over the repeats, and the validity flags."""
+    from farm.report import half_width_pct
+
     table = plain_table(title, title_justify="left")
-    for column in ("device", "model", "variant", "delegate", "thr", "status", "p50 ms", "p90 ms", "init ms",
-                   "peak MB", "size KB", "top-1", "agree"):
+    for column in ("device", "model", "variant", "delegate", "thr", "rep", "status", "p50 ms", "p90 ms", "init ms",
+                   "peak MB", "size KB", "top-1", "agree", "flags"):
         table.add_column(column, no_wrap=True, overflow="ellipsis", justify="right" if column[0].isdigit() or " " in column or column in (
-            "thr", "top-1", "agree") else "left")
+            "thr", "rep", "top-1", "agree") else "left")
 
     def number(value, digits=2):
         return "-" if value is None else f"{value:.{digits}f}"
 
     for row in rows:
         status = row["status"] if row["status"] == "done" else f"{row['status']}: {(row['error'] or '')[:70]}"
-        add_plain_row(table, row["device"], row["model"], row["variant"], row["delegate"], row["threads"], status,
-                      number(row["p50_ms"], 3), number(row["p90_ms"], 3), number(row["init_ms"]), number(row["peak_mb"], 1),
-                      number(row["size_bytes"] / 1024, 1), number(row["accuracy"], 3), number(row["agreement_with_fp32"], 3))
+        p50 = number(row["p50_ms"], 3)
+        spread = half_width_pct(row)
+        if spread is not None:
+            p50 += f" ±{spread:.1f}%"
+        add_plain_row(table, row["device"], row["model"], row["variant"], row["delegate"], row["threads"],
+                      f"{row['repeats']}/{row['jobs']}", status, p50, number(row["p90_ms"], 3),
+                      number(row["init_ms"]), number(row["peak_mb"], 1), number(row["size_bytes"] / 1024, 1),
+                      number(row["accuracy"], 3), number(row["agreement_with_fp32"], 3), row["flags"] or "-")
     return table

@@ -497,7 +497,7 @@ class Store:
                    r.count, r.mean_ms, r.std_ms, r.min_ms, r.max_ms, r.p50_ms, r.p90_ms, r.p95_ms, r.p99_ms,
                    r.peak_mb, r.memory_kind, r.peak_delta_mb, v.size AS size_bytes, r.accuracy,
                    r.agreement_with_fp32, r.delegate_outcome, r.delegated_nodes, r.total_nodes,
-                   r.runtime, r.runtime_version, r.wall_ms, r.predictions
+                   r.runtime, r.runtime_version, r.wall_ms, r.predictions, r.env_before, r.env_after
             FROM jobs j JOIN sweeps s ON s.id = j.sweep_id JOIN variants v ON v.id = j.variant_id
                  JOIN models m ON m.id = v.model_id LEFT JOIN results r ON r.job_id = j.id
             WHERE j.sweep_id = :sweep {device}
@@ -513,9 +513,16 @@ class Store:
         return out
 
     def samples(self, result_id: int) -> list[float]:
-        with self.session() as session:
-            row = session.get(SampleRow, result_id)
-        return decode_samples(row.latency_us) if row else []
+        return self.samples_of([result_id]).get(result_id, [])
+
+    def samples_of(self, result_ids: list[int]) -> dict[int, list[float]]:
+        """The raw latencies (µs) of many results at once, by result id."""
+        out: dict[int, list[float]] = {}
+        for start in range(0, len(result_ids), 500):
+            with self.session() as session:
+                rows = session.exec(select(SampleRow).where(SampleRow.result_id.in_(result_ids[start:start + 500])))
+                out.update({row.result_id: decode_samples(row.latency_us) for row in rows})
+        return out
 
     # --- reading for the dashboard: SQL run in the database, filters in WHERE, aggregates in GROUP BY ---------------
 

@@ -95,7 +95,7 @@ def test_inventory_check_and_show(tmp_path, digits_dir):
     run = farm("inventory", "check", LOCAL, REPO / "inventory" / "example-lab.yaml")
     assert run.returncode == 0 and "6 devices, inventory valid" in run.stdout and "coral-devboard" in run.stdout
     db = tmp_path / "farm.db"
-    swept = farm("sweep", "run", "--model", digits_dir / "digits.keras", "--runs", "5", "--inventory", LOCAL,
+    swept = farm("sweep", "run", "--model", digits_dir / "digits.keras", "--runs", "5", "--repeats", "1", "--inventory", LOCAL,
                  "--db", f"sqlite:///{db}")  # any SQLAlchemy URL works as --db
     assert swept.returncode == 0, swept.stderr
     shown = farm("inventory", "show", "--db", db)
@@ -121,7 +121,7 @@ def test_names_reasons_and_facts_are_printed_literally_never_as_markup(tmp_path,
     assert "t[/x]" in check.stdout and "[bold]b[/bold]" in check.stdout and "click[/link]" in check.stdout
 
     spec = tmp_path / "sweep.yaml"
-    spec.write_text(yaml.safe_dump({"name": "s[bold]", "inventory": str(inventory), "runs": 5,
+    spec.write_text(yaml.safe_dump({"name": "s[bold]", "inventory": str(inventory), "runs": 5, "repeats": 1,
                                     "delegates": ["none", "gpu"],
                                     "models": [{"name": HOSTILE, "source": str(tiny_tflite)}]}))
     db = tmp_path / "farm.db"

@@ -63,7 +63,7 @@ def test_hostile_replies_fail_their_jobs_and_nothing_else(tmp_path, tiny_tflite)
     ]}))
     spec = tmp_path / "sweep.yaml"
     spec.write_text(yaml.safe_dump({"name": "hostile", "inventory": str(inventory), "delegates": ["none"],
-                                    "threads": sorted(FAULTS), "runs": 5, "max_reply_bytes": 1 << 20,
+                                    "threads": sorted(FAULTS), "runs": 5, "repeats": 1, "max_reply_bytes": 1 << 20,
                                     "models": [{"source": str(tiny_tflite)}]}))
     db = tmp_path / "farm.db"
     run = farm("sweep", "run", spec, "--db", db)

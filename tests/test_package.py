@@ -96,13 +96,14 @@ def test_installed_wheel_runs_a_sweep_exports_and_serves_the_dashboard_from_an_e
     sweep = subprocess.run([str(farm), "sweep", "run", "--model", "m.tflite", "--runs", "5", "--delegates",
                             "xnnpack,none"], cwd=work, capture_output=True, text=True, timeout=600, env=env_cache)
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr
-    assert "2 done" in sweep.stdout, sweep.stdout
+    assert "6 done" in sweep.stdout, sweep.stdout  # 2 configurations, 3 repeats each by default
 
     run(farm, "export", cwd=work)
     with open(work / "reports" / "m-local.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert sorted(row["delegate"] for row in rows) == ["none", "xnnpack"]
-    assert all(row["status"] == "done" and float(row["p50_ms"]) > 0 for row in rows), rows
+    assert sorted(row["delegate"] for row in rows) == ["none", "xnnpack"]  # a row per configuration
+    assert all(row["status"] == "done" and row["repeats"] == "3" for row in rows), rows
+    assert all(float(row["p50_ci_low_ms"]) <= float(row["p50_ms"]) <= float(row["p50_ci_high_ms"]) for row in rows)
 
     dashboard = Dashboard(work / "farm.db", tmp_path / "dashboard.log", farm_command=(str(farm),), cwd=work)
     try:

@@ -27,6 +27,13 @@ def test_product_of_all_axes():
     assert len({(j["variant_id"], j["delegate"], j["threads"], j["repeat"]) for j in jobs}) == len(jobs)
 
 
+def test_three_repeats_by_default_interleaved_across_configurations():
+    jobs = plan_jobs(spec(delegates=["xnnpack", "none"]), [PI], [FP32, INT8])
+    order = [(j["repeat"], j["variant_id"], j["delegate"]) for j in jobs]
+    # A B C D A B C D A B C D: each repeat runs every configuration before the next repeat starts.
+    assert order == [(r, v, d) for r in range(3) for v in (1, 2) for d in ("xnnpack", "none")]
+
+
 @pytest.mark.parametrize(
     "device, variant, delegate, reason",
     [
@@ -40,7 +47,7 @@ def test_product_of_all_axes():
 )
 def test_impossible_combinations_are_skipped_with_reason(device, variant, delegate, reason):
     assert reason in skip_reason(device, variant, delegate)
-    (job,) = plan_jobs(spec(delegates=[delegate]), [device], [variant])
+    (job,) = plan_jobs(spec(delegates=[delegate], repeats=1), [device], [variant])
     assert job["state"] == "skipped" and reason in job["error"]
 
 

@@ -70,6 +70,7 @@ def test_a_job_over_its_timeout_fails_with_the_reason_and_the_lane_goes_on(tmp_p
         "inventory": [str(REPO / "inventory" / "local.yaml")],
         "models": [{"source": str(digits_dir / "digits.keras")}],
         "threads": [1, 2],
+        "repeats": 1,
         "min_secs": 60,  # each job would measure for a minute...
         "timeout_s": 3,  # ...but may take 3 s
     }))
@@ -121,7 +122,7 @@ def test_a_phone_log_without_percentiles_is_still_a_result(tmp_path, digits_dir)
     phone = {"name": "old-phone", "kind": "android", "serial": "s", "delegates": ["none"],
              "binaries": {"armeabi-v7a": "benchmark_model"}}
     (tmp_path / "inventory.yaml").write_text(yaml.safe_dump({"devices": [phone]}))
-    spec = parse_spec({"name": "old", "inventory": [str(tmp_path / "inventory.yaml")], "delegates": ["none"],
+    spec = parse_spec({"name": "old", "inventory": [str(tmp_path / "inventory.yaml")], "delegates": ["none"], "repeats": 1,
                        "models": [{"source": str(digits_dir / "digits.keras")}]}, "test").resolve(tmp_path)
     store = Store(tmp_path / "farm.db")
     sweep = create_sweep(store, spec, "test", log=lambda line: None)

@@ -30,7 +30,8 @@ def lab(tmp_path, ssh_fleet=None):
 def spec(tmp_path, name, inventory, model, **overrides):
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump({"name": name, "inventory": [str(inventory)], "models": [{"source": str(model)}],
-                                    "delegates": ["none"], "runs": 5, "warmup_runs": 0, **overrides}))
+                                    "delegates": ["none"], "runs": 5, "warmup_runs": 0, "repeats": 1,
+                                    **overrides}))
     return path
 
 

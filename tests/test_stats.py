@@ -1,4 +1,5 @@
 """The math of a benchmark, checked with plain numbers."""
+import numpy as np
 import pytest
 
 from farm.stats import accuracy, agreement, summarize
@@ -32,3 +33,25 @@ def test_accuracy_and_agreement():
     assert agreement([1, 2], [1, 2, 3]) is None
     with pytest.raises(ValueError):
         accuracy([1], [1, 2])
+
+
+def test_trial_intervals_carry_the_variance_between_trials():
+    from farm.stats import trial_intervals
+
+    rng = np.random.default_rng(7)
+    same = [rng.normal(500, 20, 200) for _ in range(3)]
+    apart = [rng.normal(500 + shift, 20, 200) for shift in (-40, 0, 40)]
+    (estimate, low, high), (_, low_apart, high_apart) = trial_intervals(same)[50], trial_intervals(apart)[50]
+    assert low < estimate < high and abs(estimate - 0.5) < 0.01
+    # Trials that disagree widen the interval: it is about runs, not about samples inside one run.
+    assert (high_apart - low_apart) > 3 * (high - low)
+    # Seeded: the same trials give the same interval.
+    assert trial_intervals(same)[90] == trial_intervals(same)[90]
+
+
+def test_interval_over_trials_needs_two():
+    from farm.stats import interval_over_trials
+
+    assert interval_over_trials([2.0]) == (2.0, None, None)
+    estimate, low, high = interval_over_trials([1.0, 1.1, 0.9, 1.05])
+    assert low <= estimate <= high and 0.9 <= low and high <= 1.1

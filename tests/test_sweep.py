@@ -22,6 +22,7 @@ def write_spec(path, digits_dir, **overrides):
         "delegates": ["xnnpack", "none"],
         "threads": [1, 2],
         "runs": RUNS,
+        "repeats": 1,
         "warmup_runs": 3,
         **overrides,
     }

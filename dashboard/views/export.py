@@ -10,7 +10,7 @@ from farm.dashboard.plain import md
 selection = filters.current()
 name = selection.sweep["name"]
 st.title("Export")
-st.markdown(f"Sweep **{md(name)}**: a row per job, as farm export writes it to reports/{md(name)}-DEVICE.csv. "
+st.markdown(f"Sweep **{md(name)}**: a row per configuration (its repeats pooled, with 95% intervals), as farm export writes it to reports/{md(name)}-DEVICE.csv. "
             "The model, variant and delegate filters do not apply to the file.")
 if selection.sweep["state"] == "running":
     st.info("This sweep is still running: the file has the jobs as they stand now.", icon=":material/sync:")

@@ -30,6 +30,7 @@ def spec_from_args(args):
 def run_and_report(store, sweep, wait: bool = True) -> int:
     """Run a recorded sweep with a live display, print its results; 0 when every job ran, 1 when some failed."""
     from farm.progress import SweepDisplay, make_console, results_table
+    from farm.report import configurations
     from farm.sweep import run_sweep
 
     console = make_console()
@@ -40,7 +41,7 @@ def run_and_report(store, sweep, wait: bool = True) -> int:
     except KeyboardInterrupt:
         print(f"farm: interrupted; continue with: farm sweep resume {sweep.name}", file=sys.stderr)
         return 130
-    console.print(results_table(store.report(sweep.id), f"sweep {sweep.name}"))
+    console.print(results_table(configurations(store, sweep.id), f"sweep {sweep.name}"))
     counts = runner.counts
     uploaded = sum(runner.bytes_uploaded.values())
     console.print(f"sweep {sweep.name}: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n)

@@ -95,7 +95,8 @@ def spec_file(tmp_path, digits_dir, inventory, name="phones", with_eval=True, **
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump({
         "name": name, "inventory": [str(inventory)], "models": [model],
-        "delegates": ["xnnpack", "gpu"], "runs": 10, "warmup_runs": 2, "eval_limit": 10, **overrides}))
+        "delegates": ["xnnpack", "gpu"], "runs": 10, "warmup_runs": 2, "eval_limit": 10, "repeats": 1,
+        **overrides}))
     return path
 
 

@@ -35,6 +35,7 @@ def sweep_spec(tmp_path: Path, digits_dir: Path, lab: Path, name: str = "boards"
         "delegates": ["xnnpack"],
         "runs": RUNS,
         "warmup_runs": 2,
+        "repeats": 1,
         **overrides,
     }
     path = tmp_path / f"{name}.yaml"
