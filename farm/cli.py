@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from farm import __version__
-from farm.commands import convert, dashboard, demo, export, inventory, provision, sweep
+from farm.commands import compare, convert, dashboard, demo, export, inventory, provision, sweep
 from farm.errors import FarmError
 
 DEFAULT_DB = "farm.db"
@@ -26,6 +26,11 @@ def _ints(value: str) -> list[int]:
 def with_no_wait(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--no-wait", dest="wait", action="store_false",
                         help="fail the jobs of a device another sweep holds, instead of waiting for it")
+    return parser
+
+
+def with_json(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout (for CI), the rest on stderr")
     return parser
 
 
@@ -104,18 +109,36 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runs", type=int, help="measured runs per job (default: 50)")
     run.add_argument("--warmup-runs", dest="warmup_runs", type=int, help="warmup runs per job (default: 5)")
     run.add_argument("--min-secs", dest="min_secs", type=float, help="keep measuring at least this long (default: 0)")
-    with_no_wait(run).set_defaults(func=sweep.run)
+    with_json(with_no_wait(run)).set_defaults(func=sweep.run)
     status = with_db(sweep_commands.add_parser("status", help="job counts of every sweep, or of one with its failures"))
     status.add_argument("sweep", nargs="?", help="sweep name")
-    status.set_defaults(func=sweep.status)
+    with_json(status).set_defaults(func=sweep.status)
     resume = with_db(sweep_commands.add_parser("resume", help="run what is left of a sweep (after a crash or Ctrl-C)"))
     resume.add_argument("sweep", help="sweep name")
-    with_no_wait(resume).set_defaults(func=sweep.resume)
+    with_json(with_no_wait(resume)).set_defaults(func=sweep.resume)
 
     export_parser = with_db(commands.add_parser("export", help="write a CSV report per device"))
     export_parser.add_argument("--sweep", help="sweep name (default: the newest)")
     export_parser.add_argument("--out", default="reports", help="output folder (default: reports/)")
     export_parser.set_defaults(func=export.export)
+
+    compare_parser = with_db(commands.add_parser(
+        "compare", help="compare two sweeps, or a sweep with its history; exit 3 on a regression (for CI)",
+        description="Per configuration: the change in median latency over the repeats with its 95%% interval, "
+                    "Welch's and Mann-Whitney's p, and the accuracy change. Exit 0: nothing regressed; 3: a "
+                    "configuration is worse beyond a threshold and significantly so; 2: bad input."))
+    compare_parser.add_argument("sweeps", nargs="*", metavar="SWEEP",
+                                help="BASELINE CANDIDATE; with --history, the candidate only (default: the newest)")
+    compare_parser.add_argument("--history", type=int, metavar="N",
+                                help="baseline: each configuration's last N finished sweeps before the candidate")
+    compare_parser.add_argument("--max-slowdown", dest="max_slowdown", metavar="PCT",
+                                help="fail (exit 3) on a significant slowdown beyond this, e.g. 5%%")
+    compare_parser.add_argument("--max-accuracy-drop", dest="max_accuracy_drop", metavar="X",
+                                help="fail (exit 3) on a significant top-1 drop beyond this, e.g. 0.01")
+    output = compare_parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON")
+    output.add_argument("--markdown", action="store_true", help="print a markdown table (a CI comment)")
+    compare_parser.set_defaults(func=compare.compare)
 
     dashboard_parser = with_db(commands.add_parser("dashboard",
                                                    help="browse the store in a Streamlit dashboard (read-only)"))

@@ -75,10 +75,11 @@ class SweepDisplay:
         return Group(header, ProgressBar(total=max(self.total, 1), completed=self.finished, width=60), table)
 
 
-def make_console() -> Console:
-    """A console for farm's output: the terminal's width, or a wide fixed one for logs and pipes (no folded rows)."""
-    plain = Console()
-    return plain if plain.is_terminal else Console(width=200)
+def make_console(stderr: bool = False) -> Console:
+    """A console for farm's output: the terminal's width, or a wide fixed one for logs and pipes (no folded rows).
+    On stderr when stdout carries something a program reads (--json)."""
+    plain = Console(stderr=stderr)
+    return plain if plain.is_terminal else Console(width=200, stderr=stderr)
 
 
 def results_table(rows: list[dict], title: str) -> Table:

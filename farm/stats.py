@@ -1,6 +1,8 @@
 """The math of a benchmark, kept apart from I/O so that it can be tested with plain numbers."""
 from __future__ import annotations
 
+import itertools
+import math
 from typing import Sequence
 
 import numpy as np
@@ -93,3 +95,88 @@ def interval_over_trials(values: Sequence[float], rounds: int = BOOTSTRAP_ROUNDS
     medians = np.median(values[rng.integers(0, values.size, (rounds, values.size))], axis=1)
     low, high = np.percentile(medians, [2.5, 97.5])
     return float(np.median(values)), float(low), float(high)
+
+
+# --- tests on a handful of trials (no SciPy at run time) -------------------------------------------------------------
+
+
+def normal_sf(z: float) -> float:
+    """P(Z > z) for a standard normal Z."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), by its continued fraction (Lentz's method)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    if x > (a + 1.0) / (a + b + 2.0):  # the fraction converges fast only on this side
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, 500):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            result *= c * d
+        if abs(c * d - 1.0) < 1e-14:
+            break
+    return front * result
+
+
+def t_sf(t: float, df: float) -> float:
+    """P(T > t) for Student's t with `df` degrees of freedom."""
+    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+    return tail if t >= 0 else 1.0 - tail
+
+
+def t_ppf(q: float, df: float) -> float:
+    """The t with P(T <= t) = q, by bisection (q in (0, 1))."""
+    low, high = -1e3, 1e3
+    for _ in range(200):
+        middle = (low + high) / 2.0
+        if 1.0 - t_sf(middle, df) < q:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2.0
+
+
+def mann_whitney_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided Mann-Whitney p of `a` against `b`: exact (every assignment of the pooled ranks, ties as mid-ranks)
+    for up to 20 values in all, the normal approximation with tie correction beyond."""
+    a, b = list(a), list(b)
+    n1, n2 = len(a), len(b)
+    if not n1 or not n2:
+        raise ValueError("Mann-Whitney needs values on both sides")
+    ranks = _midranks(a + b)
+    mean = n1 * (n1 + n2 + 1) / 2.0
+    observed = abs(sum(ranks[:n1]) - mean)
+    if n1 + n2 <= 20:
+        sums = [sum(ranks[i] for i in chosen) for chosen in itertools.combinations(range(n1 + n2), n1)]
+        return sum(1 for s in sums if abs(s - mean) >= observed - 1e-9) / len(sums)
+    n = n1 + n2
+    counts = np.unique(np.asarray(a + b), return_counts=True)[1]
+    variance = n1 * n2 / 12.0 * ((n + 1) - float(np.sum(counts ** 3 - counts)) / (n * (n - 1)))
+    return min(1.0, 2 * normal_sf(max(observed - 0.5, 0.0) / math.sqrt(variance))) if variance > 0 else 1.0
+
+
+def _midranks(values: Sequence[float]) -> list[float]:
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return ranks

@@ -1,6 +1,7 @@
 """`farm sweep`: run, resume and follow sweeps."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -27,13 +28,14 @@ def spec_from_args(args):
     return parse_spec(raw, "command line").resolve(Path.cwd()), "command line"
 
 
-def run_and_report(store, sweep, wait: bool = True) -> int:
-    """Run a recorded sweep with a live display, print its results; 0 when every job ran, 1 when some failed."""
+def run_and_report(store, sweep, wait: bool = True, as_json: bool = False) -> int:
+    """Run a recorded sweep with a live display, print its results; 0 when every job ran, 1 when some failed.
+    With `as_json`, the display goes to stderr and stdout gets one JSON summary, for CI."""
     from farm.progress import SweepDisplay, make_console, results_table
     from farm.report import configurations
     from farm.sweep import run_sweep
 
-    console = make_console()
+    console = make_console(stderr=as_json)
     counts = store.counts(sweep.id)
     try:
         with SweepDisplay(sweep.name, counts, console) as display:
@@ -41,23 +43,32 @@ def run_and_report(store, sweep, wait: bool = True) -> int:
     except KeyboardInterrupt:
         print(f"farm: interrupted; continue with: farm sweep resume {sweep.name}", file=sys.stderr)
         return 130
-    console.print(results_table(configurations(store, sweep.id), f"sweep {sweep.name}"))
+    rows = configurations(store, sweep.id)
     counts = runner.counts
+    code = 0 if counts["failed"] == 0 else 1
     uploaded = sum(runner.bytes_uploaded.values())
+    if as_json:
+        print(json.dumps({"sweep": sweep.name, "store": store.url, "exit_code": code, "counts": counts,
+                          "bytes_uploaded": uploaded, "configurations": rows}, indent=2))
+        return code
+    console.print(results_table(rows, f"sweep {sweep.name}"))
     console.print(f"sweep {sweep.name}: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n)
                   + f"; {uploaded} bytes uploaded to devices", markup=False, highlight=False)
-    return 0 if counts["failed"] == 0 else 1
+    return code
 
 
 def run(args) -> int:
     from farm.store import Store
     from farm.sweep import create_sweep
 
+    def say(line: str) -> None:  # on stderr when stdout is the JSON summary
+        print(line, file=sys.stderr if args.json else sys.stdout)
+
     spec, where = spec_from_args(args)
     store = Store(args.db)
-    sweep = create_sweep(store, spec, where, name=args.name if args.spec else None)
-    print(f"sweep {sweep.name}: {sum(store.counts(sweep.id).values())} jobs recorded in {args.db}")
-    return run_and_report(store, sweep, args.wait)
+    sweep = create_sweep(store, spec, where, name=args.name if args.spec else None, log=say)
+    say(f"sweep {sweep.name}: {sum(store.counts(sweep.id).values())} jobs recorded in {args.db}")
+    return run_and_report(store, sweep, args.wait, args.json)
 
 
 def resume(args) -> int:
@@ -65,7 +76,7 @@ def resume(args) -> int:
 
     store = Store(args.db, create=False)
     sweep = store.sweep(args.sweep)
-    return run_and_report(store, sweep, args.wait)
+    return run_and_report(store, sweep, args.wait, args.json)
 
 
 def status(args) -> int:
@@ -80,14 +91,24 @@ def status(args) -> int:
     table = plain_table(f"sweeps in {args.db}", title_justify="left")
     for column in ("sweep", "state", "created", "pending", "running", "done", "failed", "skipped", "driven by"):
         table.add_column(column)
+    rows = []
     for sweep in sweeps:
         counts = store.counts(sweep.id)
         driver = held.get(sweep_lease(sweep.name))
         # A sweep is running only while a live coordinator drives it; else it was interrupted (its driver died).
         state = "interrupted" if sweep.state == "running" and driver is None else sweep.state
+        rows.append((sweep.name, state))
         add_plain_row(table, sweep.name, state, f"{sweep.created:%Y-%m-%d %H:%M}",
                       *(str(counts[s]) for s in ("pending", "running", "done", "failed", "skipped")),
                       f"pid {driver.pid} on {driver.host}" if driver else "-")
+    if args.json:
+        print(json.dumps({
+            "sweeps": [{"sweep": sweep.name, "state": state, "created": sweep.created.isoformat(),
+                        "counts": store.counts(sweep.id), "driven_by": _holder(held.get(sweep_lease(sweep.name)))}
+                       for sweep, (_, state) in zip(sweeps, rows)],
+            "devices_held": {name.removeprefix("device:"): _holder(holder)
+                             for name, holder in sorted(held.items()) if name.startswith("device:")}}, indent=2))
+        return 0
     console = make_console()
     console.print(table)
     for name, holder in sorted(held.items()):
@@ -99,3 +120,8 @@ def status(args) -> int:
                 console.print(f"  {row['status']}: {row['device']} {row['model']} {row['variant']} {row['delegate']} "
                               f"t{row['threads']}: {row['error']}", markup=False, highlight=False, soft_wrap=True)
     return 0
+
+
+def _holder(holder) -> dict | None:
+    return None if holder is None else {"sweep": holder.sweep, "pid": holder.pid, "host": holder.host,
+                                        "since": holder.since.isoformat()}
