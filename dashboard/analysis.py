@@ -1,7 +1,7 @@
 """The dashboard's math, apart from Streamlit and SQL so that it can be tested with plain numbers.
 
-Pareto fronts of latency against accuracy, the Mann-Whitney U test on raw latency samples, the verdict on a change
-between two sweeps (beyond noise or not), box-plot statistics and the temperature a device reported around a job.
+Pareto fronts of latency against accuracy, box-plot statistics and the temperature a device reported around a job.
+(Whether two sweeps differ is farm.compare's, as for `farm compare`.)
 """
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ import math
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
-# A change between two sweeps is flagged when the samples differ (two-sided p below ALPHA) *and* the median moved by at
-# least MIN_CHANGE: with hundreds of samples a 0.5 % shift can be significant and still be of no interest to anyone.
-ALPHA = 0.01
+# A change between two sweeps is flagged when the repeats differ (farm.compare) *and* the median moved by at least
+# MIN_CHANGE: a small shift can be significant and still be of no interest to anyone.
 MIN_CHANGE = 0.02
 
 
@@ -40,103 +38,6 @@ def pareto_front(latency: Sequence[float], accuracy: Sequence[float]) -> np.ndar
             best_faster = best_here
         i = j
     return on_front
-
-
-def mann_whitney_rows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mann-Whitney U of each row of `a` against the same row of `b`, and its two-sided p-value.
-
-    `a` is (k, n1) and `b` is (k, n2). The p-value is the normal approximation with the tie correction and the
-    continuity correction (scipy's mannwhitneyu(method="asymptotic")); it is fine from about 20 samples a side.
-    """
-    a = np.atleast_2d(np.asarray(a, dtype=np.float64))
-    b = np.atleast_2d(np.asarray(b, dtype=np.float64))
-    k, n1 = a.shape
-    n2 = b.shape[1]
-    if b.shape[0] != k or n1 == 0 or n2 == 0:
-        raise ValueError(f"cannot compare samples of shapes {a.shape} and {b.shape}")
-    n = n1 + n2
-    both = np.concatenate([a, b], axis=1)
-    order = np.argsort(both, axis=1, kind="stable")
-    ordered = np.take_along_axis(both, order, axis=1)
-
-    # Runs of equal values (ties), numbered across the whole matrix; a row always starts a new run.
-    new_run = np.ones((k, n), dtype=bool)
-    new_run[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    run = np.cumsum(new_run.ravel()) - 1
-    starts = np.flatnonzero(new_run.ravel())
-    sizes = np.diff(np.append(starts, k * n))
-    first_rank = starts % n + 1  # 1-based rank of a run's first member within its row
-    mean_rank = first_rank + (sizes - 1) / 2.0
-    ranks = mean_rank[run].reshape(k, n)
-
-    rank_sum_a = np.where(order < n1, ranks, 0.0).sum(axis=1)
-    u = rank_sum_a - n1 * (n1 + 1) / 2.0
-    ties = np.bincount(starts // n, weights=sizes.astype(np.float64) ** 3 - sizes, minlength=k)
-    mean = n1 * n2 / 2.0
-    variance = n1 * n2 / 12.0 * ((n + 1) - ties / (n * (n - 1))) if n > 1 else np.zeros(k)
-    sd = np.sqrt(np.maximum(variance, 0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(sd > 0, (np.abs(u - mean) - 0.5) / sd, 0.0)
-    p = np.array([min(1.0, math.erfc(max(value, 0.0) / math.sqrt(2.0))) for value in z])
-    return u, p
-
-
-def mann_whitney(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """Mann-Whitney U of `a` against `b` and its two-sided p-value (normal approximation, as mann_whitney_rows)."""
-    u, p = mann_whitney_rows(np.asarray(a, dtype=np.float64)[None, :], np.asarray(b, dtype=np.float64)[None, :])
-    return float(u[0]), float(p[0])
-
-
-def mann_whitney_many(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
-    """Two-sided p-values of many pairs of samples of any sizes, batched by size for speed."""
-    if len(a) != len(b):
-        raise ValueError(f"{len(a)} sample sets against {len(b)}")
-    p = np.full(len(a), np.nan)
-    by_size: dict[tuple[int, int], list[int]] = {}
-    for i, (x, y) in enumerate(zip(a, b)):
-        if len(x) and len(y):
-            by_size.setdefault((len(x), len(y)), []).append(i)
-    for rows in by_size.values():
-        _, p[rows] = mann_whitney_rows(np.stack([a[i] for i in rows]), np.stack([b[i] for i in rows]))
-    return p
-
-
-def change_verdicts(relative_change: Sequence[float], p: Sequence[float], alpha: float = ALPHA,
-                    min_change: float = MIN_CHANGE) -> np.ndarray:
-    """'slower', 'faster' or 'noise' for each change of median latency (B / A - 1) given its test's p-value."""
-    change = np.asarray(relative_change, dtype=np.float64)
-    p = np.asarray(p, dtype=np.float64)
-    real = (p < alpha) & (np.abs(change) >= min_change)
-    return np.where(real & (change > 0), "slower", np.where(real & (change < 0), "faster", "noise"))
-
-
-def compare_samples(a: pd.DataFrame, b: pd.DataFrame, keys: list[str], alpha: float = ALPHA,
-                    min_change: float = MIN_CHANGE) -> pd.DataFrame:
-    """Per key, sweep A's and B's median latency, B's relative change, the test's p-value and the verdict.
-
-    `a` and `b` hold the key columns and `samples_ms` (an array per result); repeats of a key are pooled. Keys found in
-    only one of the two get the verdict 'only in A' or 'only in B'.
-    """
-    a, b = _pooled(a, keys), _pooled(b, keys)
-    pairs = a.merge(b, on=keys, how="outer", suffixes=("_a", "_b"), indicator=True)
-    both = (pairs["_merge"] == "both").to_numpy()
-    median = {side: np.array([np.median(x) if isinstance(x, np.ndarray) and x.size else np.nan
-                              for x in pairs[f"samples_ms_{side}"]]) for side in ("a", "b")}
-    p = np.full(len(pairs), np.nan)
-    p[both] = mann_whitney_many(list(pairs.loc[both, "samples_ms_a"]), list(pairs.loc[both, "samples_ms_b"]))
-    change = median["b"] / median["a"] - 1.0
-    verdict = np.where(both, change_verdicts(change, np.where(both, p, 1.0), alpha, min_change),
-                       np.where(pairs["_merge"] == "left_only", "only in A", "only in B"))
-    return pairs[keys].assign(
-        runs_a=[x.size if isinstance(x, np.ndarray) else 0 for x in pairs["samples_ms_a"]],
-        runs_b=[x.size if isinstance(x, np.ndarray) else 0 for x in pairs["samples_ms_b"]],
-        median_a=median["a"], median_b=median["b"], change=change, p=p, verdict=verdict)
-
-
-def _pooled(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    if not frame.duplicated(keys).any():
-        return frame[[*keys, "samples_ms"]]
-    return frame.groupby(keys, sort=False)["samples_ms"].agg(lambda s: np.concatenate(list(s))).reset_index()
 
 
 def box_stats(samples: Sequence[float]) -> dict[str, float]:

@@ -109,6 +109,21 @@ def temperatures(results: pd.DataFrame) -> go.Figure:
     return figure
 
 
+def intervals(rows: pd.DataFrame) -> go.Figure:
+    """Each configuration's p50 with the error bar of its 95% interval over the repeats."""
+    rows = _plain(rows, "config")
+    figure = go.Figure(go.Scatter(
+        x=rows["p50_ms"], y=rows["config"], mode="markers", marker={"size": 9},
+        error_x={"type": "data", "symmetric": False, "array": rows["p50_ci_high_ms"] - rows["p50_ms"],
+                 "arrayminus": rows["p50_ms"] - rows["p50_ci_low_ms"]},
+        customdata=rows[["p50_ci_low_ms", "p50_ci_high_ms", "repeats"]],
+        hovertemplate="%{y}<br>p50 %{x:.4g} ms (95%: %{customdata[0]:.4g} – %{customdata[1]:.4g}, "
+                      "%{customdata[2]} repeats)<extra></extra>"))
+    figure.update_layout(height=_tall(len(rows), 120), margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                         xaxis_title="p50 latency (ms)", yaxis={"autorange": "reversed", "type": "category"})
+    return figure
+
+
 def changes(pairs: pd.DataFrame) -> go.Figure:
     """Change of median latency per configuration, coloured by whether it is beyond noise."""
     figure = go.Figure()

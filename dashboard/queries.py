@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from farm import export
+from farm import export, report
+from farm.compare import Trials, trials_of
 from farm.dashboard.analysis import hottest
 from farm.store import Filters, Store
 
@@ -107,6 +108,25 @@ def latency_samples(db: str, sweep_id: int, filters: Filters, device: str | None
     frame = open_store(db).latency_samples(sweep_id, filters, device)
     frame["samples_ms"] = [np.asarray(value, dtype=np.float64) / 1000.0 for value in frame.pop("latency_us")]
     return frame
+
+
+@st.cache_data(ttl=RESULTS_TTL, show_spinner=False)
+def configurations(db: str, sweep_id: int, device: str, filters: Filters) -> pd.DataFrame:
+    """One device's configurations in a sweep, repeats pooled: percentiles with 95% intervals, flags (farm.report)."""
+    rows = [row for row in report.configurations(open_store(db), sweep_id, device) if row["repeats"]
+            and all(values is None or row[field] in values for field, values in
+                    (("model", filters.models), ("variant", filters.variants), ("delegate", filters.delegates)))]
+    return pd.DataFrame(rows)
+
+
+@st.cache_data(ttl=RESULTS_TTL, show_spinner=False)
+def trials(db: str, sweep_id: int, filters: Filters) -> dict[tuple, Trials]:
+    """Per configuration (device, model, variant, delegate, threads) of a sweep: each done repeat's median latency and
+    the eval scores, the units `farm compare` tests on."""
+    chosen = {"device": filters.devices, "model": filters.models, "variant": filters.variants,
+              "delegate": filters.delegates}
+    return {key: found for key, found in trials_of(open_store(db), [sweep_id]).items()
+            if all(values is None or key[i] in values for i, values in enumerate(chosen.values()))}
 
 
 @st.cache_data(ttl=RESULTS_TTL, show_spinner=False)

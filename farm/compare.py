@@ -78,17 +78,14 @@ def trials_of(store: Store, sweep_ids: list[int], per_configuration: int | None 
 
 
 def compare(baseline: dict[tuple, Trials], candidate: dict[tuple, Trials], max_slowdown: float | None,
-            max_accuracy_drop: float | None) -> list[Change]:
+            max_accuracy_drop: float | None, alpha: float = ALPHA) -> list[Change]:
     """Every configuration the candidate has, against the baseline's."""
-    changes = []
-    for key in sorted(candidate, key=str):
-        base, cand = baseline.get(key), candidate[key]
-        changes.append(_change(key, base, cand, max_slowdown, max_accuracy_drop))
-    return changes
+    return [_change(key, baseline.get(key), candidate[key], max_slowdown, max_accuracy_drop, alpha)
+            for key in sorted(candidate, key=str)]
 
 
 def _change(key: tuple, base: Trials | None, cand: Trials, max_slowdown: float | None,
-            max_accuracy_drop: float | None) -> Change:
+            max_accuracy_drop: float | None, alpha: float) -> Change:
     fields = dict(zip(KEY, key))
     candidate_ms = _geomean(cand.medians)
     if base is None:
@@ -103,7 +100,7 @@ def _change(key: tuple, base: Trials | None, cand: Trials, max_slowdown: float |
         se = math.sqrt(va + vb)
         if se > 0:
             df = (va + vb) ** 2 / ((va ** 2 / (len(a) - 1) if va else 0) + (vb ** 2 / (len(b) - 1) if vb else 0))
-            t = t_ppf(1 - ALPHA / 2, df)
+            t = t_ppf(1 - alpha / 2, df)
             low, high = math.exp(b.mean() - a.mean() - t * se) - 1, math.exp(b.mean() - a.mean() + t * se) - 1
             p_welch = 2 * t_sf(abs(b.mean() - a.mean()) / se, df)
         else:  # identical repeats on both sides: no spread to test against
@@ -118,11 +115,11 @@ def _change(key: tuple, base: Trials | None, cand: Trials, max_slowdown: float |
         se = math.sqrt(pooled * (1 - pooled) * (1 / base.scored + 1 / cand.scored))
         p_accuracy = 2 * normal_sf(abs(accuracy_change) / se) if se > 0 else (
             1.0 if accuracy_change == 0 else 0.0)
-    significant = p_welch is not None and p_welch < ALPHA
+    significant = p_welch is not None and p_welch < alpha
     slower = significant and low is not None and low > 0
     faster = significant and high is not None and high < 0
     less_accurate = (accuracy_change is not None and accuracy_change < 0 and p_accuracy is not None
-                     and p_accuracy < ALPHA)
+                     and p_accuracy < alpha)
     regressed = bool((slower and max_slowdown is not None and change > max_slowdown)
                      or (less_accurate and max_accuracy_drop is not None and -accuracy_change > max_accuracy_drop))
     if p_welch is None:

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import yaml
-from conftest import REPO, farm
+from conftest import farm
 from test_store import FakeVariantRecord
 
 from farm.compare import Trials, compare

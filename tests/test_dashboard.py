@@ -67,6 +67,7 @@ FRONT_ON_PI = {("digits", "int8"), ("digits", "fp32"), ("mnv2", "int8"), ("mnv2"
 FAILED_REASON = "delegate not applied: gpu took 0 of 65 nodes"
 SKIPPED_REASON = "device pi4 offers no edgetpu delegate"
 RUNS = 101
+REPEATS = 3  # the finished sweeps' repeats of each configuration; the live one has one
 
 
 def samples_around(median_ms: float, rng: np.random.Generator | None = None) -> list[float]:
@@ -91,8 +92,8 @@ def shown(table) -> pd.DataFrame:
 
 
 def seed_store(path: Path | str) -> dict:
-    """Three sweeps on three devices: `baseline` and `candidate` done (pi4's mnv2 fp32 2x slower in candidate), and
-    `live` still running. Returns what the pages should show."""
+    """Three sweeps on three devices: `baseline` and `candidate` done, 3 repeats each (pi4's mnv2 fp32 2x slower in
+    candidate), and `live` still running. Returns what the pages should show."""
     store = Store(path)
     for name, kind, tags, delegates in (("pi4", "linux", ["pi", "arm64"], ["xnnpack", "none"]),
                                         ("local", "local", ["x86"], ["xnnpack", "none"]),
@@ -104,8 +105,8 @@ def seed_store(path: Path | str) -> dict:
            for i, (key, (size, _, _)) in enumerate(VARIANTS.items())}
     labels = list(range(10)) * 2
 
-    def job(device, key, delegate="xnnpack", **extra):
-        return {"device": device, "variant_id": ids[key], "delegate": delegate, "threads": 1, "repeat": 0, **extra}
+    def job(device, key, delegate="xnnpack", repeat=0, **extra):
+        return {"device": device, "variant_id": ids[key], "delegate": delegate, "threads": 1, "repeat": repeat, **extra}
 
     def finish(store, job_row, key, latency_ms, samples):
         size, _, accuracy = VARIANTS[key]
@@ -122,9 +123,11 @@ def seed_store(path: Path | str) -> dict:
     expected = {"samples": {}}
     for sweep_name, seed in (("baseline", 1), ("candidate", 2)):
         rng = np.random.default_rng(seed)
-        jobs = [job(d, key) for d in ("pi4", "local") for key in VARIANTS]
-        jobs.append(job("orin", ("mnv2", "fp32"), "gpu"))
-        jobs.append(job("pi4", ("mnv2", "int8"), "edgetpu", state="skipped", error=SKIPPED_REASON))
+        jobs = []
+        for repeat in range(REPEATS):  # interleaved, as a plan orders them
+            jobs += [job(d, key, repeat=repeat) for d in ("pi4", "local") for key in VARIANTS]
+            jobs.append(job("orin", ("mnv2", "fp32"), "gpu", repeat=repeat))
+            jobs.append(job("pi4", ("mnv2", "int8"), "edgetpu", repeat=repeat, state="skipped", error=SKIPPED_REASON))
         sweep = store.create_sweep(sweep_name, {"name": sweep_name}, jobs)
         store.set_sweep_state(sweep.id, "running")
         for row in store.jobs(sweep.id, ("pending",)):
@@ -139,7 +142,7 @@ def seed_store(path: Path | str) -> dict:
                 latency *= 2.0  # the regression the Compare page must flag
             exact = row.device == "pi4"  # pi4's medians are exact; local's are drawn from one distribution per key
             samples = samples_around(latency, None if exact else rng)
-            expected["samples"][(sweep_name, row.device, key)] = samples
+            expected["samples"].setdefault((sweep_name, row.device, key), []).append(samples)  # one list per repeat
             finish(store, row, key, latency, samples)
         store.update_agreement(sweep.id)
         store.set_sweep_state(sweep.id, "done")
@@ -174,64 +177,6 @@ def test_pareto_front_keeps_only_undominated_points():
     # Identical points do not dominate each other; an equally fast but less accurate point is dominated.
     assert analysis.pareto_front([1, 1, 1], [.5, .5, .4]).tolist() == [True, True, False]
     assert analysis.pareto_front([], []).tolist() == []
-
-
-def test_mann_whitney_by_hand():
-    # a = [1, 2], b = [3, 4]: every a is below every b, so U(a) = 0; n1 = n2 = 2, mean 2, sd sqrt(4 * 5 / 12).
-    u, p = analysis.mann_whitney([1, 2], [3, 4])
-    assert u == 0.0
-    z = (2 - 0.5) / np.sqrt(4 * 5 / 12)
-    assert p == pytest.approx(float(__import__("math").erfc(z / np.sqrt(2))))
-    # Ties share their mean rank: [1, 2, 2] against [2, 3] gives ranks 1, 3, 3 | 3, 5, so U(a) = 7 - 6 = 1.
-    assert analysis.mann_whitney([1, 2, 2], [2, 3])[0] == 1.0
-    # All equal: no evidence of a difference.
-    assert analysis.mann_whitney([5, 5, 5], [5, 5])[1] == 1.0
-
-
-def test_mann_whitney_matches_scipy():
-    stats = pytest.importorskip("scipy.stats")
-    rng = np.random.default_rng(7)
-    for _ in range(100):
-        n1, n2 = rng.integers(2, 80, 2)
-        a, b = rng.integers(0, 9, n1).astype(float), rng.normal(4, 3, n2).round()
-        reference = stats.mannwhitneyu(a, b, method="asymptotic", use_continuity=True, alternative="two-sided")
-        u, p = analysis.mann_whitney(a, b)
-        assert u == pytest.approx(reference.statistic)
-        assert p == pytest.approx(reference.pvalue, rel=1e-9, abs=1e-12)
-
-
-def test_mann_whitney_many_equals_one_by_one():
-    rng = np.random.default_rng(3)
-    a = [rng.normal(10, 1, n) for n in (50, 50, 30, 1)]
-    b = [rng.normal(10.5, 1, n) for n in (50, 50, 60, 1)]
-    batched = analysis.mann_whitney_many(a, b)
-    assert batched == pytest.approx([analysis.mann_whitney(x, y)[1] for x, y in zip(a, b)])
-
-
-def test_change_verdicts_need_significance_and_size():
-    verdicts = analysis.change_verdicts([1.0, -0.5, 0.01, 0.5, np.nan], [1e-9, 1e-9, 1e-9, 0.2, np.nan])
-    assert verdicts.tolist() == ["slower", "faster", "noise", "noise", "noise"]
-
-
-def test_compare_samples_flags_a_2x_slowdown_and_not_noise():
-    rng = np.random.default_rng(11)
-    keys = ["config"]
-    a = pd.DataFrame({"config": ["slow", "same", "gone"],
-                      "samples_ms": [rng.normal(10, .3, 100), rng.normal(5, .2, 100), rng.normal(1, .1, 100)]})
-    b = pd.DataFrame({"config": ["slow", "same", "new"],
-                      "samples_ms": [rng.normal(20, .6, 100), rng.normal(5, .2, 100), rng.normal(1, .1, 100)]})
-    pairs = analysis.compare_samples(a, b, keys).set_index("config")
-    assert pairs.loc["slow", "verdict"] == "slower"
-    assert pairs.loc["slow", "change"] == pytest.approx(1.0, abs=0.05)
-    assert pairs.loc["same", "verdict"] == "noise"
-    assert pairs.loc["gone", "verdict"] == "only in A" and pairs.loc["new", "verdict"] == "only in B"
-
-
-def test_compare_samples_pools_repeats():
-    a = pd.DataFrame({"config": ["x", "x"], "samples_ms": [np.array([1.0, 2.0]), np.array([3.0])]})
-    b = pd.DataFrame({"config": ["x"], "samples_ms": [np.array([2.0, 3.0, 4.0])]})
-    pair = analysis.compare_samples(a, b, ["config"]).iloc[0]
-    assert (pair["runs_a"], pair["median_a"], pair["median_b"]) == (3, 2.0, 3.0)
 
 
 def test_box_stats_and_hottest_zone():
@@ -280,6 +225,8 @@ def figure(app, index: int = 0) -> list[dict]:
     def unpack(value):
         if isinstance(value, dict) and set(value) == {"dtype", "bdata"}:
             return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+        if isinstance(value, dict):  # error_x and the like hold packed arrays too
+            return {key: unpack(inner) for key, inner in value.items()}
         return value
 
     return [{key: unpack(value) for key, value in trace.items()}
@@ -294,19 +241,21 @@ def test_sweeps_page_counts_jobs_and_gives_reasons(seeded, monkeypatch):
     assert "Sweep live is still running:** 1 of 5 jobs finished, 1 running now, 3 pending" in texts(app)
     overview = app.dataframe[0].value.set_index("sweep")
     assert overview.loc["baseline", ["done", "failed", "skipped", "pending", "running", "jobs"]].tolist() == [
-        10, 1, 1, 0, 0, 12]
+        30, 3, 3, 0, 0, 36]
     assert overview.loc["live", ["done", "running", "pending"]].tolist() == [1, 1, 3]
     running = app.dataframe[1].value
     assert running[["device", "model", "variant"]].values.tolist() == [["pi4", "mnv2", "fp16"]]
 
     app.selectbox(key="sweep").set_value("baseline").run()
     assert {m.label: m.value for m in app.metric} == {
-        "done": "10", "failed": "1", "skipped": "1", "pending": "0", "running": "0"}
+        "done": "30", "failed": "3", "skipped": "3", "pending": "0", "running": "0"}
     reasons = shown(app.table[0])
     assert set(reasons["reason"]) == {FAILED_REASON, SKIPPED_REASON}
     problems = app.dataframe[1].value.set_index("state")
-    assert problems.loc["failed", "device"] == "orin" and problems.loc["failed", "reason"] == FAILED_REASON
-    assert problems.loc["skipped", "delegate"] == "edgetpu"
+    failed, skipped = problems.loc[["failed"]], problems.loc[["skipped"]]
+    assert len(failed) == len(skipped) == REPEATS and failed["repeat"].tolist() == list(range(REPEATS))
+    assert set(failed["device"]) == {"orin"} and set(failed["reason"]) == {FAILED_REASON}
+    assert set(skipped["delegate"]) == {"edgetpu"}
 
 
 def test_leaderboard_shows_the_known_figures(seeded, monkeypatch):
@@ -314,7 +263,7 @@ def test_leaderboard_shows_the_known_figures(seeded, monkeypatch):
     app = visit(open_app(db, monkeypatch, "baseline"), "leaderboard")
     board = app.dataframe[0].value
     assert board.loc["mnv2 · fp32 · xnnpack · 1 thr", "pi4"] == pytest.approx(40.0)
-    local = summarize(expected["samples"][("baseline", "local", ("mnv2", "int8"))])["p50_ms"]
+    local = np.mean([summarize(repeat)["p50_ms"] for repeat in expected["samples"][("baseline", "local", ("mnv2", "int8"))]])
     assert board.loc["mnv2 · int8 · xnnpack · 1 thr", "local"] == pytest.approx(local)
     assert board.index[0] == "digits · int8 · xnnpack · 1 thr"  # fastest first
     assert len(app.get("plotly_chart")) == 1
@@ -344,9 +293,10 @@ def test_tradeoffs_draw_the_pareto_front(seeded, monkeypatch):
     assert set(front["device"]) == {"pi4", "local"}  # a front per device
     app.selectbox(key="tradeoffs_scope").set_value("pi4").run()
     front = app.dataframe[0].value
-    assert front[["model", "variant", "p50 latency (ms)", "accuracy"]].values.tolist() == [
-        ["digits", "int8", 1.0, 0.80], ["digits", "fp32", 2.0, 0.85], ["mnv2", "int8", 15.0, 0.90],
-        ["mnv2", "fp16", 38.0, 0.92]]
+    assert front[["model", "variant"]].values.tolist() == [["digits", "int8"], ["digits", "fp32"], ["mnv2", "int8"],
+                                                           ["mnv2", "fp16"]]
+    assert front[["p50 latency (ms)", "accuracy"]].values.ravel().tolist() == pytest.approx(
+        [1.0, 0.80, 2.0, 0.85, 15.0, 0.90, 38.0, 0.92])  # means over the repeats
     fronts = [trace for trace in figure(app) if trace.get("name", "").startswith("Pareto front")]
     assert [trace["x"] for trace in fronts] == [[1.0, 2.0, 15.0, 38.0]]
 
@@ -361,11 +311,15 @@ def test_device_page_shows_facts_percentiles_and_temperatures(seeded, monkeypatc
     assert facts["SoC / CPU"] == "Cortex-A72" and facts["runtime"] == "ai_edge_litert 2.3.0"
     assert facts["delegates"] == "xnnpack, none" and facts["tags"] == "pi, arm64"
     percentiles = app.dataframe[0].value.set_index("config")
-    assert percentiles.loc["mnv2 · fp32 · xnnpack · 1 thr", "p50_ms"] == pytest.approx(40.0)
-    assert percentiles.loc["mnv2 · fp32 · xnnpack · 1 thr", "count"] == RUNS
+    fp32 = percentiles.loc["mnv2 · fp32 · xnnpack · 1 thr"]
+    assert fp32["p50_ms"] == pytest.approx(40.0) and fp32["count"] == REPEATS * RUNS and fp32["repeats"] == REPEATS
+    assert fp32["p50_ci_low_ms"] <= 40.0 <= fp32["p50_ci_high_ms"]
+    (bars,) = figure(app, 0)  # the p50s with the error bars of their intervals
+    at = bars["y"].index("mnv2 · fp32 · xnnpack · 1 thr")
+    assert bars["x"][at] == pytest.approx(40.0) and bars["error_x"]["array"][at] >= 0
     assert "Hottest zone 48.0–52.5 °C; a job warmed it by 4.5 °C" in texts(app)
     assert "CPU governor during the jobs: ondemand." in texts(app)
-    medians = {y: m for trace in figure(app) for y, m in zip(trace["y"], trace["median"])}
+    medians = {y: m for trace in figure(app, 1) for y, m in zip(trace["y"], trace["median"])}
     assert medians["mnv2 · fp32 · xnnpack · 1 thr"] == pytest.approx(40.0)
 
     app.selectbox(key="device_name").set_value("orin").run()  # it only failed: facts, and no results to show
@@ -379,7 +333,8 @@ def test_compare_flags_the_2x_slowdown_and_not_noise(seeded, monkeypatch):
     app = visit(open_app(db, monkeypatch, "candidate"), "compare")
     assert (app.selectbox(key="compare_a").value, app.selectbox(key="compare_b").value) == ("baseline", "candidate")
     counts = {m.label: m.value for m in app.metric}
-    assert counts == {"slower": "1", "faster": "0", "within noise": "9", "only in A": "0", "only in B": "0"}
+    assert counts == {"slower": "1", "faster": "0", "within noise": "9", "too few repeats": "0", "only in A": "0",
+                      "only in B": "0"}
     flagged = shown(app.table[0])
     assert flagged.index.tolist() == ["pi4 · mnv2 · fp32 · xnnpack · 1 thr"]
     assert flagged["change"].tolist() == ["+100.0 %"]

@@ -55,3 +55,17 @@ def test_interval_over_trials_needs_two():
     assert interval_over_trials([2.0]) == (2.0, None, None)
     estimate, low, high = interval_over_trials([1.0, 1.1, 0.9, 1.05])
     assert low <= estimate <= high and 0.9 <= low and high <= 1.1
+
+
+def test_small_sample_tests_match_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    from farm.stats import mann_whitney_p, t_ppf, t_sf
+
+    for t, df in ((0.5, 3), (2.1, 4.3), (-1.2, 10.0), (5.0, 2.5)):
+        assert t_sf(t, df) == pytest.approx(stats.t.sf(t, df), rel=1e-9)
+    assert t_ppf(0.975, 4) == pytest.approx(stats.t.ppf(0.975, 4), rel=1e-6)
+    rng = np.random.default_rng(5)
+    for n1, n2 in ((3, 3), (4, 6), (2, 5), (15, 12)):  # exact below 20 values in all, asymptotic above
+        a, b = rng.normal(0, 1, n1), rng.normal(0.8, 1, n2)
+        method = "exact" if n1 + n2 <= 20 else "asymptotic"
+        assert mann_whitney_p(a, b) == pytest.approx(stats.mannwhitneyu(a, b, method=method).pvalue, rel=1e-9)

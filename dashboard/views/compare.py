@@ -1,11 +1,15 @@
 """Compare: two sweeps side by side, the change in median latency of each configuration and whether it is real.
 
-A change is flagged when a Mann-Whitney U test on the raw samples says the two runs differ (p below the level picked)
-and the median moved by at least the minimum picked; anything else is noise.
+The unit is the repeat, as in `farm compare`: each repeat's median is one observation, because the samples inside one
+run are not independent trials. A change is flagged when Welch's test on the repeats' log medians says the two differ
+(p below the level picked) and the median moved by at least the minimum picked; anything else is noise. A
+configuration with fewer than two repeats on a side cannot be tested, and says so.
 """
+import numpy as np
 import pandas as pd
 import streamlit as st
 
+from farm.compare import ALPHA, compare
 from farm.dashboard import analysis, charts, filters, queries
 from farm.dashboard.plain import md, md_frame
 
@@ -14,9 +18,29 @@ CHART_ROWS = 40
 
 
 @st.cache_data(ttl=queries.RESULTS_TTL, show_spinner=False)
-def comparison(db: str, a: int, b: int, filters: queries.Filters, alpha: float, min_change: float):
-    return analysis.compare_samples(queries.latency_samples(db, a, filters), queries.latency_samples(db, b, filters),
-                                    KEYS, alpha, min_change)
+def comparison(db: str, a: int, b: int, filters: queries.Filters, alpha: float, min_change: float) -> pd.DataFrame:
+    trials_a, trials_b = queries.trials(db, a, filters), queries.trials(db, b, filters)
+    rows = []
+    for change in compare(trials_a, trials_b, None, None, alpha):
+        if change.verdict.startswith("n/a: not in"):
+            verdict = "only in B"
+        elif change.verdict.startswith("n/a"):
+            verdict = "too few repeats"
+        elif change.verdict in ("slower", "faster") and abs(change.change) >= min_change:
+            verdict = change.verdict
+        else:
+            verdict = "noise"
+        rows.append({**{k: getattr(change, k) for k in KEYS}, "repeats_a": change.repeats[0],
+                     "repeats_b": change.repeats[1], "median_a": change.baseline_ms, "median_b": change.candidate_ms,
+                     "change": change.change, "change_low": change.change_low, "change_high": change.change_high,
+                     "p": change.p_welch, "p_mann_whitney": change.p_mann_whitney, "verdict": verdict})
+    for key in sorted(set(trials_a) - set(trials_b), key=str):
+        rows.append({**dict(zip(KEYS, key)), "repeats_a": len(trials_a[key].medians), "repeats_b": 0,
+                     "median_a": float(np.exp(np.mean(np.log(trials_a[key].medians)))), "median_b": np.nan,
+                     "change": np.nan, "change_low": np.nan, "change_high": np.nan, "p": np.nan,
+                     "p_mann_whitney": np.nan, "verdict": "only in A"})
+    return pd.DataFrame(rows, columns=[*KEYS, "repeats_a", "repeats_b", "median_a", "median_b", "change", "change_low",
+                                       "change_high", "p", "p_mann_whitney", "verdict"])
 
 
 selection = filters.current()
@@ -32,7 +56,7 @@ left, right = st.columns(2)
 a = left.selectbox("Baseline (A)", names, index=candidate + 1 if candidate + 1 < len(names) else 0, key="compare_a")
 b = right.selectbox("Candidate (B)", names, index=candidate, key="compare_b")
 left, right = st.columns(2)
-alpha = left.select_slider("Significance level (p below)", [0.001, 0.005, 0.01, 0.05], value=analysis.ALPHA,
+alpha = left.select_slider("Significance level (p below)", [0.001, 0.005, 0.01, 0.05], value=ALPHA,
                            key="compare_alpha")
 min_change = right.slider("Smallest change that matters (%)", 0.0, 20.0, analysis.MIN_CHANGE * 100, 0.5,
                           key="compare_min_change") / 100.0
@@ -50,10 +74,14 @@ if pairs.empty:
     st.info("Neither sweep has results for the current filters.", icon=":material/filter_alt_off:")
     st.stop()
 counts = pairs["verdict"].value_counts()
-columns = st.columns(5)
+columns = st.columns(6)
 for column, (title, verdict) in zip(columns, (("slower", "slower"), ("faster", "faster"), ("within noise", "noise"),
-                                              ("only in A", "only in A"), ("only in B", "only in B"))):
+                                              ("too few repeats", "too few repeats"), ("only in A", "only in A"),
+                                              ("only in B", "only in B"))):
     column.metric(title, int(counts.get(verdict, 0)))
+if counts.get("too few repeats", 0):
+    st.caption("A configuration needs two repeats or more in each sweep to be tested (`repeats:` in the sweep spec; "
+               "3 by default).")
 
 matched = pairs[pairs["verdict"].isin(["slower", "faster", "noise"])].assign(
     label=lambda f: f["device"] + " · " + charts.config_label(f), change_pct=lambda f: f["change"] * 100.0)
@@ -70,7 +98,11 @@ else:
         "configuration": shown["label"], "verdict": shown["verdict"],
         f"median {a} (ms)": shown["median_a"].map("{:.4g}".format),
         f"median {b} (ms)": shown["median_b"].map("{:.4g}".format),
-        "change": shown["change_pct"].map("{:+.1f} %".format), "p": shown["p"].map("{:.2g}".format),
+        "change": shown["change_pct"].map("{:+.1f} %".format),
+        "95% interval": [f"{low * 100:+.1f} … {high * 100:+.1f} %" for low, high in
+                         zip(shown["change_low"], shown["change_high"])],
+        "p": shown["p"].map("{:.2g}".format), "p (Mann-Whitney)": shown["p_mann_whitney"].map("{:.2g}".format),
+        "repeats": [f"{x}:{y}" for x, y in zip(shown["repeats_a"], shown["repeats_b"])],
     }).set_index("configuration")))
     if len(flagged) > len(shown):
         st.caption(f"The {len(shown)} largest of {len(flagged)}; every one is in the table below.")
@@ -79,5 +111,6 @@ st.subheader(f"Largest changes{f' (top {CHART_ROWS} of {len(matched)})' if len(m
 st.plotly_chart(charts.changes(top))
 st.subheader("Every configuration")
 st.dataframe(pairs.rename(columns={"median_a": "median A (ms)", "median_b": "median B (ms)"}), hide_index=True,
-             column_config={"change": st.column_config.NumberColumn("change", format="percent"),
-                            "p": st.column_config.NumberColumn("p", format="%.2g")})
+             column_config={column: st.column_config.NumberColumn(column, format="percent")
+                           for column in ("change", "change_low", "change_high")}
+            | {column: st.column_config.NumberColumn(column, format="%.2g") for column in ("p", "p_mann_whitney")})

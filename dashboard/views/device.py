@@ -73,9 +73,13 @@ if results.empty:
     st.stop()
 results = results.assign(config=charts.config_label(results))
 
-st.markdown("**Latency percentiles (ms)**")
-st.dataframe(results[["config", "repeat", "count", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms", "std_ms", "min_ms",
-                      "max_ms", "init_ms", "first_ms", "delegate_outcome"]], hide_index=True)
+configurations = queries.configurations(selection.db, selection.sweep_id, name, selection.filters)
+configurations = configurations.assign(config=charts.config_label(configurations))
+st.markdown("**Latency percentiles (ms), repeats pooled, with 95% intervals over the repeats**")
+st.plotly_chart(charts.intervals(configurations.sort_values("p50_ms").head(MAX_BOXES)))
+st.dataframe(configurations[["config", "repeats", "count", "p50_ms", "p50_ci_low_ms", "p50_ci_high_ms", "p90_ms",
+                             "p90_ci_low_ms", "p90_ci_high_ms", "p99_ms", "p99_ci_low_ms", "p99_ci_high_ms", "mean_ms",
+                             "init_ms", "first_ms", "delegate_outcome", "flags"]], hide_index=True)
 
 samples = queries.latency_samples(selection.db, selection.sweep_id, selection.filters, name)
 samples = samples.assign(config=charts.config_label(samples))
