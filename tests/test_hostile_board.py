@@ -35,8 +35,8 @@ def lab(tmp_path_factory, ssh_fleet, tiny_tflite):
     liar, healthy = ssh_fleet[0], ssh_fleet[1]
     inventory = folder / "lab.yaml"
     inventory.write_text(yaml.safe_dump({"devices": [
-        liar.device(name="liar", python=str(replayer.script), delegates=["none"]),
-        healthy.device(python=sys.executable, delegates=["none"])]}))
+        liar.device(name="liar", python=str(replayer.script), delegates=["none"], workspace=str(folder / "liar")),
+        healthy.device(python=sys.executable, delegates=["none"], workspace=str(folder / "healthy"))]}))
     spec = parse_spec({"name": "hostile", "inventory": [str(inventory)], "models": [{"source": str(tiny_tflite)}],
                        "runs": 3, "warmup_runs": 0, "max_reply_bytes": LIMIT}, "test").resolve(folder)
     store = Store(folder / "farm.db")

@@ -21,7 +21,8 @@ HOST = socket.gethostname()
 def lab(tmp_path, ssh_fleet=None):
     devices = [{"name": "local", "kind": "local", "delegates": ["none"]}]
     if ssh_fleet is not None:
-        devices.append(ssh_fleet[0].device(python=sys.executable, delegates=["none"]))
+        devices.append(ssh_fleet[0].device(python=sys.executable, delegates=["none"],
+                                           workspace=str(tmp_path / "board-workspace")))  # the fleet's stays clean
     path = tmp_path / "lab.yaml"
     path.write_text(yaml.safe_dump({"devices": devices}))
     return path
