@@ -372,7 +372,8 @@ def rss_peak():
 
 def temperatures():
     temps = {}
-    base = "/sys/class/thermal"
+    # A board whose zones live elsewhere (or a test board) names their folder in FARM_THERMAL_ROOT.
+    base = os.environ.get("FARM_THERMAL_ROOT") or "/sys/class/thermal"
     try:
         zones = sorted(z for z in os.listdir(base) if z.startswith("thermal_zone"))
     except OSError:

@@ -28,6 +28,16 @@ class ModelSpec(BaseModel):
 
 
 
+class Cooldown(BaseModel):
+    """The thermal gate: before each job, wait until the device's hottest zone is at most `max_temp_c`, or has stopped
+    falling, for at most `max_wait_s`."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_temp_c: float = Field(gt=0, le=150)
+    max_wait_s: float = Field(default=300.0, ge=0, le=24 * 3600)
+    poll_s: float = Field(default=5.0, gt=0, le=600)  # how often the zones are read while waiting
+
+
 class SweepSpec(BaseModel):
     """What to measure. Paths are relative to the spec file."""
 
@@ -47,6 +57,7 @@ class SweepSpec(BaseModel):
     timeout_s: float = Field(default=600.0, gt=0)  # per job attempt
     max_reply_bytes: int = Field(default=MAX_REPLY_BYTES, gt=0)  # what a device may send back for one job
     attempts: int = Field(default=3, gt=0)  # tries per job when the device is lost
+    cooldown: Cooldown | None = None
 
     @field_validator("inventory", mode="before")
     @classmethod

@@ -45,8 +45,8 @@ class SweepDisplay:
 
     def notify(self, event: Event) -> None:
         tally = self.per_device.setdefault(event.device, {"done": 0, "failed": 0})
-        if event.state == "waiting":
-            self.current[event.device] = f"waiting — {event.detail}"
+        if event.state in ("waiting", "cooling"):
+            self.current[event.device] = f"{event.state} — {event.detail}"
         elif event.state == "running":
             self.current[event.device] = event.label
         elif event.state in ("done", "failed"):
@@ -56,8 +56,8 @@ class SweepDisplay:
         if self._live is not None:
             self._live.update(self._render())
         elif event.state != "running":
-            if event.state == "waiting":
-                line = f"{event.device}: waiting — {event.detail}"
+            if event.state in ("waiting", "cooling"):
+                line = f"{event.device}: {event.state} — {event.detail}"
             else:
                 detail = f": {event.detail}" if event.detail else ""
                 line = f"[{self.finished}/{self.total}] {event.device}: {event.label} {event.state}{detail}"

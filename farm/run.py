@@ -27,6 +27,8 @@ from farm.store import JobRow, Store, SweepRow
 from farm.transports import BenchmarkJob, Delegate, LocalFile, Transport, open_transport
 
 BACKOFF_S = (1.0, 3.0, 10.0, 30.0)
+# The thermal gate's "stopped falling": over the last PLATEAU_READINGS readings the hottest zone fell less than this.
+PLATEAU_READINGS, PLATEAU_DROP_C = 4, 0.5
 log = logging.getLogger(__name__)
 
 
@@ -49,7 +51,7 @@ class Event:
 
     device: str
     label: str
-    state: str  # waiting (for the device's lease), running, done, failed, retry
+    state: str  # waiting (for the device's lease), cooling (the thermal gate), running, done, failed, retry
     detail: str = ""
 
 
@@ -169,6 +171,7 @@ class SweepRunner:
             attempt = self.store.start_job(job.id)
             self.notify(Event(job.device, label, "running"))
             try:
+                cooldown = await self._cool_down(transport, job, label) if self.spec.cooldown else None
                 measurement, wall_ms = await self._measure(transport, job)
             except DeviceLost as error:
                 if attempt >= self.spec.attempts:
@@ -195,7 +198,7 @@ class SweepRunner:
                 self._fail(job, label, f"internal error: {type(error).__name__}: {one_line(error)}")
                 return
             try:
-                result = self._store_result(job, measurement, wall_ms)
+                result = self._store_result(job, measurement, wall_ms, cooldown)
             except Exception as error:  # noqa: BLE001 - e.g. a value the store refuses: that job fails, not the lane
                 log.exception("storing the result of job %s on %s", job.id, job.device)
                 self._fail(job, label, f"result not stored: {type(error).__name__}: {one_line(error)}")
@@ -209,8 +212,10 @@ class SweepRunner:
         self.store.fail_job(job.id, reason)
         self.notify(Event(job.device, label, "failed", reason))
 
-    def _store_result(self, job: JobRow, measurement: Measurement, wall_ms: float) -> dict:
+    def _store_result(self, job: JobRow, measurement: Measurement, wall_ms: float, cooldown: dict | None) -> dict:
         result = dict(measurement.result, wall_ms=wall_ms)
+        if cooldown is not None:  # the thermal gate's wait, kept with the state the device was in before the job
+            result["env_before"] = json.dumps({**json.loads(result.get("env_before") or "{}"), "cooldown": cooldown})
         if measurement.predictions is not None:
             result["predictions"] = json.dumps(measurement.predictions)
             labels = self._eval_labels(job)
@@ -218,6 +223,34 @@ class SweepRunner:
                 result["accuracy"] = accuracy(measurement.predictions, labels)
         self.store.finish_job(job.id, result, measurement.samples_us)
         return result
+
+    async def _cool_down(self, transport: Transport, job: JobRow, label: str) -> dict:
+        """The thermal gate: wait until the device's hottest zone is at most the spec's max_temp_c, or has stopped
+        falling, or max_wait_s has passed; what happened, for the result."""
+        gate = self.spec.cooldown
+        start = time.monotonic()
+        readings: list[float] = []
+        while True:
+            temps = await transport.temperatures()
+            if not temps:
+                return {"until": "no thermal zones", "waited_s": 0.0, "max_temp_c": gate.max_temp_c}
+            readings.append(max(temps.values()))
+            waited = time.monotonic() - start
+            if readings[-1] <= gate.max_temp_c:
+                until = "cool"
+            elif len(readings) >= PLATEAU_READINGS and readings[-PLATEAU_READINGS] - readings[-1] < PLATEAU_DROP_C:
+                until = "stopped falling"
+            elif waited >= gate.max_wait_s:
+                until = "max_wait_s"
+            else:
+                if len(readings) == 1:
+                    hottest = max(temps, key=temps.get)
+                    self.notify(Event(job.device, label, "cooling",
+                                      f"{hottest} at {readings[-1]:.1f} °C, above {gate.max_temp_c:g} °C"))
+                await asyncio.sleep(min(gate.poll_s, max(gate.max_wait_s - waited, 0.0)))
+                continue
+            return {"until": until, "waited_s": round(waited, 2), "start_c": readings[0], "end_c": readings[-1],
+                    "max_temp_c": gate.max_temp_c}
 
     async def _measure(self, transport: Transport, job: JobRow) -> tuple[Measurement, float]:
         start = time.perf_counter()

@@ -66,6 +66,9 @@ class Transport(Protocol):
     async def run_job(self, job: BenchmarkJob) -> RawResult:
         """Stage the job's files, run one benchmark in a fresh process; raises DeviceLost, JobFailed or TimeoutError."""
 
+    async def temperatures(self) -> dict[str, float]:
+        """The device's thermal zones now, in °C by zone (a phone's battery too); empty when it reports none."""
+
     async def eval_predictions(self, job: BenchmarkJob) -> list[int] | None:
         """Top-1 predictions on the job's eval set, for devices whose benchmark run does not report them (else None)."""
 
@@ -78,3 +81,21 @@ class Transport(Protocol):
 def open_transport(device: Device) -> Transport:
     """The transport for a device, from the module of its kind (farm.inventory.KINDS)."""
     return kind_module(device.kind).TRANSPORT(device)
+
+
+# Thermal zones as a Linux or Android shell lists them: one "type millidegrees" line per zone. The root can be moved
+# with FARM_THERMAL_ROOT in the device's environment (a board whose zones live elsewhere; the test fleet's boards).
+THERMAL_ZONES = ('root="${FARM_THERMAL_ROOT:-/sys/class/thermal}"; for z in "$root"/thermal_zone*; do '
+                 'printf \'%s %s\\n\' "$(cat "$z/type" 2>/dev/null)" "$(cat "$z/temp" 2>/dev/null)"; done')
+
+
+def parse_zones(text: str) -> dict[str, float]:
+    """THERMAL_ZONES' output → °C by zone type (millidegrees as the kernel gives them; whole degrees as some do)."""
+    temps: dict[str, float] = {}
+    for line in text.splitlines()[:256]:
+        name, _, value = line.strip().rpartition(" ")
+        if name and value.lstrip("-").isdigit():
+            number = int(value)
+            celsius = number / 1000.0 if abs(number) > 1000 else float(number)
+            temps[name[:100] if name not in temps else f"{name[:100]} ({len(temps)})"] = round(celsius, 1)
+    return temps

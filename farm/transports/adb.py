@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 from farm.inventory import CpuMask, Device, local_file
 from farm.paths import sha256_file
 from farm.results import BENCHMARK_MODEL, DeviceLost, DeviceRefused, JobFailed, RawResult
-from farm.transports import BenchmarkJob, Delegate, LocalFile
+from farm.transports import THERMAL_ZONES, BenchmarkJob, Delegate, LocalFile, parse_zones
 
 ROOT = "/data/local/tmp/tflite-farm"
 PROPS = {
@@ -193,14 +193,15 @@ class AdbTransport:
     def _environment(self) -> dict:
         """Battery and thermal zones now: taken before and after each job."""
         battery = self._shell("dumpsys battery")
-        thermal = self._shell("for z in /sys/class/thermal/thermal_zone*; do "
-                              "printf '%s %s\\n' \"$(cat $z/type 2>/dev/null)\" \"$(cat $z/temp 2>/dev/null)\"; done")
-        temps = {}
-        for line in thermal.stdout.splitlines():
-            name, _, value = line.strip().rpartition(" ")
-            if name and value.lstrip("-").isdigit():
-                temps[name] = int(value) / 1000.0 if abs(int(value)) > 1000 else float(value)
+        temps = parse_zones(self._shell(THERMAL_ZONES).stdout)
         return {"battery": parse_battery(battery.stdout) if battery.returncode == 0 else {}, "temps_c": temps}
+
+    async def temperatures(self) -> dict[str, float]:
+        environment = await self._call(self._environment)
+        temps = dict(environment["temps_c"])
+        if "temperature" in environment["battery"]:
+            temps["battery"] = environment["battery"]["temperature"]
+        return temps
 
     def _stage(self, local: LocalFile, mode: int = 0o644) -> str:
         """The file under ROOT on the phone, named by its sha256; pushed only when the phone has no such copy."""

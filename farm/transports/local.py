@@ -11,7 +11,7 @@ from typing import Literal
 from farm.inventory import Device, Program
 from farm.replies import MAX_REPLY_BYTES, probe_facts, read_json
 from farm.results import AGENT, DeviceLost, JobFailed, RawResult
-from farm.transports import BenchmarkJob
+from farm.transports import THERMAL_ZONES, BenchmarkJob, parse_zones
 from farm.transports.agent import STDERR_TAIL, Capped, ReplyTooLarge, agent_file, agent_request, decoded, request_line, together
 
 PROBE_TIMEOUT_S = 120
@@ -46,6 +46,12 @@ class LocalTransport:
                 raise JobFailed(f"{local.path}: missing (the conversion cache was cleared?)")
         request = agent_request(job, str(job.model.path), str(job.eval.path) if job.eval else None)
         return await self._agent([], request_line(request), job.timeout_s, job.max_reply_bytes)
+
+    async def temperatures(self) -> dict[str, float]:
+        process = await asyncio.create_subprocess_exec("sh", "-c", THERMAL_ZONES, stdout=asyncio.subprocess.PIPE,
+                                                       stderr=asyncio.subprocess.DEVNULL)
+        stdout, _ = await asyncio.wait_for(process.communicate(), 30)
+        return parse_zones(stdout[:65536].decode(errors="replace"))
 
     async def eval_predictions(self, job: BenchmarkJob) -> None:
         return None  # the agent scores the eval set in the job's own run

@@ -21,7 +21,7 @@ from farm.errors import FarmError
 from farm.inventory import Device, EnvName, Program, RemotePath, local_file
 from farm.paths import atomic_write
 from farm.results import AGENT, DeviceLost, DeviceRefused, JobFailed, RawResult
-from farm.transports import BenchmarkJob, LocalFile
+from farm.transports import THERMAL_ZONES, BenchmarkJob, LocalFile, parse_zones
 from farm.replies import probe_facts, read_json
 from farm.transports.agent import STDERR_TAIL, Capped, ReplyTooLarge, agent_file, agent_request, decoded, request_line, together
 
@@ -279,6 +279,11 @@ class SshTransport:
             # asyncssh reports a dead server as a missing exit status, not as an exception.
             raise await self._gone("the connection closed during a command")
         return result
+
+    async def temperatures(self) -> dict[str, float]:
+        await self._connection()
+        result = await self._run(THERMAL_ZONES, timeout=30, check=False)
+        return parse_zones(result.stdout[:65536])
 
     async def eval_predictions(self, job: BenchmarkJob) -> None:
         return None  # the agent scores the eval set in the job's own run

@@ -21,7 +21,7 @@ def test_a_toy_kind_runs_a_sweep(tmp_path, monkeypatch, tiny_tflite):
     assert teddy.reached_at() == "a blue toy in the test process"
 
     spec = parse_spec({"name": "toys", "inventory": [str(inventory)], "delegates": ["none"], "threads": [1, 2],
-                       "runs": 20, "models": [{"source": str(tiny_tflite)}]}, "test").resolve(tmp_path)
+                       "repeats": 1, "runs": 20, "models": [{"source": str(tiny_tflite)}]}, "test").resolve(tmp_path)
     store = Store(tmp_path / "farm.db")
     sweep = create_sweep(store, spec, "test", log=lambda line: None)
     runner = run_sweep(store, sweep)

@@ -53,6 +53,9 @@ class ToyTransport:
                 "samples_us": measured, "runtime": {"name": "ai_edge_litert", "version": version},
                 "delegate": {"name": job.delegate.name, "outcome": "cpu"}}
 
+    async def temperatures(self) -> dict[str, float]:
+        return {}  # a toy has no thermal zones
+
     async def eval_predictions(self, job: BenchmarkJob) -> None:
         return None
 

@@ -1,0 +1,102 @@
+"""The thermal gate on a real SSH board of the test fleet whose thermal zone is a file the test heats and cools
+(FARM_THERMAL_ROOT in the board's login environment moves /sys/class/thermal there, for the agent and the gate)."""
+import json
+import re
+import sqlite3
+import sys
+import threading
+from contextlib import contextmanager
+
+import yaml
+from conftest import farm
+
+
+@contextmanager
+def hot_board(host, tmp_path, celsius: float):
+    """The board, its one thermal zone at `celsius`; yields the zone's temp file."""
+    zone = tmp_path / "zones" / "thermal_zone0"
+    zone.mkdir(parents=True)
+    (zone / "type").write_text("cpu-thermal\n")
+    (zone / "temp").write_text(f"{int(celsius * 1000)}\n")
+    rc = host.home / ".bashrc"
+    original = rc.read_text()
+    rc.write_text(original + f"export FARM_THERMAL_ROOT={zone.parent}\n")
+    try:
+        yield zone / "temp"
+    finally:
+        rc.write_text(original)
+
+
+def sweep(tmp_path, host, model, name, **cooldown):
+    lab = tmp_path / f"{name}-lab.yaml"
+    lab.write_text(yaml.safe_dump({"devices": [host.device(python=sys.executable, delegates=["none"],
+                                                           workspace=str(tmp_path / "workspace"))]}))
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(yaml.safe_dump({"name": name, "inventory": [str(lab)], "models": [{"source": str(model)}],
+                                    "delegates": ["none"], "runs": 5, "warmup_runs": 0, "repeats": 2,
+                                    "cooldown": {"max_temp_c": 45, "poll_s": 0.3, **cooldown}}))
+    run = farm("sweep", "run", spec, "--db", tmp_path / "farm.db")
+    rows = sqlite3.connect(tmp_path / "farm.db").execute(
+        "SELECT r.env_before FROM results r JOIN jobs j ON j.id = r.job_id JOIN sweeps s ON s.id = j.sweep_id "
+        "WHERE s.name = ? ORDER BY j.id", (name,)).fetchall()
+    return run, [json.loads(env) for (env,) in rows]
+
+
+def test_a_hot_board_is_waited_for_until_it_cools(tmp_path, ssh_fleet, tiny_tflite):
+    host = ssh_fleet[2]
+    with hot_board(host, tmp_path, 60.0) as temp:
+        stop = threading.Event()
+
+        def fan():  # once the board has been probed, 2 °C cooler every half second, down to 40 °C
+            staged = tmp_path / "workspace" / "files"
+            while not stop.wait(0.1) and not (staged.is_dir() and any(staged.glob("*.py"))):
+                pass
+            celsius = 60.0
+            while not stop.wait(0.5):
+                celsius = max(celsius - 2.0, 40.0)
+                temp.write_text(f"{int(celsius * 1000)}\n")
+
+        cooling = threading.Thread(target=fan)
+        cooling.start()
+        try:
+            run, envs = sweep(tmp_path, host, tiny_tflite, "cool", max_wait_s=60)
+        finally:
+            stop.set()
+            cooling.join()
+    assert run.returncode == 0, run.stdout + run.stderr
+    said = re.search(rf"{host.name}: cooling — cpu-thermal at ([0-9.]+) °C, above 45 °C", run.stdout)
+    assert said and float(said.group(1)) > 45, run.stdout
+    first, second = (env["cooldown"] for env in envs)
+    assert first["until"] == "cool" and first["start_c"] > 45.0 and first["end_c"] <= 45.0, first
+    assert 1.0 <= first["waited_s"] < 30, first
+    assert second["until"] == "cool" and second["waited_s"] < 1.0, second  # already cool: no wait
+    assert all(env["temps_c"]["cpu-thermal"] <= 45.0 for env in envs)  # the agent read the same zone
+
+
+def test_a_board_that_stops_cooling_or_cools_too_slowly_is_not_waited_for_forever(tmp_path, ssh_fleet, tiny_tflite):
+    host = ssh_fleet[2]
+    with hot_board(host, tmp_path, 60.0):
+        run, envs = sweep(tmp_path, host, tiny_tflite, "plateau", max_wait_s=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert [env["cooldown"]["until"] for env in envs] == ["stopped falling"] * 2
+    assert all(env["cooldown"]["waited_s"] < 5 for env in envs)  # 4 readings 0.3 s apart, not 60 s
+
+    with hot_board(host, tmp_path / "slow", 60.0) as temp:
+        stop = threading.Event()
+
+        def slow_fan():  # 1 °C every 0.3 s: still falling when the wait runs out
+            celsius = 60.0
+            while not stop.wait(0.3):
+                celsius -= 1.0
+                temp.write_text(f"{int(celsius * 1000)}\n")
+
+        cooling = threading.Thread(target=slow_fan)
+        cooling.start()
+        try:
+            run, envs = sweep(tmp_path / "slow", host, tiny_tflite, "slow", max_wait_s=2)
+        finally:
+            stop.set()
+            cooling.join()
+    assert run.returncode == 0, run.stdout + run.stderr
+    first = envs[0]["cooldown"]
+    assert first["until"] == "max_wait_s" and 2.0 <= first["waited_s"] < 4.0 and first["end_c"] > 45.0, first
