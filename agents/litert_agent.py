@@ -89,7 +89,8 @@ Result (exactly one JSON object on stdout; exit code 0)
     eval           null | {"count", "predictions": [int], "accuracy": float|null}
     host           {"hostname", "platform", "machine", "os_release",
                     "python_version", "python_executable", "numpy_version",
-                    "cpu_model", "board", "cores", "governor", "temps_c"}
+                    "cpu_model", "board", "cores", "cpus_allowed" (the CPUs it may run
+                    on: an affinity mask shows here), "governor", "temps_c"}
     env_before     {"temps_c": {zone type: deg C}, "governor", "cpu0_freq_khz"}
     env_after      same, taken right after the latency measurement
     seed           int
@@ -392,12 +393,17 @@ def temperatures():
     return temps
 
 
+def _cpu(path):
+    # A board whose cpufreq lives elsewhere (or a test board) names the folder in FARM_CPU_ROOT.
+    return os.path.join(os.environ.get("FARM_CPU_ROOT") or "/sys/devices/system/cpu", path)
+
+
 def governor():
-    return _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+    return _read(_cpu("cpu0/cpufreq/scaling_governor"))
 
 
 def env_snapshot():
-    freq = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
+    freq = _read(_cpu("cpu0/cpufreq/scaling_cur_freq"))
     try:
         freq = int(freq) if freq is not None else None
     except ValueError:
@@ -435,6 +441,7 @@ def host_facts(np):
         "cpu_model": cpu_model(),
         "board": board,
         "cores": os.cpu_count(),
+        "cpus_allowed": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "governor": governor(),
         "temps_c": temperatures(),
     }

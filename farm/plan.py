@@ -58,6 +58,8 @@ class SweepSpec(BaseModel):
     max_reply_bytes: int = Field(default=MAX_REPLY_BYTES, gt=0)  # what a device may send back for one job
     attempts: int = Field(default=3, gt=0)  # tries per job when the device is lost
     cooldown: Cooldown | None = None
+    # The cpufreq governor every device's CPUs run the sweep with (e.g. performance), restored after; where permitted.
+    pin_governor: str | None = Field(default=None, pattern=r"^[a-z_]{1,32}$")
 
     @field_validator("inventory", mode="before")
     @classmethod

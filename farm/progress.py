@@ -45,7 +45,7 @@ class SweepDisplay:
 
     def notify(self, event: Event) -> None:
         tally = self.per_device.setdefault(event.device, {"done": 0, "failed": 0})
-        if event.state in ("waiting", "cooling"):
+        if event.state in ("waiting", "cooling", "note"):
             self.current[event.device] = f"{event.state} — {event.detail}"
         elif event.state == "running":
             self.current[event.device] = event.label
@@ -56,7 +56,7 @@ class SweepDisplay:
         if self._live is not None:
             self._live.update(self._render())
         elif event.state != "running":
-            if event.state in ("waiting", "cooling"):
+            if event.state in ("waiting", "cooling", "note"):
                 line = f"{event.device}: {event.state} — {event.detail}"
             else:
                 detail = f": {event.detail}" if event.detail else ""

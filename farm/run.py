@@ -51,7 +51,7 @@ class Event:
 
     device: str
     label: str
-    state: str  # waiting (for the device's lease), cooling (the thermal gate), running, done, failed, retry
+    state: str  # waiting (for the device's lease), cooling (the thermal gate), note, running, done, failed, retry
     detail: str = ""
 
 
@@ -149,11 +149,39 @@ class SweepRunner:
                     self.notify(Event(device.name, self._label(job), "failed", reason))
                 return
             self.store.upsert_device(device, facts)
-            for job in jobs:
-                await self._job(transport, job)
+            previous = await self._pin_governor(transport, device) if self.spec.pin_governor else None
+            try:
+                for job in jobs:
+                    await self._job(transport, job)
+            finally:
+                if previous:  # as the device was, whatever the jobs did
+                    await self._restore_governors(transport, device, previous)
         finally:
             self.bytes_uploaded[device.name] = transport.bytes_uploaded
             await transport.close()
+
+    async def _pin_governor(self, transport: Transport, device: Device) -> dict[str, str] | None:
+        """Every cpufreq policy of the device on the spec's governor; the governors to restore after, or None when
+        there is nothing to pin or it is not permitted (said, and the sweep goes on with the device as it is)."""
+        wanted, previous = self.spec.pin_governor, None
+        try:
+            previous = await transport.governors()
+            if not previous:
+                self.notify(Event(device.name, "", "note", f"governor not pinned to {wanted}: no cpufreq policies"))
+                return None
+            await transport.governors({policy: wanted for policy in previous})
+            return previous
+        except (DeviceRefused, DeviceLost, JobFailed, OSError) as error:
+            self.notify(Event(device.name, "", "note", f"governor not pinned to {wanted}: {one_line(error)}"))
+            if previous:
+                await self._restore_governors(transport, device, previous)
+            return None
+
+    async def _restore_governors(self, transport: Transport, device: Device, previous: dict[str, str]) -> None:
+        try:
+            await transport.governors(previous)
+        except Exception as error:  # noqa: BLE001 - said, never raised over the lane's own outcome
+            self.notify(Event(device.name, "", "note", f"governor not restored ({previous}): {one_line(error)}"))
 
     async def _with_retries(self, call: Callable):
         """`call()`, tried again with backoff while the device is lost, up to the sweep's attempts."""

@@ -18,13 +18,8 @@ def hot_board(host, tmp_path, celsius: float):
     zone.mkdir(parents=True)
     (zone / "type").write_text("cpu-thermal\n")
     (zone / "temp").write_text(f"{int(celsius * 1000)}\n")
-    rc = host.home / ".bashrc"
-    original = rc.read_text()
-    rc.write_text(original + f"export FARM_THERMAL_ROOT={zone.parent}\n")
-    try:
+    with host.login_environment(FARM_THERMAL_ROOT=zone.parent):
         yield zone / "temp"
-    finally:
-        rc.write_text(original)
 
 
 def sweep(tmp_path, host, model, name, **cooldown):

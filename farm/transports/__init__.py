@@ -6,6 +6,7 @@ transport stages what it needs on the device, runs the benchmark and returns a r
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -69,6 +70,10 @@ class Transport(Protocol):
     async def temperatures(self) -> dict[str, float]:
         """The device's thermal zones now, in °C by zone (a phone's battery too); empty when it reports none."""
 
+    async def governors(self, set_to: dict[str, str] | None = None) -> dict[str, str]:
+        """The CPU frequency governor of each cpufreq policy, by policy; with `set_to`, those are written first (and
+        DeviceRefused says why one could not be). Empty when the device has no cpufreq."""
+
     async def eval_predictions(self, job: BenchmarkJob) -> list[int] | None:
         """Top-1 predictions on the job's eval set, for devices whose benchmark run does not report them (else None)."""
 
@@ -99,3 +104,31 @@ def parse_zones(text: str) -> dict[str, float]:
             celsius = number / 1000.0 if abs(number) > 1000 else float(number)
             temps[name[:100] if name not in temps else f"{name[:100]} ({len(temps)})"] = round(celsius, 1)
     return temps
+
+
+# cpufreq policies as a Linux or Android shell reads and writes them; FARM_CPU_ROOT moves /sys/devices/system/cpu.
+CPU_ROOT = 'root="${FARM_CPU_ROOT:-/sys/devices/system/cpu}"; '
+GOVERNORS = CPU_ROOT + ('for p in "$root"/cpufreq/policy*; do [ -e "$p/scaling_governor" ] && '
+                        'printf \'%s %s\\n\' "${p##*/}" "$(cat "$p/scaling_governor" 2>/dev/null)"; done; true')
+POLICY = re.compile(r"policy[0-9]{1,4}")
+GOVERNOR = re.compile(r"[a-z_]{1,32}")
+
+
+def set_governors(wanted: dict[str, str]) -> str:
+    """The shell that writes each policy's governor (names checked, never read as shell), then lists them all."""
+    writes = []
+    for policy, governor in wanted.items():
+        if not POLICY.fullmatch(policy) or not GOVERNOR.fullmatch(governor):
+            raise ValueError(f"not a cpufreq policy and governor: {policy!r} {governor!r}")
+        writes.append(f'echo {governor} > "$root/cpufreq/{policy}/scaling_governor" '
+                      f'|| echo "cannot set {policy} to {governor}" >&2; ')
+    return CPU_ROOT + "".join(writes) + GOVERNORS
+
+
+def parse_governors(text: str) -> dict[str, str]:
+    found = {}
+    for line in text.splitlines()[:1024]:
+        policy, _, governor = line.strip().partition(" ")
+        if POLICY.fullmatch(policy) and GOVERNOR.fullmatch(governor):
+            found[policy] = governor
+    return found

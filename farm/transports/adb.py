@@ -23,8 +23,10 @@ from pydantic import Field, model_validator
 
 from farm.inventory import CpuMask, Device, local_file
 from farm.paths import sha256_file
+from farm.errors import last_line
 from farm.results import BENCHMARK_MODEL, DeviceLost, DeviceRefused, JobFailed, RawResult
-from farm.transports import THERMAL_ZONES, BenchmarkJob, Delegate, LocalFile, parse_zones
+from farm.transports import (GOVERNORS, THERMAL_ZONES, BenchmarkJob, Delegate, LocalFile, parse_governors,
+                              parse_zones, set_governors)
 
 ROOT = "/data/local/tmp/tflite-farm"
 PROPS = {
@@ -195,6 +197,12 @@ class AdbTransport:
         battery = self._shell("dumpsys battery")
         temps = parse_zones(self._shell(THERMAL_ZONES).stdout)
         return {"battery": parse_battery(battery.stdout) if battery.returncode == 0 else {}, "temps_c": temps}
+
+    async def governors(self, set_to: dict[str, str] | None = None) -> dict[str, str]:
+        reply = await self._call(self._shell, set_governors(set_to) if set_to else GOVERNORS, 30)
+        if set_to and (reply.stderr or "").strip():
+            raise DeviceRefused(f"governor: {last_line(reply.stderr)}")
+        return parse_governors(reply.stdout[:65536])
 
     async def temperatures(self) -> dict[str, float]:
         environment = await self._call(self._environment)

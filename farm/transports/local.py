@@ -10,8 +10,9 @@ from typing import Literal
 
 from farm.inventory import Device, Program
 from farm.replies import MAX_REPLY_BYTES, probe_facts, read_json
-from farm.results import AGENT, DeviceLost, JobFailed, RawResult
-from farm.transports import THERMAL_ZONES, BenchmarkJob, parse_zones
+from farm.errors import last_line
+from farm.results import AGENT, DeviceLost, DeviceRefused, JobFailed, RawResult
+from farm.transports import GOVERNORS, THERMAL_ZONES, BenchmarkJob, parse_governors, parse_zones, set_governors
 from farm.transports.agent import STDERR_TAIL, Capped, ReplyTooLarge, agent_file, agent_request, decoded, request_line, together
 
 PROBE_TIMEOUT_S = 120
@@ -48,10 +49,21 @@ class LocalTransport:
         return await self._agent([], request_line(request), job.timeout_s, job.max_reply_bytes)
 
     async def temperatures(self) -> dict[str, float]:
-        process = await asyncio.create_subprocess_exec("sh", "-c", THERMAL_ZONES, stdout=asyncio.subprocess.PIPE,
-                                                       stderr=asyncio.subprocess.DEVNULL)
-        stdout, _ = await asyncio.wait_for(process.communicate(), 30)
-        return parse_zones(stdout[:65536].decode(errors="replace"))
+        return parse_zones((await self._shell(THERMAL_ZONES))[0])
+
+    async def governors(self, set_to: dict[str, str] | None = None) -> dict[str, str]:
+        stdout, stderr = await self._shell(set_governors(set_to) if set_to else GOVERNORS)
+        if set_to and stderr.strip():
+            raise DeviceRefused(f"governor: {last_line(stderr)}")
+        return parse_governors(stdout)
+
+    @staticmethod
+    async def _shell(command: str) -> tuple[str, str]:
+        """A short command of this machine's sh: its output and its errors, as text."""
+        process = await asyncio.create_subprocess_exec("sh", "-c", command, stdout=asyncio.subprocess.PIPE,
+                                                       stderr=asyncio.subprocess.PIPE)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+        return stdout[:65536].decode(errors="replace"), stderr[-4096:].decode(errors="replace")
 
     async def eval_predictions(self, job: BenchmarkJob) -> None:
         return None  # the agent scores the eval set in the job's own run

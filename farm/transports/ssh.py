@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import model_validator
 
-from farm.errors import FarmError
-from farm.inventory import Device, EnvName, Program, RemotePath, local_file
+from farm.errors import FarmError, last_line
+from farm.inventory import CpuMask, Device, EnvName, Program, RemotePath, local_file
 from farm.paths import atomic_write
 from farm.results import AGENT, DeviceLost, DeviceRefused, JobFailed, RawResult
-from farm.transports import THERMAL_ZONES, BenchmarkJob, LocalFile, parse_zones
+from farm.transports import (GOVERNORS, THERMAL_ZONES, BenchmarkJob, LocalFile, parse_governors, parse_zones,
+                              set_governors)
 from farm.replies import probe_facts, read_json
 from farm.transports.agent import STDERR_TAIL, Capped, ReplyTooLarge, agent_file, agent_request, decoded, request_line, together
 
@@ -54,6 +55,7 @@ class SshDevice(Device):
     password_env: EnvName | None = None  # the name of an environment variable, never the password itself
     workspace: RemotePath = "~/.cache/tflite-farm"
     python: Program | None = None  # interpreter that runs the agent (default: the provisioned venv, else python3)
+    affinity: CpuMask | None = None  # taskset CPU mask the agent runs on, e.g. "f0" for the big cores
 
     @model_validator(mode="after")
     def _host(self) -> "SshDevice":
@@ -240,7 +242,8 @@ class SshTransport:
         request = agent_request(job, model, eval_data)
         timeout = job.timeout_s
         # The board enforces the timeout too, so a timed-out agent does not keep running (and heating) there.
-        command = f"exec timeout -s KILL {int(timeout) + 1} {quote(self.python)} {quote(agent)}"
+        pinned = f"taskset {quote(self.device.affinity)} " if self.device.affinity else ""
+        command = f"exec timeout -s KILL {int(timeout) + 1} {pinned}{quote(self.python)} {quote(agent)}"
         start = time.perf_counter()
         stdout, stderr = Capped(job.max_reply_bytes), Capped(STDERR_TAIL, keep_tail=True)
         result = await self._exchange(command, request_line(request), stdout, stderr, timeout + 5)
@@ -279,6 +282,13 @@ class SshTransport:
             # asyncssh reports a dead server as a missing exit status, not as an exception.
             raise await self._gone("the connection closed during a command")
         return result
+
+    async def governors(self, set_to: dict[str, str] | None = None) -> dict[str, str]:
+        await self._connection()
+        result = await self._run(set_governors(set_to) if set_to else GOVERNORS, timeout=30, check=False)
+        if set_to and result.stderr.strip():
+            raise DeviceRefused(f"governor: {last_line(result.stderr)}")
+        return parse_governors(result.stdout[:65536])
 
     async def temperatures(self) -> dict[str, float]:
         await self._connection()

@@ -338,6 +338,18 @@ class SshHost:
         (self.home / ".profile").write_text('[ -f "$HOME/.bashrc" ] && . "$HOME/.bashrc"\n')
         self.write_config()
 
+    @contextlib.contextmanager
+    def login_environment(self, **variables: str):
+        """These variables exported in this host's sessions (its .bashrc) while the block runs."""
+        rc = self.home / ".bashrc"
+        original = rc.read_text()
+        rc.write_text(original + "".join(f"export {name}={shlex.quote(str(value))}\n"
+                                         for name, value in variables.items()))
+        try:
+            yield
+        finally:
+            rc.write_text(original)
+
     def write_config(self) -> None:
         self.config.write_text(self.sshd_config())
 

@@ -56,6 +56,9 @@ class ToyTransport:
     async def temperatures(self) -> dict[str, float]:
         return {}  # a toy has no thermal zones
 
+    async def governors(self, set_to: dict[str, str] | None = None) -> dict[str, str]:
+        return {}  # nor a cpufreq governor
+
     async def eval_predictions(self, job: BenchmarkJob) -> None:
         return None
 
