@@ -1192,7 +1192,7 @@ def exit_with_coordinator(stream):
             # Said where someone may still read it; a dead coordinator's stderr is a broken pipe, so best effort.
             sys.stderr.write("litert_agent: stdin closed: the coordinator is gone; stopping\n")
             sys.stderr.flush()
-        except BaseException:  # noqa: nothing may keep this process from ending
+        except BaseException:  # noqa: BLE001 - nothing may keep this process from ending
             pass
         os._exit(3)
 
@@ -1249,7 +1249,7 @@ def main(argv=None):
                   "error": {"type": e.kind, "message": one_line(e.message)}}
         if e.delegate is not None:
             result["delegate"] = e.delegate
-    except BaseException as e:  # noqa: the contract is JSON, never a bare traceback
+    except BaseException as e:  # noqa: BLE001 - the contract is JSON, never a bare traceback
         tb = traceback.extract_tb(sys.exc_info()[2])
         where = ("%s:%d in %s" % (os.path.basename(tb[-1][0]), tb[-1][1], tb[-1][2])
                  if tb else "?")
