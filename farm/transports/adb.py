@@ -23,7 +23,7 @@ from pydantic import Field, model_validator
 
 from farm.inventory import CpuMask, Device, local_file
 from farm.paths import sha256_file
-from farm.errors import last_line
+from farm.errors import last_line, one_line
 from farm.results import BENCHMARK_MODEL, DeviceLost, DeviceRefused, JobFailed, RawResult
 from farm.transports import (GOVERNORS, THERMAL_ZONES, BenchmarkJob, Delegate, LocalFile, parse_governors,
                               parse_zones, set_governors)
@@ -144,7 +144,7 @@ class AdbTransport:
                     time.sleep(0.5)
                     states = {info.serial: info.state for info in client.list()}
         except _lost_errors() as error:
-            raise DeviceLost(f"adb server {self.server[0]}:{self.server[1]}: {error or type(error).__name__}") from None
+            raise DeviceLost(f"adb server {self.server[0]}:{self.server[1]}: {one_line(error)}") from None
         if states.get(serial) != "device":
             raise DeviceLost(f"phone {serial} is {states.get(serial, 'not attached')} on the adb server "
                              f"{self.server[0]}:{self.server[1]}")
@@ -162,7 +162,7 @@ class AdbTransport:
             raise TimeoutError(f"{self.device.name}: no answer within {timeout:g} s") from None
         except _lost_errors() as error:
             self._phone = None
-            raise DeviceLost(f"phone {self.device.serial}: {error or type(error).__name__}") from None
+            raise DeviceLost(f"phone {self.device.serial}: {one_line(error)}") from None
 
     async def _call(self, function, *args, **kwargs):
         return await asyncio.to_thread(function, *args, **kwargs)
@@ -178,7 +178,7 @@ class AdbTransport:
             facts = {key: phone.getprop(prop) or None for key, prop in PROPS.items()}
         except _lost_errors() as error:
             self._phone = None
-            raise DeviceLost(f"phone {self.device.serial}: {error or type(error).__name__}") from None
+            raise DeviceLost(f"phone {self.device.serial}: {one_line(error)}") from None
         self.abi = facts["abi"]
         facts["soc"] = facts["soc"] or facts["platform"]
         cores = self._shell("cat /sys/devices/system/cpu/present")
@@ -230,7 +230,7 @@ class AdbTransport:
             phone.sync.push(data, partial, mode=mode)
         except _lost_errors() as error:
             self._phone = None
-            raise DeviceLost(f"phone {self.device.serial}: push failed: {error or type(error).__name__}") from None
+            raise DeviceLost(f"phone {self.device.serial}: push failed: {one_line(error)}") from None
         moved = self._shell(f"mv -f {quote(partial)} {quote(remote)}")
         if moved.returncode != 0:
             raise DeviceLost(f"phone {self.device.serial}: {moved.stderr.strip() or 'mv failed'}")
@@ -285,8 +285,10 @@ class AdbTransport:
 
     def _command(self, binary: str, flags: list[str], timeout: float) -> str:
         pinned = f"taskset {quote(self.device.affinity)} " if self.device.affinity else ""
-        # The phone enforces the timeout too, so a hung run does not keep the phone busy (and hot).
-        return (f"cd {quote(ROOT)} && timeout -s KILL {int(timeout) + 1} {pinned}{quote(binary)} "
+        # The phone enforces the timeout too, so a hung run does not keep the phone busy (and hot). `exec`: the shell
+        # becomes `timeout`, so the SIGHUP of a lost adb connection reaches the run instead of orphaning it (it would
+        # measure on beside the retry).
+        return (f"cd {quote(ROOT)} && exec timeout -s KILL {int(timeout) + 1} {pinned}{quote(binary)} "
                 + " ".join(quote(flag) for flag in flags))
 
     def _accuracy(self, job: BenchmarkJob) -> list[int]:
@@ -360,7 +362,7 @@ def discover(server: str = "127.0.0.1:5037") -> list[dict]:
             found.append({"serial": phone.serial, **facts})
         return found
     except _lost_errors() as error:
-        raise FarmError(f"adb server {server}: {error or type(error).__name__} (is it running? `adb start-server`)") from None
+        raise FarmError(f"adb server {server}: {one_line(error)} (is it running? `adb start-server`)") from None
 
 
 def _count_cpus(present: str) -> int | None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import model_validator
 
-from farm.errors import FarmError, last_line
+from farm.errors import FarmError, last_line, one_line
 from farm.inventory import CpuMask, Device, EnvName, Program, RemotePath, local_file
 from farm.paths import atomic_write
 from farm.results import AGENT, DeviceLost, DeviceRefused, JobFailed, RawResult
@@ -139,7 +139,7 @@ async def connect(device: SshDevice, host: str | None = None, port: int | None =
     except (*_lost(), asyncio.TimeoutError) as error:
         if tunnel is not None:
             tunnel.close()
-        raise DeviceLost(f"cannot connect to {target}: {error or type(error).__name__}") from None
+        raise DeviceLost(f"cannot connect to {target}: {one_line(error)}") from None
 
 
 class SshTransport:
@@ -178,13 +178,15 @@ class SshTransport:
         except asyncssh.TimeoutError:
             raise  # an asyncssh.Error too, but the job's timeout, not a lost board
         except _lost() as error:
-            raise await self._gone(error or type(error).__name__) from None
+            raise await self._gone(one_line(error)) from None
         if result.exit_status is None and result.exit_signal is None:
             # asyncssh reports a dead server as a missing exit status, not as an exception.
             raise await self._gone("the connection closed during a command")
         if check and result.exit_status != 0:
             # The board answered: a failed command is the job's failure (disk full, no permission), not a lost board.
-            raise JobFailed(f"{command.split()[0]} failed on {self.device.name}: {str(result.stderr).strip()[-200:]}")
+            stderr = result.stderr.decode(errors="replace") if isinstance(result.stderr, bytes) else result.stderr
+            reason = last_line(stderr) or f"exit status {result.exit_status}"
+            raise JobFailed(f"{command.split()[0]} failed on {self.device.name}: {reason}")
         return result
 
     async def _gone(self, why: object) -> DeviceLost:
@@ -229,8 +231,13 @@ class SshTransport:
         if not found.stdout.startswith(sha256):
             data = local.path.read_bytes()
             partial = f"{remote}.part-{secrets.token_hex(4)}"
-            await self._run(f"cat > {quote(partial)} && mv -f -- {quote(partial)} {quote(remote)}", input=data,
-                            timeout=600, binary=True)
+            # Published under its name only when whole: a coordinator that dies mid-upload ends cat's input early
+            # (and cat exits 0), and a full disk fails the write; either way the partial copy is removed.
+            await self._run(f"cat > {quote(partial)} && {{ printf '%s  %s\\n' {sha256} {quote(partial)} | "
+                            f"sha256sum -c --status || {{ echo 'the copy that arrived does not hash to its sha256' "
+                            f">&2; false; }}; }} && mv -f -- {quote(partial)} {quote(remote)} || "
+                            f"{{ status=$?; rm -f -- {quote(partial)}; exit $status; }}",
+                            input=data, timeout=600, binary=True)
             self.bytes_uploaded += len(data)
         self.present.add(sha256)
         return remote
@@ -277,7 +284,7 @@ class SshTransport:
             process.close()  # the agent dies on its next write; `timeout` on the board bounds it anyway
             raise
         except _lost() as error:
-            raise await self._gone(error or type(error).__name__) from None
+            raise await self._gone(one_line(error)) from None
         if result.exit_status is None and result.exit_signal is None:
             # asyncssh reports a dead server as a missing exit status, not as an exception.
             raise await self._gone("the connection closed during a command")
@@ -330,7 +337,7 @@ async def _presented_key(host: str, port: int, tunnel=None):
         key = await asyncio.wait_for(asyncssh.get_server_host_key(host, port, **({"tunnel": tunnel} if tunnel else {})),
                                      CONNECT_TIMEOUT_S)
     except (*_lost(), asyncio.TimeoutError) as error:
-        raise FarmError(f"cannot reach {host}:{port}: {error or type(error).__name__}") from None
+        raise FarmError(f"cannot reach {host}:{port}: {one_line(error)}") from None
     if key is None:
         raise FarmError(f"{host}:{port} presented no host key")
     return key

@@ -34,8 +34,8 @@ def test_the_phone_command_is_quoted_pinned_and_bounded():
 
     pinned = AdbTransport(PHONE.model_copy(update={"affinity": "f0"}))
     command = pinned._command("/data/local/tmp/tflite-farm/bm", ["--graph=/x/it's a model.tflite", "--num_runs=5"], 30)
-    assert command == ("cd /data/local/tmp/tflite-farm && timeout -s KILL 31 taskset f0 /data/local/tmp/tflite-farm/bm "
-                       "'--graph=/x/it'\"'\"'s a model.tflite' --num_runs=5")
+    assert command == ("cd /data/local/tmp/tflite-farm && exec timeout -s KILL 31 taskset f0 "
+                       "/data/local/tmp/tflite-farm/bm '--graph=/x/it'\"'\"'s a model.tflite' --num_runs=5")
 
 
 def test_battery_and_cpu_count():

@@ -351,3 +351,33 @@ def test_a_changed_key_is_replaced_only_when_asked(tmp_path, healed_ssh_fleet):
     assert replaced.returncode == 0, replaced.stderr
     assert "replaced the old key with ssh-ed25519" in replaced.stdout
     assert known_hosts.read_text() == board.known_hosts_line(enrolled=False) + "\n"
+
+
+def test_an_upload_is_published_under_its_sha256_only_when_whole(tmp_path, ssh_fleet):
+    # What a coordinator killed mid-upload sends: fewer bytes than the file (cat ends with status 0 all the same).
+    # Here the local file changes after its digest was taken, which the board sees exactly the same way.
+    import asyncio
+
+    from farm.inventory import parse_device
+    from farm.paths import sha256_file
+    from farm.transports import LocalFile
+    from farm.transports.ssh import SshTransport
+
+    workspace = tmp_path / "workspace"
+    transport = SshTransport(parse_device(ssh_fleet[0].device(python=sys.executable, workspace=str(workspace))))
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"x" * 100_000)
+    whole = LocalFile(model, sha256_file(model))
+    model.write_bytes(b"x" * 40_000)  # the bytes that arrive are not the file that was named
+
+    async def stage():
+        try:
+            return await transport._stage(whole)
+        finally:
+            await transport.close()
+
+    from farm.results import JobFailed
+
+    with pytest.raises(JobFailed, match="cat failed on board1: the copy that arrived does not hash to its sha256"):
+        asyncio.run(stage())
+    assert sorted(p.name for p in (workspace / "files").iterdir()) == []  # neither published nor left as .part
