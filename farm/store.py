@@ -18,6 +18,8 @@ from urllib.parse import quote
 
 import pandas as pd
 from sqlalchemy import Column, Text, UniqueConstraint, bindparam, event, inspect, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
@@ -411,8 +413,18 @@ class Store:
             return result.rowcount
 
     def set_lease(self, name: str, sweep: str, pid: int, host: str, since: datetime) -> None:
+        """Record a lease's holder: one atomic upsert (INSERT … ON CONFLICT), so writers never race on the row."""
+        values = {"sweep": sweep, "pid": pid, "host": host, "since": since}
+        dialect = self.engine.dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            with self.session() as session:
+                session.merge(LeaseRow(name=name, **values))
+            return
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        statement = insert(LeaseRow).values(name=name, **values).on_conflict_do_update(index_elements=["name"],
+                                                                                       set_=values)
         with self.session() as session:
-            session.merge(LeaseRow(name=name, sweep=sweep, pid=pid, host=host, since=since))
+            session.execute(statement)
 
     def leases(self) -> dict[str, tuple[str, int, str, datetime]]:
         """The last holder of every lease: (sweep, pid, host, since), by lease name."""
