@@ -99,7 +99,7 @@ def parse_zones(text: str) -> dict[str, float]:
     temps: dict[str, float] = {}
     for line in text.splitlines()[:256]:
         name, _, value = line.strip().rpartition(" ")
-        if name and value.lstrip("-").isdigit():
+        if name and value.lstrip("-").isdigit() and len(value) <= 9:  # a reading, not a 4,000-digit number
             number = int(value)
             celsius = number / 1000.0 if abs(number) > 1000 else float(number)
             temps[name[:100] if name not in temps else f"{name[:100]} ({len(temps)})"] = round(celsius, 1)

@@ -32,3 +32,11 @@ def test_a_reply_past_its_cap_fails_the_job_and_never_hangs_the_lane(tmp_path, t
                 await asyncio.wait_for(transport.run_job(job(tiny_tflite, max_reply_bytes=64 << 10)), 30)
 
     asyncio.run(ten_jobs())
+
+
+def test_thermal_zones_a_device_lists_are_read_within_bounds():
+    from farm.transports import parse_zones
+
+    listing = "cpu-thermal 48500\ngpu 61\nbattery -\n\nhuge " + "9" * 5000 + "\n" + "x" * 300 + " 40000\n"
+    zones = parse_zones(listing)
+    assert zones == {"cpu-thermal": 48.5, "gpu": 61.0, "x" * 100: 40.0}  # whole degrees kept; junk and giants dropped
