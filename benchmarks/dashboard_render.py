@@ -23,8 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from farm.store import (DeviceRow, JobRow, ModelRow, ResultRow, SampleRow, Store, SweepRow,  # noqa: E402
-                        VariantRow)
+from farm.store import Store  # noqa: E402
+from farm.tables import DeviceRow, JobRow, ModelRow, ResultRow, SampleRow, SweepRow, VariantRow  # noqa: E402
 
 SWEEPS, DEVICES, MODELS = 10, 25, 10
 VARIANTS = ("fp32", "fp16", "dynamic", "int8", "int16x8")

@@ -24,7 +24,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from farm.store import Store, now
+from farm.store import Store
+from farm.tables import now
 
 POLL_S = 0.5  # how often a waiting lane tries its device's lease again
 NAMESPACE = 0x7F1A  # the first key of farm's advisory locks, so they never meet another application's

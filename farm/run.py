@@ -23,7 +23,8 @@ from farm.paths import sha256_file
 from farm.plan import SweepSpec
 from farm.results import DeviceLost, DeviceRefused, JobFailed, Measurement
 from farm.stats import accuracy
-from farm.store import JobRow, Store, SweepRow
+from farm.store import Store
+from farm.tables import JobRow, SweepRow
 from farm.transports import BenchmarkJob, Delegate, LocalFile, Transport, open_transport
 
 BACKOFF_S = (1.0, 3.0, 10.0, 30.0)

@@ -12,7 +12,8 @@ from farm.inventory import load_inventory
 from farm.paths import cache_dir
 from farm.plan import PlannedVariant, SweepSpec, plan_jobs, select_devices
 from farm.run import Event, SweepRunner
-from farm.store import Store, SweepRow
+from farm.store import Store
+from farm.tables import SweepRow
 
 
 def create_sweep(store: Store, spec: SweepSpec, where: str, name: str | None = None,

@@ -18,7 +18,8 @@ from farm.dashboard import analysis
 from farm.export import export_per_device
 from farm.inventory import parse_device
 from farm.stats import summarize
-from farm.store import SCHEMA_VERSION, Store
+from farm.store import Store
+from farm.tables import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "dashboard" / "app.py"

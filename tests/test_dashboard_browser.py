@@ -18,7 +18,8 @@ except ImportError:  # the fixture below says what to install
 from conftest import Dashboard
 from farm.export import export_per_device
 from farm.stats import summarize
-from farm.store import SCHEMA_VERSION, Store
+from farm.store import Store
+from farm.tables import SCHEMA_VERSION
 from test_dashboard import FAILED_REASON, SKIPPED_REASON, samples_around, seed_store
 
 REPO = Path(__file__).resolve().parent.parent

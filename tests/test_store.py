@@ -11,7 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from farm.errors import FarmError
 from farm.inventory import parse_device
 from farm.stats import summarize
-from farm.store import SCHEMA_VERSION, Store
+from farm.store import Store
+from farm.tables import SCHEMA_VERSION
 
 
 @dataclass
@@ -203,7 +204,7 @@ def test_coordinators_that_create_one_store_at_the_same_moment_all_open_it(db):
     import time
 
     # Each process imports first, then opens the new store at the same instant.
-    code = ("import sys, time; from farm.store import Store, now\n"
+    code = ("import sys, time; from farm.store import Store; from farm.tables import now\n"
             "while time.time() < float(sys.argv[2]): pass\n"
             "Store(sys.argv[1]).set_lease('x', 's', 1, 'h', now())")
     at = str(time.time() + 6)

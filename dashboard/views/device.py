@@ -7,7 +7,7 @@ import streamlit as st
 from farm.dashboard import analysis, charts, filters, queries
 from farm.dashboard.plain import md, md_frame
 
-# What a result's peak_mb is, in words (the store's MEMORY_KINDS).
+# What a result's peak_mb is, in words (MEMORY_KINDS in farm.tables).
 MEMORY_KIND_WORDS = {"peak_rss": "the peak resident set (VmHWM) of the benchmark process",
                      "peak_footprint": "benchmark_model's peak memory footprint",
                      "footprint_delta": "benchmark_model's footprint rise over its own start",

@@ -1,0 +1,162 @@
+"""The stored format: the tables of the store, their schema version, and how an older store is upgraded.
+
+Only farm.store reads and writes them; other modules use these rows as the records the store hands back.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+SCHEMA_VERSION = 3
+JOB_STATES = ("pending", "running", "done", "failed", "skipped")
+# What a result's peak_mb is: the agent's peak RSS (VmHWM), or what benchmark_model printed (its peak footprint, or
+# only the footprint's rise over the tool's start).
+MEMORY_KINDS = ("peak_rss", "peak_footprint", "footprint_delta", "max_rss")
+
+# How a store of an older schema becomes this one: statements per version, run in one transaction by a writer.
+MIGRATIONS = {
+    1: [  # one name per metric (agreement_with_fp32), the facts that explain a number (memory_kind, warnings),
+          # and no column that nothing reads (devices.connection, models.task)
+        "ALTER TABLE results RENAME COLUMN agreement TO agreement_with_fp32",
+        "ALTER TABLE results ADD COLUMN memory_kind VARCHAR",
+        "ALTER TABLE results ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]'",
+        "UPDATE results SET memory_kind = 'peak_rss' WHERE runtime <> 'benchmark_model'",
+        "ALTER TABLE devices DROP COLUMN connection",
+        "ALTER TABLE models DROP COLUMN task",
+    ],
+    2: [  # who holds each lease (farm.leases), so a waiting coordinator can say whom it waits for
+        "CREATE TABLE leases (name VARCHAR NOT NULL PRIMARY KEY, sweep VARCHAR NOT NULL, pid INTEGER NOT NULL, "
+        "host VARCHAR NOT NULL, since TIMESTAMP NOT NULL)",
+    ],
+}
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _json() -> Any:
+    return Field(default="{}", sa_column=Column(Text, nullable=False))
+
+
+class Meta(SQLModel, table=True):
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class DeviceRow(SQLModel, table=True):
+    __tablename__ = "devices"
+    name: str = Field(primary_key=True)
+    kind: str
+    tags: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    delegates: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    facts: str = _json()
+    last_seen: datetime | None = None
+
+
+class ModelRow(SQLModel, table=True):
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("name", "source_sha"),)
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True)
+    source: str
+    source_sha: str
+
+
+class VariantRow(SQLModel, table=True):
+    __tablename__ = "variants"
+    __table_args__ = (UniqueConstraint("model_id", "kind", "sha256"),)
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: int = Field(foreign_key="models.id", index=True)
+    kind: str
+    sha256: str
+    size: int
+    path: str
+    description: str = _json()  # inputs/outputs (dtype, shape, quantization), ops, op_count
+    needs_flex: bool = False
+    error: str | None = None  # why this variant cannot be benchmarked (validation failure)
+
+
+class SweepRow(SQLModel, table=True):
+    __tablename__ = "sweeps"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    spec: str = _json()
+    created: datetime = Field(default_factory=now)
+    finished: datetime | None = None
+    state: str = "pending"  # pending, running, done
+
+
+class LeaseRow(SQLModel, table=True):
+    """The last holder of a lease; whether it still holds it, only the lease's lock can tell (farm.leases)."""
+
+    __tablename__ = "leases"
+    name: str = Field(primary_key=True)
+    sweep: str
+    pid: int
+    host: str
+    since: datetime
+
+
+class JobRow(SQLModel, table=True):
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("sweep_id", "device", "variant_id", "delegate", "threads", "repeat"),)
+    id: int | None = Field(default=None, primary_key=True)
+    sweep_id: int = Field(foreign_key="sweeps.id", index=True)
+    device: str = Field(foreign_key="devices.name", index=True)
+    variant_id: int = Field(foreign_key="variants.id")
+    delegate: str
+    threads: int
+    repeat: int
+    state: str = Field(default="pending", index=True)
+    attempts: int = 0
+    error: str | None = None
+    started: datetime | None = None
+    finished: datetime | None = None
+
+
+class ResultRow(SQLModel, table=True):
+    __tablename__ = "results"
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="jobs.id", unique=True)
+    init_ms: float
+    first_ms: float
+    warmup_ms: float | None = None
+    count: int
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    max_ms: float
+    # None where the device's tool printed no such figure (benchmark_model on a phone reports aggregates, not samples).
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    peak_mb: float | None = None
+    memory_kind: str | None = None  # which figure peak_mb is (MEMORY_KINDS)
+    peak_delta_mb: float | None = None
+    accuracy: float | None = None
+    agreement_with_fp32: float | None = None  # share of eval predictions equal to the fp32 variant's, same device
+    predictions: str | None = Field(default=None, sa_column=Column(Text))
+    delegate_outcome: str  # applied, partial, not_applied, cpu
+    delegated_nodes: int | None = None
+    total_nodes: int | None = None
+    runtime: str
+    runtime_version: str
+    env_before: str = _json()
+    env_after: str = _json()
+    host: str = _json()
+    wall_ms: float | None = None  # the coordinator's view: job start to result, transport included
+    agent_ms: float | None = None  # the agent's own run time on the device, its start-up included
+    warnings: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
+
+
+class SampleRow(SQLModel, table=True):
+    """Every steady-state latency of a result, in µs, as one JSON array (portable, and one read per result)."""
+
+    __tablename__ = "samples"
+    result_id: int = Field(foreign_key="results.id", primary_key=True)
+    latency_us: str = Field(sa_column=Column(Text, nullable=False))
