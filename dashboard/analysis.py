@@ -1,6 +1,7 @@
 """The dashboard's math, apart from Streamlit and SQL so that it can be tested with plain numbers.
 
-Pareto fronts of latency against accuracy, box-plot statistics and the temperature a device reported around a job.
+Pareto fronts of latency against accuracy, box-plot statistics, the temperature a device reported around a job, and op
+profiles pooled over repeats.
 (Whether two sweeps differ is farm.compare's, as for `farm compare`.)
 """
 from __future__ import annotations
@@ -9,6 +10,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 # A change between two sweeps is flagged when the repeats differ (farm.compare) *and* the median moved by at least
 # MIN_CHANGE: a small shift can be significant and still be of no interest to anyone.
@@ -71,3 +73,21 @@ def duration_text(seconds: float | None) -> str:
     if minutes:
         return f"{minutes} min {secs:02d} s"
     return f"{secs} s"
+
+
+def ops_by_node(rows: pd.DataFrame) -> pd.DataFrame:
+    """One configuration's op profile, a row per node in run order, its repeats pooled: the mean time per run (each
+    node's time per call times its calls) and share, over the repeats that profiled it."""
+    rows = rows.assign(ms_per_run=rows["avg_ms"] * rows["times_called"].fillna(1).clip(lower=1))
+    nodes = rows.groupby("position", sort=True).agg(
+        op=("op", "first"), name=("name", "first"), ms_per_run=("ms_per_run", "mean"), avg_ms=("avg_ms", "mean"),
+        times_called=("times_called", "max"), pct=("pct", "mean"), repeats=("repeat", "nunique"))
+    return nodes.reset_index()
+
+
+def ops_by_type(rows: pd.DataFrame) -> pd.Series:
+    """Time per run spent in each op type (ms), summed over its nodes, averaged over the repeats; largest first.
+    Types are what two variants of a model share: their nodes differ (an int8 model adds QUANTIZE nodes)."""
+    rows = rows.assign(ms_per_run=rows["avg_ms"] * rows["times_called"].fillna(1).clip(lower=1))
+    per_repeat = rows.groupby(["repeat", "op"])["ms_per_run"].sum().unstack(fill_value=0.0)
+    return per_repeat.mean().sort_values(ascending=False)

@@ -22,6 +22,7 @@ PAGES = (
     ("views/tradeoffs.py", "Trade-offs", ":material/scatter_plot:"),
     ("views/device.py", "Device", ":material/developer_board:"),
     ("views/compare.py", "Compare", ":material/compare_arrows:"),
+    ("views/ops.py", "Ops", ":material/account_tree:"),
     ("views/export.py", "Export", ":material/download:"),
 )
 

@@ -140,6 +140,18 @@ def changes(pairs: pd.DataFrame) -> go.Figure:
     return figure
 
 
+def op_types(times: pd.DataFrame) -> go.Figure:
+    """Time per run in each op type (rows), a bar per variant (columns of `times`)."""
+    labels = [svg(op) for op in times.index]
+    figure = go.Figure([go.Bar(y=labels, x=times[column], orientation="h", name=svg(column),
+                               hovertemplate="%{y}: %{x:.4g} ms per run<extra>" + svg(column) + "</extra>")
+                        for column in times.columns])
+    figure.update_layout(barmode="group", height=_tall(len(times) * len(times.columns), 120),
+                         margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title="time per run (ms)",
+                         yaxis={"autorange": "reversed", "type": "category"})
+    return figure
+
+
 def _plain(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
     """The frame with its text columns made safe for plotly's labels (names from the store are never HTML)."""
     return frame.assign(**{column: frame[column].map(svg) for column in columns})

@@ -111,6 +111,12 @@ def latency_samples(db: str, sweep_id: int, filters: Filters, device: str | None
 
 
 @st.cache_data(ttl=RESULTS_TTL, show_spinner=False)
+def op_profiles(db: str, sweep_id: int, device: str) -> pd.DataFrame:
+    """Every op-profile row of one device's results in a sweep (profile: true), with configuration and repeat."""
+    return open_store(db).op_profiles(sweep_id, device)
+
+
+@st.cache_data(ttl=RESULTS_TTL, show_spinner=False)
 def configurations(db: str, sweep_id: int, device: str, filters: Filters) -> pd.DataFrame:
     """One device's configurations in a sweep, repeats pooled: percentiles with 95% intervals, flags (farm.report)."""
     rows = [row for row in report.configurations(open_store(db), sweep_id, device) if row["repeats"]

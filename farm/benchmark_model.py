@@ -20,7 +20,8 @@ Timing summary (required: a run without it raises `no_timings`; all values print
 ones possibly in scientific notation such as `2.95034e+06`):
   - `Inference timings in us: Init: I, First inference: F, Warmup (avg): W, Inference (avg): A` (every
     fixture with timings except the next one)
-  - `Average inference timings in us: Warmup: W, Init: I, no stats: A` (v2018_cpu_old_format.txt; no first
+  - `Average inference timings in us: Warmup: W, Init: I, no stats: A` (v2018_cpu_old_format.txt), or with
+    `Inference: A` (op_profiling_readme_mobilenet_v1.txt); no first
     inference, so first_ms comes from the warm-up `count=` line when that line is in the log, else None)
 Run statistics (the steady-state line is the `count=` line whose avg equals the summary's average; the
 warm-up line is the one before it whose avg equals the warm-up average):
@@ -52,6 +53,7 @@ Delegates (see `_resolve` for the outcome rules):
   - `WARN: Unconsumed cmdline flags: --use_gpu=true` (linux_x86_64_gpu_flag_unconsumed.txt): the build does not
     know the flag, ignores it and exits 0 after a CPU run, so that delegate comes out "not_applied"
   - parameter echoes `Use gpu: [1]`, `Use NNAPI: [1]`, `Use xnnpack: [0]`, `External delegate path: [...]`
+Op profile (--enable_op_profiling=true; op_profiling_*.txt, see _op_profile): `log.ops`, a row per node.
 Failures (raise, see KINDS): `Failed to parse flag …`, `Could not open '…'.`, `The model is not a valid
 Flatbuffer buffer`, `Failed to load model …`, `Failed to mmap model …`, `Failed to apply X delegate.`,
 `Failed to allocate tensors!` (android_aarch64_nightly_allocate_failure.txt), `… failed to invoke.`,
@@ -70,7 +72,9 @@ __all__ = [
     "BenchmarkLog",
     "BenchmarkModelParseError",
     "DelegateInfo",
+    "OpTiming",
     "parse_benchmark_model",
+    "parse_op_profile",
 ]
 
 # Outcomes of a delegate, as in the Python agent's contract (agents/litert_agent.py):
@@ -128,6 +132,20 @@ class DelegateInfo:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class OpTiming:
+    """One row of the op profile (--enable_op_profiling=true): a node of the regular runs' Run Order table."""
+
+    position: int  # its row in run order
+    node: int | None  # the node index printed after the name (`[name]:12`); builds before 2020 print none
+    op: str  # the node type: a builtin (CONV_2D), a delegate's kernel (TfLiteXNNPackDelegate) or an XNNPACK operator
+    name: str
+    first_ms: float | None
+    avg_ms: float  # per call
+    pct: float | None  # its share of the run's time, all its calls together
+    times_called: int | None  # per run; old builds print 0
+
+
 @dataclass
 class BenchmarkLog:
     """One successful benchmark_model run. Times in ms, memory in MB; None when the run did not print it."""
@@ -156,6 +174,7 @@ class BenchmarkLog:
     warnings: list[str] = field(default_factory=list)
     runtime_version: str | None = None
     summary_format: str = "current"  # "current" (Inference timings in us: ...) | "legacy" (Average inference ...)
+    ops: list[OpTiming] = field(default_factory=list)  # the op profile, when the run printed one
 
 
 def _re(pattern: str, flags: int = 0) -> re.Pattern:
@@ -244,7 +263,7 @@ def _close(a: float | None, b: float | None) -> bool:
 _SUMMARY = _re(r"^(Average inference|Inference) timings in us:(.*)$", re.IGNORECASE)
 _SUMMARY_ITEM = _re(r"([A-Za-z][A-Za-z ()]{0,40}?)\s*:\s*(" + _NUM + r")")
 _SUMMARY_KEYS = {"init": "init", "first inference": "first", "warmup (avg)": "warmup", "warmup": "warmup",
-                 "inference (avg)": "mean", "no stats": "mean"}
+                 "inference (avg)": "mean", "no stats": "mean", "inference": "mean"}
 _COUNT = _re(r"^count=(\d+)(.*)$")
 _KV = _re(r"\b(first|curr|min|max|avg|std|p5|median|p95)=(" + _NUM + r")")
 _INIT_SESSION = _re(r"^Initialized session in (" + _NUM + r")\s*ms")
@@ -581,6 +600,66 @@ def _resolve(delegates: dict[str, DelegateInfo], use_flags: dict[str, bool], unc
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# The op profile (--enable_op_profiling=true): the Run Order table of "Operator-wise Profiling Info for Regular
+# Benchmark Runs" (op_profiling_*.txt). It follows "Profiling Info for Benchmark Initialization", whose own Run Order
+# (AllocateTensors, ModifyGraphWithDelegate) is not the model's ops. Each field is a tab then a right-aligned value
+# (a quote may have the tabs expanded to spaces); old builds print a [start] column, newer ones do not.
+
+MAX_OPS = 10_000  # rows kept per run: far more nodes than a mobile model has
+_OPS_TITLE = "Operator-wise Profiling Info for Regular Benchmark Runs"
+_INIT_TITLE = "Profiling Info for Benchmark Initialization"
+_RUN_ORDER = _re(r"^=+ Run Order =+$")
+_NODE_INDEX = _re(r":(\d{1,9})$")
+
+
+def _op_row(header: str) -> re.Pattern:
+    start = _NUM + r"\s+" if "[start]" in header else ""
+    return _re(r"^(.{1,200}?)\s+" + start + r"(" + _NUM + r")\s+(" + _NUM + r")\s+(" + _NUM + r")%\s+" + _NUM
+               + r"%\s+" + _NUM + r"\s+(\d{1,12})\s+(\S.*)$")
+
+
+def parse_op_profile(stdout: str, stderr: str = "") -> list[OpTiming]:
+    """The op profile in a run's output (also in an excerpt that holds only the profile); [] when there is none."""
+    return _op_profile(_split(stdout or "") + _split(stderr or ""))
+
+
+def _op_profile(lines: list[tuple[str | None, str]]) -> list[OpTiming]:
+    """The regular runs' Run Order table, a row per node in run order; [] when the log has none."""
+    tables: list[list[OpTiming]] = []
+    rows: list[OpTiming] | None = None
+    row: re.Pattern | None = None
+    section = None
+    for _level, msg in lines:
+        if rows is not None:
+            if row is None:
+                row = _op_row(msg) if msg.startswith("[node type]") else None
+                if row is None:
+                    rows = None
+                continue
+            m = row.match(msg)
+            if m:
+                avg = _float(m.group(3))
+                if avg is not None and len(rows) < MAX_OPS:
+                    name = one_line(m.group(6), 300)
+                    index = _NODE_INDEX.search(name)
+                    rows.append(OpTiming(position=len(rows), node=int(index.group(1)) if index else None,
+                                         op=one_line(m.group(1), 100), name=name, first_ms=_float(m.group(2)),
+                                         avg_ms=avg, pct=_float(m.group(4)), times_called=_int(m.group(5))))
+                continue
+            tables.append(rows)
+            rows = None
+        if msg.startswith(_INIT_TITLE):
+            section = "init"
+        elif msg.startswith(_OPS_TITLE):
+            section = "runs"
+        elif section != "init" and _RUN_ORDER.match(msg):
+            rows, row = [], None
+    if rows:
+        tables.append(rows)
+    return next((table for table in reversed(tables) if table), [])
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The parser.
 
 def _fail(kind: str, message: str, exit_code: int | None, *, tool_error: str | None = None,
@@ -773,4 +852,5 @@ def parse_benchmark_model(stdout: str, stderr: str = "", exit_code: int | None =
         warnings=warnings,
         runtime_version=version,
         summary_format="legacy" if legacy else "current",
+        ops=_op_profile(lines) if any(msg.startswith("=") and "Run Order" in msg for _l, msg in lines) else [],
     )

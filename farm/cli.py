@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runs", type=int, help="measured runs per job (default: 50)")
     run.add_argument("--warmup-runs", dest="warmup_runs", type=int, help="warmup runs per job (default: 5)")
     run.add_argument("--min-secs", dest="min_secs", type=float, help="keep measuring at least this long (default: 0)")
+    run.add_argument("--profile", action="store_true",
+                     help="an op profile with every result (benchmark_model --enable_op_profiling; see README)")
     with_json(with_no_wait(run)).set_defaults(func=sweep.run)
     status = with_db(sweep_commands.add_parser("status", help="job counts of every sweep, or of one with its failures"))
     status.add_argument("sweep", nargs="?", help="sweep name")

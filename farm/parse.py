@@ -2,12 +2,42 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 from farm.benchmark_model import BenchmarkModelParseError, parse_benchmark_model
 from farm.errors import exit_reason
 from farm.replies import AgentFailure, agent_reply, read_json
 from farm.results import AGENT, BENCHMARK_MODEL, JobFailed, Measurement, RawResult
 from farm.stats import summarize
+
+
+# LiteRT's Python API (Interpreter) times only a whole invoke(): per-op times come from a benchmark_model build.
+NO_OP_PROFILER = ("no op profile: LiteRT's Python API has no op profiler; name a benchmark_model build for this device "
+                  "(benchmark_model: in its inventory entry) to profile its ops")
+
+
+def _op_profile(raw: RawResult) -> tuple[list[dict] | None, str | None]:
+    """The op profile of an agent's job (a benchmark_model run beside it, see the transports), or why there is none."""
+    if not raw.extra.get("profile"):
+        return None, None
+    run = raw.extra.get("op_profile")
+    if run is None:
+        return None, NO_OP_PROFILER
+    if "error" in run:
+        return None, f"no op profile: benchmark_model: {run['error']}"
+    try:
+        log = parse_benchmark_model(run["stdout"], run["stderr"], run["exit_code"], requested_delegate=run["delegate"])
+    except BenchmarkModelParseError as error:
+        return None, f"no op profile: {error}"
+    if log.delegate.outcome in ("failed", "not_applied"):
+        return None, f"no op profile: benchmark_model's run: {log.delegate.message}"
+    return _ops(log)
+
+
+def _ops(log) -> tuple[list[dict] | None, str | None]:
+    if not log.ops:
+        return None, "no op profile: benchmark_model printed no operator table"
+    return [asdict(op) for op in log.ops], None
 
 
 def parse_agent_result(raw: RawResult) -> Measurement:
@@ -35,6 +65,7 @@ def parse_agent_result(raw: RawResult) -> Measurement:
         nodes = f"{delegate.name} took {delegate.delegated_nodes} of {delegate.total_nodes} nodes"
         raise JobFailed(f"delegate not applied: {delegate.message or nodes}")
     warmup = reply.warmup_ms
+    ops, no_ops = _op_profile(raw)
     result = {
         **summarize(reply.samples_us),
         "init_ms": reply.init_ms,
@@ -52,10 +83,10 @@ def parse_agent_result(raw: RawResult) -> Measurement:
         "env_after": json.dumps(reply.env_after),
         "host": json.dumps(reply.host),
         "agent_ms": reply.agent_ms,
-        "warnings": json.dumps(reply.warnings),
+        "warnings": json.dumps(reply.warnings + ([no_ops] if no_ops else [])),
     }
     predictions = reply.eval.predictions if reply.eval else None
-    return Measurement(result=result, samples_us=reply.samples_us, predictions=predictions)
+    return Measurement(result=result, samples_us=reply.samples_us, predictions=predictions, ops=ops)
 
 
 def parse_benchmark_model_result(raw: RawResult) -> Measurement:
@@ -72,6 +103,7 @@ def parse_benchmark_model_result(raw: RawResult) -> Measurement:
     delegate = log.delegate
     if delegate.outcome in ("failed", "not_applied"):
         raise JobFailed(f"delegate not applied: {delegate.message or f'{requested}: {delegate.outcome}'}")
+    ops, no_ops = _ops(log) if raw.extra.get("profile") else (None, None)
     result = {
         "count": log.count or 0,
         "mean_ms": log.mean_ms,
@@ -95,9 +127,9 @@ def parse_benchmark_model_result(raw: RawResult) -> Measurement:
         "env_before": json.dumps(raw.extra.get("env_before") or {}),
         "env_after": json.dumps(raw.extra.get("env_after") or {}),
         "host": json.dumps(raw.extra.get("host") or {}),
-        "warnings": json.dumps(log.warnings),
+        "warnings": json.dumps(log.warnings + ([no_ops] if no_ops else [])),
     }
-    return Measurement(result=result, samples_us=[], predictions=None)
+    return Measurement(result=result, samples_us=[], predictions=None, ops=ops)
 
 
 PARSERS = {AGENT: parse_agent_result, BENCHMARK_MODEL: parse_benchmark_model_result}

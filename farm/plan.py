@@ -60,6 +60,9 @@ class SweepSpec(BaseModel):
     cooldown: Cooldown | None = None
     # The cpufreq governor every device's CPUs run the sweep with (e.g. performance), restored after; where permitted.
     pin_governor: str | None = Field(default=None, pattern=r"^[a-z_]{1,32}$")
+    # An op profile with every result: phones run benchmark_model with --enable_op_profiling=true; other devices need
+    # a benchmark_model build named in their inventory entry (LiteRT's Python API has no op profiler).
+    profile: bool = False
 
     @field_validator("inventory", mode="before")
     @classmethod

@@ -46,3 +46,4 @@ class Measurement:
     result: dict
     samples_us: list
     predictions: list[int] | None
+    ops: list[dict] | None = None  # the op profile (farm.benchmark_model.OpTiming fields), when the job asked for one

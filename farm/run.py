@@ -250,7 +250,7 @@ class SweepRunner:
             labels = self._eval_labels(job)
             if labels is not None and len(labels) == len(measurement.predictions):
                 result["accuracy"] = accuracy(measurement.predictions, labels)
-        self.store.finish_job(job.id, result, measurement.samples_us)
+        self.store.finish_job(job.id, result, measurement.samples_us, measurement.ops)
         return result
 
     async def _cool_down(self, transport: Transport, job: JobRow, label: str) -> dict:
@@ -306,6 +306,7 @@ class SweepRunner:
             max_reply_bytes=self.spec.max_reply_bytes,
             eval=LocalFile(Path(model.eval), self._sha256(model.eval)) if model.eval else None,
             eval_limit=self.spec.eval_limit,
+            profile=self.spec.profile,
         )
 
     def _model_name(self, job: JobRow) -> str:

@@ -26,7 +26,7 @@ from sqlmodel import Session, SQLModel, create_engine, select
 
 from farm.errors import FarmError
 from farm.stats import agreement
-from farm.tables import (JOB_STATES, MIGRATIONS, SCHEMA_VERSION, DeviceRow, JobRow, LeaseRow, Meta, ModelRow,
+from farm.tables import (JOB_STATES, MIGRATIONS, SCHEMA_VERSION, DeviceRow, JobRow, LeaseRow, Meta, ModelRow, OpRow,
                           ResultRow, SampleRow, SweepRow, VariantRow, now)
 
 
@@ -310,8 +310,8 @@ class Store:
             if state == "failed":
                 job.finished = now()
 
-    def finish_job(self, job_id: int, result: dict, samples_us: list) -> None:
-        """The result row, its samples and the job's `done` state, in one transaction."""
+    def finish_job(self, job_id: int, result: dict, samples_us: list, ops: list[dict] | None = None) -> None:
+        """The result row, its samples, its op profile and the job's `done` state, in one transaction."""
         with self.session() as session:
             job = session.get(JobRow, job_id)
             if job.state == "done":
@@ -321,6 +321,7 @@ class Store:
             session.flush()
             if samples_us:
                 session.add(SampleRow(result_id=row.id, latency_us=json.dumps(samples_us)))
+            session.add_all(OpRow(result_id=row.id, **op) for op in ops or ())
             job.state = "done"
             job.error = None
             job.finished = now()
@@ -497,6 +498,17 @@ class Store:
         for column in ("started", "finished"):
             frame[column] = _utc(frame[column])
         return frame
+
+    def op_profiles(self, sweep_id: int, device: str) -> pd.DataFrame:
+        """Every op-profile row of one device's results in a sweep, with its configuration and repeat."""
+        return self._frame("""
+            SELECT m.name AS model, v.kind AS variant, j.delegate, j.threads, j.repeat, o.result_id, o.position,
+                   o.node, o.op, o.name, o.first_ms, o.avg_ms, o.pct, o.times_called
+            FROM ops o JOIN results r ON r.id = o.result_id JOIN jobs j ON j.id = r.job_id
+                 JOIN variants v ON v.id = j.variant_id JOIN models m ON m.id = v.model_id
+            WHERE j.sweep_id = :sweep AND j.device = :device
+            ORDER BY m.name, v.kind, j.delegate, j.threads, j.repeat, o.position""",
+                           {"sweep": sweep_id, "device": device})
 
     def latency_samples(self, sweep_id: int, filters: "Filters", device: str | None = None) -> pd.DataFrame:
         """Every raw latency sample (µs, as an array per result) of a sweep's results, with the job they belong to."""

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 JOB_STATES = ("pending", "running", "done", "failed", "skipped")
 # What a result's peak_mb is: the agent's peak RSS (VmHWM), or what benchmark_model printed (its peak footprint, or
 # only the footprint's rise over the tool's start).
@@ -30,6 +30,11 @@ MIGRATIONS = {
     2: [  # who holds each lease (farm.leases), so a waiting coordinator can say whom it waits for
         "CREATE TABLE leases (name VARCHAR NOT NULL PRIMARY KEY, sweep VARCHAR NOT NULL, pid INTEGER NOT NULL, "
         "host VARCHAR NOT NULL, since TIMESTAMP NOT NULL)",
+    ],
+    3: [  # op profiles (profile: true): a row per node of a result's benchmark_model Run Order table
+        "CREATE TABLE ops (result_id INTEGER NOT NULL REFERENCES results (id), position INTEGER NOT NULL, "
+        "node INTEGER, op VARCHAR NOT NULL, name VARCHAR NOT NULL, first_ms FLOAT, avg_ms FLOAT NOT NULL, pct FLOAT, "
+        "times_called INTEGER, PRIMARY KEY (result_id, position))",
     ],
 }
 
@@ -160,3 +165,18 @@ class SampleRow(SQLModel, table=True):
     __tablename__ = "samples"
     result_id: int = Field(foreign_key="results.id", primary_key=True)
     latency_us: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class OpRow(SQLModel, table=True):
+    """One node of a result's op profile (benchmark_model --enable_op_profiling), in run order."""
+
+    __tablename__ = "ops"
+    result_id: int = Field(foreign_key="results.id", primary_key=True)
+    position: int = Field(primary_key=True)
+    node: int | None = None  # the node index the tool printed, when it did
+    op: str  # node type: CONV_2D, a delegate kernel such as TfLiteXNNPackDelegate, or an XNNPACK operator
+    name: str
+    first_ms: float | None = None
+    avg_ms: float  # per call
+    pct: float | None = None  # share of the run's time
+    times_called: int | None = None

@@ -17,7 +17,9 @@ from farm.benchmark_model import (
     KINDS,
     BenchmarkLog,
     BenchmarkModelParseError,
+    OpTiming,
     parse_benchmark_model,
+    parse_op_profile,
 )
 
 
@@ -139,6 +141,43 @@ FAILING = {
 }
 
 
+# Op profiles (--enable_op_profiling=true): rows of the regular runs' Run Order table, read from each fixture.
+# Some are excerpts (no timing summary): those are read with parse_op_profile alone.
+OP_PROFILES = {
+    "op_profiling_readme_mobilenet_v1.txt": dict(
+        rows=31, mean_ms=79.7609,  # Average inference timings in us: Warmup: 83235, Init: 38467, Inference: 79760.9
+        # CONV_2D  0.000  4.269  4.269  0.107%  0.107%  0.000  0  [MobilenetV1/MobilenetV1/Conv2d_0/Relu6]
+        first=OpTiming(0, None, "CONV_2D", "[MobilenetV1/MobilenetV1/Conv2d_0/Relu6]", 4.269, 4.269, 0.107, 0),
+        last=OpTiming(30, None, "SOFTMAX", "[MobilenetV1/Predictions/Softmax]", 0.029, 0.029, 0.001, 0),
+    ),
+    "op_profiling_riscv64_qemu_mobilenet_v1.txt": dict(
+        rows=31, mean_ms=2950.34,  # Inference (avg): 2.95034e+06 — not the init block's AllocateTensors row
+        first=OpTiming(0, 0, "CONV_2D", "[MobilenetV1/MobilenetV1/Conv2d_0/Relu6]:0", 87.754, 60.957, 2.066, 1),
+        last=OpTiming(30, 30, "SOFTMAX", "[MobilenetV1/Predictions/Reshape_1]:30", 0.23, 0.233, 0.008, 1),
+    ),
+    "op_profiling_x86_64_info_prefixed_xnnpack_efficientdet.txt": dict(
+        rows=171, mean_ms=15.5176,  # INFO: ... Inference (avg): 15517.6; spaces, no [start], XNNPACK's own ops
+        first=OpTiming(0, 0, "QUANTIZE", "[tfl.quantize]:0", 0.199, 0.203, 1.328, 1),
+        # Convolution (NHWC, QC8) DWConv  0.428  0.051  4.317%  8.304%  0.000  13  Delegate/Convolution (NHWC, QC8) DWConv:1
+        third=OpTiming(2, 1, "Convolution (NHWC, QC8) DWConv", "Delegate/Convolution (NHWC, QC8) DWConv:1",
+                       0.428, 0.051, 4.317, 13),
+        last=OpTiming(170, 19, "Max Pooling (NHWC, S8)", "Delegate/Max Pooling (NHWC, S8):19", 0.009, 0.006, 0.04, 1),
+    ),
+    "op_profiling_android_nnapi_yolov5s.txt": dict(
+        rows=11, mean_ms=None,  # an excerpt: the profile only
+        first=OpTiming(0, 0, "STRIDED_SLICE", "[model/tf.strided_slice/StridedSlice]:0", 2.167, 2.118, 1.335, 1),
+        last=OpTiming(10, 233, "TfLiteNnapiDelegate", "[Identity, Identity_1, Identity_2]:233", 60.22, 56.058, 35.32,
+                      1),
+    ),
+    "op_profiling_nnapi_deeplabv3_run_order_only.txt": dict(
+        rows=8, mean_ms=None,  # cut by its author after the Run Order table
+        first=OpTiming(0, 71, "TfLiteNnapiDelegate", "[MobilenetV2/expanded_conv_16/project/add_fold, aspp0/Relu]:71",
+                       11.665, 11.422, 21.939, 1),
+        last=OpTiming(7, 70, "ARG_MAX", "[ArgMax]:70", 15.44, 15.326, 29.438, 1),
+    ),
+}
+
+
 def assert_log(log: BenchmarkLog, expected: dict) -> None:
     for name in TIMINGS:
         want, got = expected[name], getattr(log, name)
@@ -153,7 +192,42 @@ def assert_log(log: BenchmarkLog, expected: dict) -> None:
 
 def test_every_fixture_has_an_expectation():
     names = {p.name for p in FIXTURES.glob("*.txt")}
-    assert names == set(EXPECTED) | set(FAILING)
+    assert names == set(EXPECTED) | set(FAILING) | set(OP_PROFILES)
+
+
+@pytest.mark.parametrize("name", sorted(OP_PROFILES))
+def test_op_profile_fixture_gives_its_run_order_rows(name):
+    expected = OP_PROFILES[name]
+    ops = parse_op_profile(fixture(name))
+    assert len(ops) == expected["rows"]
+    assert ops[0] == expected["first"] and ops[-1] == expected["last"]
+    if "third" in expected:
+        assert ops[2] == expected["third"]
+    assert [op.position for op in ops] == list(range(len(ops)))
+    if expected["mean_ms"] is not None:
+        log = parse_benchmark_model(fixture(name), "", 0)
+        assert log.mean_ms == approx(expected["mean_ms"]) and log.ops == ops
+        # Each node's per-call time times its calls adds up to about one inference (the profiler's own cost aside).
+        total = sum(op.avg_ms * max(op.times_called, 1) for op in ops)
+        assert total == pytest.approx(log.mean_ms, rel=0.05)
+
+
+def test_a_run_without_op_profiling_has_no_ops_and_the_init_block_alone_is_not_a_profile():
+    assert all(parse_benchmark_model(fixture(name), "", 0).ops == [] for name in EXPECTED)
+    riscv = fixture("op_profiling_riscv64_qemu_mobilenet_v1.txt")
+    init_only = riscv[:riscv.index("Operator-wise Profiling Info")]
+    assert parse_op_profile(init_only) == []
+
+
+def test_an_op_profile_is_bounded_and_its_names_are_one_line():
+    header = "\t[node type]\t[first]\t[avg ms]\t[%]\t[cdf%]\t[mem KB]\t[times called]\t[Name]\n"
+    row = "\tADD\t0.010\t0.010\t0.001%\t0.001%\t0.000\t1\t[{}]:{}\n"
+    text = ("Operator-wise Profiling Info for Regular Benchmark Runs:\n"
+            "============================== Run Order ==============================\n" + header
+            + "".join(row.format("x" * 1000 if i == 0 else f"add_{i}", i) for i in range(12_000)))
+    ops = parse_op_profile(text)
+    assert len(ops) == 10_000
+    assert len(ops[0].name) <= 300 and ops[1].name == "[add_1]:1" and ops[1].node == 1
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -67,6 +67,14 @@ VARIANTS = {
 FRONT_ON_PI = {("digits", "int8"), ("digits", "fp32"), ("mnv2", "int8"), ("mnv2", "fp16")}
 FAILED_REASON = "delegate not applied: gpu took 0 of 65 nodes"
 SKIPPED_REASON = "device pi4 offers no edgetpu delegate"
+# pi4's op profiles in the candidate sweep (profile: true): (op, name, avg ms per call, calls) in run order; repeat r
+# adds r * 0.01 ms to every node, so the pooled means are those below plus 0.01.
+OPS = {
+    ("digits", "fp32"): [("CONV_2D", "[conv1]:0", 0.6, 1), ("CONV_2D", "[conv2]:1", 0.9, 1),
+                         ("FULLY_CONNECTED", "[dense]:2", 0.3, 1), ("SOFTMAX", "[<b>probs</b> *x*]:3", 0.2, 1)],
+    ("digits", "int8"): [("QUANTIZE", "[q]:0", 0.05, 1), ("Convolution (NHWC, QC8) GEMM", "Delegate/GEMM:0", 0.02, 13),
+                         ("FULLY_CONNECTED", "[dense]:2", 0.1, 1), ("SOFTMAX", "[probs]:3", 0.1, 1)],
+}
 RUNS = 101
 REPEATS = 3  # the finished sweeps' repeats of each configuration; the live one has one
 
@@ -109,7 +117,7 @@ def seed_store(path: Path | str) -> dict:
     def job(device, key, delegate="xnnpack", repeat=0, **extra):
         return {"device": device, "variant_id": ids[key], "delegate": delegate, "threads": 1, "repeat": repeat, **extra}
 
-    def finish(store, job_row, key, latency_ms, samples):
+    def finish(store, job_row, key, latency_ms, samples, ops=None):
         size, _, accuracy = VARIANTS[key]
         predictions = labels if key[1] == "fp32" else labels[:-2] + [0, 0]  # 18 of 20 agree with fp32
         result = {**summarize(samples), "init_ms": 120.0 + latency_ms, "first_ms": 2 * latency_ms,
@@ -119,7 +127,7 @@ def seed_store(path: Path | str) -> dict:
                   "env_before": json.dumps({"temps_c": {"cpu-thermal": 48.0}, "governor": "ondemand"}),
                   "env_after": json.dumps({"temps_c": {"cpu-thermal": 52.5}, "governor": "ondemand"})}
         store.start_job(job_row.id)
-        store.finish_job(job_row.id, result, samples)
+        store.finish_job(job_row.id, result, samples, ops)
 
     expected = {"samples": {}}
     for sweep_name, seed in (("baseline", 1), ("candidate", 2)):
@@ -144,7 +152,11 @@ def seed_store(path: Path | str) -> dict:
             exact = row.device == "pi4"  # pi4's medians are exact; local's are drawn from one distribution per key
             samples = samples_around(latency, None if exact else rng)
             expected["samples"].setdefault((sweep_name, row.device, key), []).append(samples)  # one list per repeat
-            finish(store, row, key, latency, samples)
+            ops = None
+            if (sweep_name, row.device) == ("candidate", "pi4") and key in OPS:
+                ops = [{"position": i, "node": i, "op": op, "name": name, "first_ms": ms, "avg_ms": ms + row.repeat * 0.01,
+                        "pct": None, "times_called": calls} for i, (op, name, ms, calls) in enumerate(OPS[key])]
+            finish(store, row, key, latency, samples, ops)
         store.update_agreement(sweep.id)
         store.set_sweep_state(sweep.id, "done")
 
@@ -346,6 +358,29 @@ def test_compare_flags_the_2x_slowdown_and_not_noise(seeded, monkeypatch):
 
     app.selectbox(key="compare_a").set_value("candidate").run()
     assert "Pick two different sweeps." in texts(app)
+
+
+def test_ops_page_shows_a_configurations_nodes_and_two_variants_by_op_type(seeded, monkeypatch):
+    db, _ = seeded
+    app = visit(open_app(db, monkeypatch, "baseline"), "ops")
+    assert "No op profiles in sweep baseline" in texts(app)
+
+    app = visit(open_app(db, monkeypatch, "candidate"), "ops")
+    assert app.selectbox(key="ops_device").options == ["pi4"]  # the only device that profiled
+    assert app.selectbox(key="ops_setup").value == "digits · xnnpack · 1 thr"
+    app.selectbox(key="ops_variant").set_value("fp32").run()
+    nodes = app.dataframe[0].value
+    assert nodes["name"].tolist() == ["[conv2]:1", "[conv1]:0", "[dense]:2", "[<b>probs</b> *x*]:3"]  # slowest first
+    assert nodes["ms_per_run"].tolist() == pytest.approx([0.91, 0.61, 0.31, 0.21])  # repeats 0, 1, 2 pooled
+    assert nodes["repeats"].tolist() == [REPEATS] * 4
+    app.selectbox(key="ops_other").set_value("int8").run()
+    assert not app.exception
+    bars = {trace["name"]: dict(zip(trace["y"], trace["x"])) for trace in figure(app, 0)}
+    assert bars["fp32"]["CONV_2D"] == pytest.approx(1.52) and bars["fp32"]["QUANTIZE"] == 0.0
+    # 13 calls of 0.03 ms: XNNPACK's operators are timed per call
+    assert bars["int8"]["Convolution (NHWC, QC8) GEMM"] == pytest.approx(0.39)
+    by_type = app.dataframe[1].value.set_index("op")
+    assert by_type.loc["FULLY_CONNECTED", "change_ms"] == pytest.approx(0.11 - 0.31)
 
 
 def test_export_is_the_farm_export_csv(seeded, monkeypatch, tmp_path):

@@ -84,13 +84,13 @@ def test_a_store_of_schema_1_is_upgraded_by_a_writer_and_keeps_its_results(sqlit
     store.finish_job(job.id, result([1000, 2000]), [1000, 2000])
     store.engine.dispose()
     # Back to the first schema as an older tflite-farm wrote it: other metric names, no memory_kind or warnings,
-    # no leases.
+    # no leases, no op profiles.
     with sqlite3.connect(tmp_path / "farm.db") as connection:
         for statement in ("ALTER TABLE results RENAME COLUMN agreement_with_fp32 TO agreement",
                           "ALTER TABLE results DROP COLUMN memory_kind", "ALTER TABLE results DROP COLUMN warnings",
                           "ALTER TABLE devices ADD COLUMN connection TEXT NOT NULL DEFAULT '{}'",
                           "ALTER TABLE models ADD COLUMN task VARCHAR NOT NULL DEFAULT 'classification'",
-                          "DROP TABLE leases", "UPDATE meta SET value='1' WHERE key='schema_version'"):
+                          "DROP TABLE leases", "DROP TABLE ops", "UPDATE meta SET value='1' WHERE key='schema_version'"):
             connection.execute(statement)
 
     with pytest.raises(FarmError, match=f"store schema version 1, this tflite-farm needs {SCHEMA_VERSION}; any farm command that "
@@ -103,6 +103,7 @@ def test_a_store_of_schema_1_is_upgraded_by_a_writer_and_keeps_its_results(sqlit
     with sqlite3.connect(tmp_path / "farm.db") as connection:
         assert connection.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
         assert connection.execute("SELECT count(*) FROM leases").fetchone()[0] == 0
+        assert connection.execute("SELECT count(*) FROM ops").fetchone()[0] == 0
         columns = {name for _, name, *_ in connection.execute("PRAGMA table_info(devices)")}
     assert "connection" not in columns
 

@@ -25,6 +25,8 @@ def spec_from_args(args):
     for key in ("devices", "delegates", "threads", "repeats", "runs", "warmup_runs", "min_secs"):
         if getattr(args, key) is not None:
             raw[key] = getattr(args, key)
+    if args.profile:
+        raw["profile"] = True
     return parse_spec(raw, "command line").resolve(Path.cwd()), "command line"
 
 

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from farm.inventory import Device, kind_module
 from farm.replies import MAX_REPLY_BYTES
-from farm.results import RawResult
+from farm.results import JobFailed, RawResult
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class BenchmarkJob:
     max_reply_bytes: int = MAX_REPLY_BYTES
     eval: LocalFile | None = None
     eval_limit: int | None = None
+    profile: bool = False  # an op profile too (benchmark_model's --enable_op_profiling)
 
 
 class Transport(Protocol):
@@ -81,6 +82,34 @@ class Transport(Protocol):
         """Re-establish the link after DeviceLost."""
 
     async def close(self) -> None: ...
+
+
+def delegate_flags(delegate: Delegate) -> list[str]:
+    """benchmark_model's flags for a delegate, with the inventory's options for it."""
+    name, extra = delegate.name, dict(delegate.options)
+    if name == "xnnpack":
+        return ["--use_xnnpack=true"] + [f"--{k}={v}" for k, v in extra.items()]
+    if name == "none":
+        return ["--use_xnnpack=false"]
+    if name in ("gpu", "nnapi", "hexagon"):
+        return [f"--use_{name}=true"] + [f"--{k}={v}" for k, v in extra.items()]
+    # external (and edgetpu through its external delegate library)
+    if delegate.library is None:
+        raise JobFailed(f"delegate {name} needs delegate_options.{name}.library")
+    flags = [f"--external_delegate_path={delegate.library}"]
+    if extra:
+        flags.append("--external_delegate_options=" + ";".join(f"{k}:{v}" for k, v in extra.items()))
+    return flags
+
+
+def benchmark_model_flags(job: BenchmarkJob, model: str) -> list[str]:
+    """TensorFlow Lite's benchmark_model flags for a job whose model is at `model` on the device."""
+    flags = [f"--graph={model}", f"--num_threads={job.threads}", f"--warmup_runs={job.warmup_runs}",
+             f"--num_runs={job.runs}", f"--min_secs={job.min_secs}", f"--max_secs={job.max_secs}",
+             "--report_peak_memory_footprint=true", *delegate_flags(job.delegate)]
+    if job.profile:
+        flags.append("--enable_op_profiling=true")
+    return flags
 
 
 def open_transport(device: Device) -> Transport:

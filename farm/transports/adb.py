@@ -25,8 +25,8 @@ from farm.inventory import CpuMask, Device, local_file
 from farm.paths import sha256_file
 from farm.errors import last_line, one_line
 from farm.results import BENCHMARK_MODEL, DeviceLost, DeviceRefused, JobFailed, RawResult
-from farm.transports import (GOVERNORS, THERMAL_ZONES, BenchmarkJob, Delegate, LocalFile, parse_governors,
-                              parse_zones, set_governors)
+from farm.transports import (GOVERNORS, THERMAL_ZONES, BenchmarkJob, LocalFile, benchmark_model_flags,
+                              delegate_flags, parse_governors, parse_zones, set_governors)
 
 ROOT = "/data/local/tmp/tflite-farm"
 PROPS = {
@@ -86,24 +86,6 @@ def adb_client(server: tuple[str, int]):
     except OSError as error:
         raise DeviceLost(f"adb server {server[0]}:{server[1]} does not answer: {error}") from None
     return adbutils.AdbClient(host=server[0], port=server[1], socket_timeout=30)
-
-
-def delegate_flags(delegate: Delegate) -> list[str]:
-    """benchmark_model's flags for a delegate, with the inventory's options for it."""
-    name, extra = delegate.name, dict(delegate.options)
-    if name == "xnnpack":
-        return ["--use_xnnpack=true"] + [f"--{k}={v}" for k, v in extra.items()]
-    if name == "none":
-        return ["--use_xnnpack=false"]
-    if name in ("gpu", "nnapi", "hexagon"):
-        return [f"--use_{name}=true"] + [f"--{k}={v}" for k, v in extra.items()]
-    # external (and edgetpu through its external delegate library)
-    if delegate.library is None:
-        raise JobFailed(f"delegate {name} needs delegate_options.{name}.library")
-    flags = [f"--external_delegate_path={delegate.library}"]
-    if extra:
-        flags.append("--external_delegate_options=" + ";".join(f"{k}:{v}" for k, v in extra.items()))
-    return flags
 
 
 def parse_battery(text: str) -> dict:
@@ -255,10 +237,7 @@ class AdbTransport:
         binary = self._binary(job)
         binary_remote = self._stage(binary, 0o755)
         model = self._stage(job.model)
-        flags = [f"--graph={model}", f"--num_threads={job.threads}",
-                 f"--warmup_runs={job.warmup_runs}", f"--num_runs={job.runs}",
-                 f"--min_secs={job.min_secs}", f"--max_secs={job.max_secs}",
-                 "--report_peak_memory_footprint=true", *delegate_flags(job.delegate)]
+        flags = benchmark_model_flags(job, model)
         timeout = job.timeout_s
         before = self._environment()
         start = time.perf_counter()
@@ -273,7 +252,8 @@ class AdbTransport:
                             "(max_reply_bytes)")
         if reply.returncode is None:
             raise DeviceLost("the phone went away before benchmark_model finished")
-        extra = {"delegate": job.delegate.name, "env_before": before, "env_after": after, "binary": binary.path.name,
+        extra = {"delegate": job.delegate.name, "profile": job.profile, "env_before": before,
+                  "env_after": after, "binary": binary.path.name,
                  "host": {"serial": self.device.serial, "abi": self.abi}}
         return RawResult(BENCHMARK_MODEL, reply.stdout, reply.stderr, reply.returncode, extra)
 

@@ -6,14 +6,17 @@ import contextlib
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Literal
 
-from farm.inventory import Device, Program
+from farm.inventory import Device, Program, local_file
 from farm.replies import MAX_REPLY_BYTES, probe_facts, read_json
-from farm.errors import last_line
-from farm.results import AGENT, DeviceLost, DeviceRefused, JobFailed, RawResult
-from farm.transports import GOVERNORS, THERMAL_ZONES, BenchmarkJob, parse_governors, parse_zones, set_governors
-from farm.transports.agent import STDERR_TAIL, Capped, ReplyTooLarge, agent_file, agent_request, decoded, request_line, together
+from farm.errors import last_line, one_line
+from farm.results import AGENT, BENCHMARK_MODEL, DeviceLost, DeviceRefused, JobFailed, RawResult
+from farm.transports import (GOVERNORS, THERMAL_ZONES, BenchmarkJob, benchmark_model_flags, parse_governors,
+                              parse_zones, set_governors)
+from farm.transports.agent import (STDERR_TAIL, Capped, ReplyTooLarge, agent_file, agent_request, decoded, request_line,
+                                   together)
 
 PROBE_TIMEOUT_S = 120
 
@@ -23,9 +26,16 @@ class LocalDevice(Device):
 
     kind: Literal["local"]
     python: Program | None = None  # interpreter that runs the agent (default: the coordinator's own)
+    # A TensorFlow Lite benchmark_model build of this machine, run for op profiles (LiteRT's Python API has no op
+    # profiler): with `profile: true`, a second run of the job with --enable_op_profiling=true.
+    benchmark_model: str | None = None
 
     def reached_at(self) -> str:
         return "this machine"
+
+    def resolve_paths(self, base: Path) -> None:
+        if self.benchmark_model:
+            self.benchmark_model = local_file(base, self.benchmark_model)
 
 
 class LocalTransport:
@@ -46,7 +56,20 @@ class LocalTransport:
             if local is not None and not local.path.is_file():
                 raise JobFailed(f"{local.path}: missing (the conversion cache was cleared?)")
         request = agent_request(job, str(job.model.path), str(job.eval.path) if job.eval else None)
-        return await self._agent([], request_line(request), job.timeout_s, job.max_reply_bytes)
+        raw = await self._agent([], request_line(request), job.timeout_s, job.max_reply_bytes)
+        raw.extra["profile"] = job.profile
+        if job.profile and self.device.benchmark_model and raw.exit_code == 0:
+            raw.extra["op_profile"] = await self._op_profile(job)
+        return raw
+
+    async def _op_profile(self, job: BenchmarkJob) -> dict:
+        """benchmark_model's op-profiling run of the job: its output, or why there is none (the job stands)."""
+        argv = [self.device.benchmark_model, *benchmark_model_flags(job, str(job.model.path))]
+        try:
+            run = await self._process(argv, b"", job.timeout_s, job.max_reply_bytes, BENCHMARK_MODEL)
+        except (DeviceLost, JobFailed, TimeoutError) as error:  # a binary that is missing or hangs: no profile
+            return {"error": one_line(error)}
+        return {"delegate": job.delegate.name, "stdout": run.stdout, "stderr": run.stderr, "exit_code": run.exit_code}
 
     async def temperatures(self) -> dict[str, float]:
         return parse_zones((await self._shell(THERMAL_ZONES))[0])
@@ -69,14 +92,19 @@ class LocalTransport:
         return None  # the agent scores the eval set in the job's own run
 
     async def _agent(self, args: list[str], stdin: bytes, timeout: float, limit: int = MAX_REPLY_BYTES) -> RawResult:
+        return await self._process([self.python, str(agent_file().path), *args], stdin, timeout, limit)
+
+    async def _process(self, argv: list[str], stdin: bytes, timeout: float, limit: int,
+                       format: str = AGENT) -> RawResult:
+        """Run a program of this machine with `stdin`, its output read within the caps, killed past `timeout`."""
         try:
             process = await asyncio.create_subprocess_exec(
-                self.python, str(agent_file().path), *args,
+                *argv,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,  # its own process group, so a timeout kills everything it started
             )
         except OSError as error:
-            raise DeviceLost(f"cannot start {self.python}: {error}") from None
+            raise DeviceLost(f"cannot start {argv[0]}: {error}") from None
         stdout, stderr = Capped(limit), Capped(STDERR_TAIL, keep_tail=True)
         try:
             await asyncio.wait_for(self._exchange(process, stdin, stdout, stderr), timeout)
@@ -87,7 +115,7 @@ class LocalTransport:
             if isinstance(error, asyncio.TimeoutError):
                 raise TimeoutError(f"no result within {timeout:g} s") from None
             raise
-        return RawResult(AGENT, decoded(stdout.bytes()), stderr.bytes().decode(errors="replace"), process.returncode)
+        return RawResult(format, decoded(stdout.bytes()), stderr.bytes().decode(errors="replace"), process.returncode)
 
     @staticmethod
     async def _exchange(process, stdin: bytes, stdout: Capped, stderr: Capped) -> None:

@@ -19,10 +19,10 @@ from pydantic import model_validator
 
 from farm.errors import FarmError, last_line, one_line
 from farm.inventory import CpuMask, Device, EnvName, Program, RemotePath, local_file
-from farm.paths import atomic_write
+from farm.paths import atomic_write, sha256_file
 from farm.results import AGENT, DeviceLost, DeviceRefused, JobFailed, RawResult
-from farm.transports import (GOVERNORS, THERMAL_ZONES, BenchmarkJob, LocalFile, parse_governors, parse_zones,
-                              set_governors)
+from farm.transports import (GOVERNORS, THERMAL_ZONES, BenchmarkJob, LocalFile, benchmark_model_flags,
+                              parse_governors, parse_zones, set_governors)
 from farm.replies import probe_facts, read_json
 from farm.transports.agent import STDERR_TAIL, Capped, ReplyTooLarge, agent_file, agent_request, decoded, request_line, together
 
@@ -56,6 +56,9 @@ class SshDevice(Device):
     workspace: RemotePath = "~/.cache/tflite-farm"
     python: Program | None = None  # interpreter that runs the agent (default: the provisioned venv, else python3)
     affinity: CpuMask | None = None  # taskset CPU mask the agent runs on, e.g. "f0" for the big cores
+    # A TensorFlow Lite benchmark_model build for the board, a file of the coordinator uploaded like a model, run for
+    # op profiles (LiteRT's Python API has no op profiler): with `profile: true`, a second run of each job.
+    benchmark_model: str | None = None
 
     @model_validator(mode="after")
     def _host(self) -> "SshDevice":
@@ -83,6 +86,8 @@ class SshDevice(Device):
             self.key = local_file(base, self.key)
         if self.known_hosts:
             self.known_hosts = local_file(base, self.known_hosts)
+        if self.benchmark_model:
+            self.benchmark_model = local_file(base, self.benchmark_model)
 
 
 def known_hosts_path(device: SshDevice) -> Path:
@@ -260,7 +265,26 @@ class SshTransport:
             code = -_signal_number(result.exit_signal[0])
         if code == 137 and wall_ms >= timeout * 1000:
             raise TimeoutError(f"no result within {timeout:g} s")
-        return RawResult(AGENT, decoded(stdout.bytes()), stderr.bytes().decode(errors="replace"), code)
+        raw = RawResult(AGENT, decoded(stdout.bytes()), stderr.bytes().decode(errors="replace"), code,
+                        {"profile": job.profile})
+        if job.profile and self.device.benchmark_model and code == 0:
+            raw.extra["op_profile"] = await self._op_profile(job, model, pinned)
+        return raw
+
+    async def _op_profile(self, job: BenchmarkJob, model: str, pinned: str) -> dict:
+        """benchmark_model's op-profiling run of the job: its output, or why there is none (the job stands)."""
+        path = self.device.benchmark_model
+        stdout, stderr = Capped(job.max_reply_bytes), Capped(STDERR_TAIL, keep_tail=True)
+        try:
+            binary = await self._stage(LocalFile(Path(path), sha256_file(path)))
+            flags = " ".join(quote(flag) for flag in benchmark_model_flags(job, model))
+            command = (f"chmod +x -- {quote(binary)} && exec timeout -s KILL {int(job.timeout_s) + 1} {pinned}"
+                       f"{quote(binary)} {flags}")
+            result = await self._exchange(command, b"", stdout, stderr, job.timeout_s + 5)
+        except (OSError, JobFailed) as error:  # TimeoutError is an OSError
+            return {"error": one_line(error)}
+        return {"delegate": job.delegate.name, "stdout": stdout.bytes().decode(errors="replace"),
+                "stderr": stderr.bytes().decode(errors="replace"), "exit_code": result.exit_status}
 
     async def _exchange(self, command: str, stdin: bytes, stdout: Capped, stderr: Capped, timeout: float):
         """Run a command with `stdin`, its output read within the caps; DeviceLost when the board goes away."""

@@ -6,8 +6,8 @@ import pytest
 
 from farm.inventory import parse_device
 from farm.results import JobFailed
-from farm.transports import Delegate
-from farm.transports.adb import _count_cpus, _to_input_dtype, _top1, delegate_flags, parse_battery
+from farm.transports import Delegate, delegate_flags
+from farm.transports.adb import _count_cpus, _to_input_dtype, _top1, parse_battery
 
 
 PHONE = parse_device(dict(
