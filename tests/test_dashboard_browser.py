@@ -141,6 +141,14 @@ def test_every_page_in_chromium(browser, tmp_path):
         settled(page)
         snapshot(page, "6-compare")
 
+        go(page, "Ops")  # pi4's op profiles in the candidate sweep: its nodes, and fp32 against int8 by op type
+        pick(page, "Variant", "fp32")
+        pick(page, "Compare with", "int8")
+        shows(page, "Time per run by op type: fp32 against int8")
+        texts = plot_texts(page)
+        assert "CONV_2D" in texts and "Convolution (NHWC, QC8) GEMM" in texts and "int8" in texts
+        snapshot(page, "6b-ops")
+
         go(page, "Export")
         pick(page, "Device", "pi4")
         settled(page)
