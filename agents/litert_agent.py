@@ -393,6 +393,30 @@ def temperatures():
     return temps
 
 
+def throttling_trips():
+    """Each zone's lowest passive trip point (°C): where the kernel starts throttling. Keyed as temperatures()."""
+    trips = {}
+    base = os.environ.get("FARM_THERMAL_ROOT") or "/sys/class/thermal"
+    try:
+        zones = sorted(z for z in os.listdir(base) if z.startswith("thermal_zone"))
+    except OSError:
+        return trips
+    for zone in zones:
+        kind = _read(os.path.join(base, zone, "type")) or zone
+        lowest = None
+        for i in range(32):
+            if _read(os.path.join(base, zone, "trip_point_%d_type" % i)) != "passive":
+                continue
+            try:
+                celsius = int(_read(os.path.join(base, zone, "trip_point_%d_temp" % i)) or "") / 1000.0
+            except ValueError:
+                continue
+            lowest = celsius if lowest is None else min(lowest, celsius)
+        if lowest is not None:
+            trips[kind if kind not in trips else "%s (%s)" % (kind, zone)] = round(lowest, 1)
+    return trips
+
+
 def _cpu(path):
     # A board whose cpufreq lives elsewhere (or a test board) names the folder in FARM_CPU_ROOT.
     return os.path.join(os.environ.get("FARM_CPU_ROOT") or "/sys/devices/system/cpu", path)
@@ -408,7 +432,7 @@ def env_snapshot():
         freq = int(freq) if freq is not None else None
     except ValueError:
         freq = None
-    return {"temps_c": temperatures(), "governor": governor(), "cpu0_freq_khz": freq}
+    return {"temps_c": temperatures(), "trips_c": throttling_trips(), "governor": governor(), "cpu0_freq_khz": freq}
 
 
 def cpu_model():

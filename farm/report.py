@@ -72,7 +72,7 @@ def _configuration(jobs: list[dict], samples: dict[int, list[float]]) -> dict:
         row["flags"].append("short")
     if (half_width_pct(row) or 0.0) > NOISY_PCT:
         row["flags"].append("noisy")
-    if max((_warming(job) for job in done), default=0.0) > HOT_RISE_C:
+    if max((_warming(job) for job in done), default=0.0) > HOT_RISE_C or any(_throttling(job) for job in done):
         row["flags"].append("hot")
     if any(job["delegate_outcome"] == "partial" for job in done):
         row["flags"].append("partial-delegate")
@@ -86,6 +86,17 @@ def _warming(job: dict) -> float:
     rises = [after[zone] - before[zone] for zone in after
              if isinstance(after.get(zone), (int, float)) and isinstance(before.get(zone), (int, float))]
     return max(rises, default=0.0)
+
+
+def _throttling(job: dict) -> bool:
+    """Whether a thermal zone was at or above its passive trip point (the kernel throttling) before or after a job."""
+    for when in ("env_before", "env_after"):
+        env = json.loads(job[when] or "{}")
+        temps, trips = env.get("temps_c") or {}, env.get("trips_c") or {}
+        if any(isinstance(temps.get(zone), (int, float)) and isinstance(trip, (int, float)) and temps[zone] >= trip
+               for zone, trip in trips.items()):
+            return True
+    return False
 
 
 def _flag_thread_inversions(rows: list[dict]) -> None:

@@ -12,17 +12,24 @@ from conftest import farm
 
 
 @contextmanager
-def hot_board(host, tmp_path, celsius: float):
-    """The board, its one thermal zone at `celsius`; yields the zone's temp file."""
+def hot_board(host, tmp_path, celsius: float, passive_trip_c: float | None = None):
+    """The board, its one thermal zone at `celsius` (where the kernel throttles from `passive_trip_c`, if given, as a
+    passive trip point between a hot and a critical one); yields the zone's temp file."""
     zone = tmp_path / "zones" / "thermal_zone0"
     zone.mkdir(parents=True)
     (zone / "type").write_text("cpu-thermal\n")
     (zone / "temp").write_text(f"{int(celsius * 1000)}\n")
+    if passive_trip_c is not None:
+        for i, (kind, trip) in enumerate((("hot", passive_trip_c - 10), ("passive", passive_trip_c),
+                                          ("critical", passive_trip_c + 30))):
+            (zone / f"trip_point_{i}_type").write_text(f"{kind}\n")
+            (zone / f"trip_point_{i}_temp").write_text(f"{int(trip * 1000)}\n")
     with host.login_environment(FARM_THERMAL_ROOT=zone.parent):
         yield zone / "temp"
 
 
 def sweep(tmp_path, host, model, name, **cooldown):
+    """A 2-repeat sweep of `model` on the board, behind the thermal gate; (the run, each result's env_before)."""
     lab = tmp_path / f"{name}-lab.yaml"
     lab.write_text(yaml.safe_dump({"devices": [host.device(python=sys.executable, delegates=["none"],
                                                            workspace=str(tmp_path / "workspace"))]}))
@@ -95,3 +102,23 @@ def test_a_board_that_stops_cooling_or_cools_too_slowly_is_not_waited_for_foreve
     assert run.returncode == 0, run.stdout + run.stderr
     first = envs[0]["cooldown"]
     assert first["until"] == "max_wait_s" and 2.0 <= first["waited_s"] < 4.0 and first["end_c"] > 45.0, first
+
+
+def test_a_board_throttling_during_its_jobs_is_flagged_hot_though_it_warmed_by_nothing(tmp_path, ssh_fleet, tiny_tflite):
+    from farm.report import configurations
+    from farm.store import Store
+
+    host = ssh_fleet[2]
+    with hot_board(host, tmp_path, 72.0, passive_trip_c=70.0):
+        run, envs = sweep(tmp_path, host, tiny_tflite, "throttled", max_temp_c=80)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert all(env["trips_c"] == {"cpu-thermal": 70.0} and env["temps_c"] == {"cpu-thermal": 72.0} for env in envs)
+    store = Store(tmp_path / "farm.db", create=False)
+    (row,) = configurations(store, store.sweep("throttled").id)
+    assert "hot" in row["flags"]  # 72 °C against a passive trip at 70: throttled, though it never rose
+
+    with hot_board(host, tmp_path / "cool", 72.0, passive_trip_c=90.0):
+        sweep(tmp_path / "cool", host, tiny_tflite, "unthrottled", max_temp_c=80)
+    store = Store(tmp_path / "cool" / "farm.db", create=False)
+    (row,) = configurations(store, store.sweep("unthrottled").id)
+    assert "hot" not in row["flags"]

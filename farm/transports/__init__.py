@@ -123,6 +123,22 @@ THERMAL_ZONES = ('root="${FARM_THERMAL_ROOT:-/sys/class/thermal}"; for z in "$ro
                  'printf \'%s %s\\n\' "$(cat "$z/type" 2>/dev/null)" "$(cat "$z/temp" 2>/dev/null)"; done')
 
 
+# Each zone's passive trip points (where the kernel throttles), "type millidegrees" per trip, as parse_trips reads them.
+THERMAL_TRIPS = ('root="${FARM_THERMAL_ROOT:-/sys/class/thermal}"; for z in "$root"/thermal_zone*; do '
+                 'for t in "$z"/trip_point_*_type; do [ "$(cat "$t" 2>/dev/null)" = passive ] && '
+                 'printf \'%s %s\\n\' "$(cat "$z/type" 2>/dev/null)" "$(cat "${t%_type}_temp" 2>/dev/null)"; done; done; true')
+
+
+def parse_trips(text: str) -> dict[str, float]:
+    """THERMAL_TRIPS' output → the lowest passive trip point (°C) of each zone type."""
+    trips: dict[str, float] = {}
+    for line in text.splitlines()[:1024]:
+        found = parse_zones(line)
+        for zone, celsius in found.items():
+            trips[zone] = min(celsius, trips.get(zone, celsius))
+    return dict(list(trips.items())[:256])
+
+
 def parse_zones(text: str) -> dict[str, float]:
     """THERMAL_ZONES' output → °C by zone type (millidegrees as the kernel gives them; whole degrees as some do)."""
     temps: dict[str, float] = {}

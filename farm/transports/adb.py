@@ -25,8 +25,8 @@ from farm.inventory import CpuMask, Device, local_file
 from farm.paths import sha256_file
 from farm.errors import last_line, one_line
 from farm.results import BENCHMARK_MODEL, DeviceLost, DeviceRefused, JobFailed, RawResult
-from farm.transports import (GOVERNORS, THERMAL_ZONES, BenchmarkJob, LocalFile, benchmark_model_flags,
-                              delegate_flags, parse_governors, parse_zones, set_governors)
+from farm.transports import (GOVERNORS, THERMAL_TRIPS, THERMAL_ZONES, BenchmarkJob, LocalFile, benchmark_model_flags,
+                              delegate_flags, parse_governors, parse_trips, parse_zones, set_governors)
 
 ROOT = "/data/local/tmp/tflite-farm"
 PROPS = {
@@ -175,10 +175,11 @@ class AdbTransport:
         return facts
 
     def _environment(self) -> dict:
-        """Battery and thermal zones now: taken before and after each job."""
+        """Battery, thermal zones and their throttling trip points now: taken before and after each job."""
         battery = self._shell("dumpsys battery")
-        temps = parse_zones(self._shell(THERMAL_ZONES).stdout)
-        return {"battery": parse_battery(battery.stdout) if battery.returncode == 0 else {}, "temps_c": temps}
+        zones, _, trips = self._shell(f"{THERMAL_ZONES}; echo '-- trips'; {THERMAL_TRIPS}").stdout.partition("-- trips\n")
+        return {"battery": parse_battery(battery.stdout) if battery.returncode == 0 else {}, "temps_c": parse_zones(zones),
+                "trips_c": parse_trips(trips)}
 
     async def governors(self, set_to: dict[str, str] | None = None) -> dict[str, str]:
         reply = await self._call(self._shell, set_governors(set_to) if set_to else GOVERNORS, 30)

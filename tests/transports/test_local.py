@@ -40,3 +40,22 @@ def test_thermal_zones_a_device_lists_are_read_within_bounds():
     listing = "cpu-thermal 48500\ngpu 61\nbattery -\n\nhuge " + "9" * 5000 + "\n" + "x" * 300 + " 40000\n"
     zones = parse_zones(listing)
     assert zones == {"cpu-thermal": 48.5, "gpu": 61.0, "x" * 100: 40.0}  # whole degrees kept; junk and giants dropped
+
+
+def test_throttling_trip_points_are_listed_by_the_shell_and_the_lowest_passive_one_kept(tmp_path):
+    import subprocess
+
+    from farm.transports import THERMAL_TRIPS, parse_trips
+
+    zone = tmp_path / "thermal_zone0"
+    zone.mkdir()
+    (zone / "type").write_text("cpu-thermal\n")
+    for i, (kind, millidegrees) in enumerate((("passive", 85000), ("critical", 105000), ("passive", 70000))):
+        (zone / f"trip_point_{i}_type").write_text(f"{kind}\n")
+        (zone / f"trip_point_{i}_temp").write_text(f"{millidegrees}\n")
+    (tmp_path / "thermal_zone1").mkdir()  # a zone with no trip points: nothing listed
+    (tmp_path / "thermal_zone1" / "type").write_text("gpu\n")
+    listed = subprocess.run(["sh", "-c", THERMAL_TRIPS], env={"FARM_THERMAL_ROOT": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, check=True).stdout
+    assert parse_trips(listed) == {"cpu-thermal": 70.0}
+    assert parse_trips("junk\n" + "z " + "9" * 5000 + "\n") == {}
