@@ -11,6 +11,13 @@ import yaml
 from conftest import farm
 
 
+def set_temp(temp, celsius: float) -> None:
+    """Write a zone's reading as the kernel serves it, whole: a reader never sees the file empty mid-write."""
+    partial = temp.with_name("temp.new")
+    partial.write_text(f"{int(celsius * 1000)}\n")
+    partial.replace(temp)
+
+
 @contextmanager
 def hot_board(host, tmp_path, celsius: float, passive_trip_c: float | None = None):
     """The board, its one thermal zone at `celsius` (where the kernel throttles from `passive_trip_c`, if given, as a
@@ -56,7 +63,7 @@ def test_a_hot_board_is_waited_for_until_it_cools(tmp_path, ssh_fleet, tiny_tfli
             celsius = 60.0
             while not stop.wait(0.5):
                 celsius = max(celsius - 2.0, 40.0)
-                temp.write_text(f"{int(celsius * 1000)}\n")
+                set_temp(temp, celsius)
 
         cooling = threading.Thread(target=fan)
         cooling.start()
@@ -90,7 +97,7 @@ def test_a_board_that_stops_cooling_or_cools_too_slowly_is_not_waited_for_foreve
             celsius = 60.0
             while not stop.wait(0.3):
                 celsius -= 1.0
-                temp.write_text(f"{int(celsius * 1000)}\n")
+                set_temp(temp, celsius)
 
         cooling = threading.Thread(target=slow_fan)
         cooling.start()

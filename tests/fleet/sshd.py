@@ -718,7 +718,9 @@ def start_fleet(k: int, root_dir: str | Path, *, port: int | None = None, user: 
     Files go under root_dir: client/id_ed25519 (the client key), known_hosts, hosts/<name>/ (see SshHost).
     The sshds start together and each is waited for until it answers (bounded by timeout)."""
     sshd, ssh_keygen = require_openssh()
-    port = int(port or os.environ.get("FARM_TEST_SSH_PORT") or DEFAULT_PORT)
+    # Under pytest-xdist each worker's fleets get their own port, so two workers never race for one address.
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+    port = int(port or os.environ.get("FARM_TEST_SSH_PORT") or DEFAULT_PORT + worker)
     user = user or pwd.getpwuid(os.geteuid()).pw_name
     names = names or [f"board{i + 1}" for i in range(k)]
     if len(names) != k or len(set(names)) != k:

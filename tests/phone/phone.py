@@ -149,8 +149,11 @@ def port_free(port: int) -> bool:
 
 
 def free_port(ports: range, taken: set[int] = frozenset()) -> int:
+    # Under pytest-xdist each worker takes its own share of the range, so two workers never race for one port.
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     for port in ports:
-        if port not in taken and port_free(port):
+        if port % workers == worker % workers and port not in taken and port_free(port):
             return port
     raise LabError(f"no free port on 127.0.0.1 in {ports.start}-{ports.stop - 1}")
 
