@@ -11,8 +11,13 @@ STAMP  := $(VENV)/.installed
 demo: $(STAMP)
 	$(BIN)/farm demo
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist); the tests that time this machine twice and compare the runs
+# (marked `alone`) run after them, with nothing else running.
+TEST_WORKERS ?= 3
+
 test: $(STAMP) system-packages
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not alone"
+	$(BIN)/python -m pytest -q -m alone
 
 install: $(STAMP)
 

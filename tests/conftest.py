@@ -1,4 +1,5 @@
-"""Fixtures shared by the suite: a private conversion cache and the demo's digits model, trained once per session."""
+"""Fixtures shared by the suite: a private conversion cache and the demo's digits model, trained once per run."""
+import fcntl
 import os
 import signal
 import socket
@@ -28,11 +29,20 @@ def farm_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory) -> Path:
-    """The demo's digits CNN (trained on scikit-learn's digits, seeded) with its calibration and held-out eval sets."""
+    """The demo's digits CNN (trained on scikit-learn's digits, seeded) with its calibration and held-out eval sets,
+    built once per run: pytest-xdist's workers share one build (tests only read it)."""
     from farm.demo import build_digits
 
-    workdir = tmp_path_factory.mktemp("digits")
-    build_digits(workdir)
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above every worker's own
+    workdir = root / "digits"
+    with open(root / "digits.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (workdir / "built").exists():
+            workdir.mkdir(exist_ok=True)
+            build_digits(workdir)
+            (workdir / "built").touch()
     return workdir
 
 

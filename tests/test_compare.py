@@ -3,6 +3,7 @@ comparisons, and a real rerun on this machine."""
 import json
 
 import numpy as np
+import pytest
 import yaml
 from conftest import farm
 from test_store import FakeVariantRecord
@@ -104,6 +105,7 @@ def test_noise_alone_is_flagged_at_most_5_percent_of_the_time(capsys):
     assert flagged <= 5
 
 
+@pytest.mark.alone  # two sweeps timed minutes apart: other tests running beside one of them would be a real slowdown
 def test_a_real_rerun_on_this_machine_is_not_flagged(tmp_path, tiny_tflite):
     lab = tmp_path / "lab.yaml"
     lab.write_text(yaml.safe_dump({"devices": [{"name": "local", "kind": "local", "delegates": ["xnnpack"]}]}))

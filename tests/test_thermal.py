@@ -93,7 +93,10 @@ def test_a_board_that_stops_cooling_or_cools_too_slowly_is_not_waited_for_foreve
     with hot_board(host, tmp_path / "slow", 60.0) as temp:
         stop = threading.Event()
 
-        def slow_fan():  # 1 °C every 0.3 s: still falling when the wait runs out
+        def slow_fan():  # once the board has been probed, 1 °C every 0.3 s: still falling when the wait runs out
+            staged = tmp_path / "slow" / "workspace" / "files"
+            while not stop.wait(0.1) and not (staged.is_dir() and any(staged.glob("*.py"))):
+                pass
             celsius = 60.0
             while not stop.wait(0.3):
                 celsius -= 1.0
