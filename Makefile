@@ -13,7 +13,7 @@ demo: $(STAMP)
 
 # The suite runs on TEST_WORKERS processes (pytest-xdist); the tests that time this machine twice and compare the runs
 # (marked `alone`) run after them, with nothing else running.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 2
 
 test: $(STAMP) system-packages
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not alone"
