@@ -11,9 +11,9 @@ STAMP  := $(VENV)/.installed
 demo: $(STAMP)
 	$(BIN)/farm demo
 
-# The suite runs on TEST_WORKERS processes (pytest-xdist); the tests that time this machine twice and compare the runs
-# (marked `alone`) run after them, with nothing else running.
-TEST_WORKERS ?= 2
+# The suite runs on TEST_WORKERS processes (pytest-xdist), one per CPU: it is CPU-bound, so more would only queue. The
+# tests that time this machine twice and compare the runs (marked `alone`) run after them, with nothing else running.
+TEST_WORKERS ?= auto
 
 test: $(STAMP) system-packages
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not alone"
