@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[convert,ssh,adb,dashboard,postgres,test]'
+	@# pip byte-compiles what it installs, but not this editable checkout: compiled here once, every `farm` process
+	@# and agent started later loads it instead of compiling it again (with PYTHONDONTWRITEBYTECODE set, nothing would
+	@# keep a later compile).
+	$(BIN)/python -m compileall -q farm agents dashboard
 	touch $@
 
 # What the tests need from the system (real servers and tools: sshd, adb, Chromium, a PostgreSQL server for private

@@ -13,10 +13,9 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 from urllib.parse import quote
 
-import pandas as pd
 from sqlalchemy import bindparam, event, inspect, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -28,6 +27,9 @@ from farm.errors import FarmError
 from farm.stats import agreement
 from farm.tables import (JOB_STATES, MIGRATIONS, SCHEMA_VERSION, DeviceRow, JobRow, LeaseRow, Meta, ModelRow, OpRow,
                           ResultRow, SampleRow, SweepRow, VariantRow, now)
+
+if TYPE_CHECKING:  # pandas is imported by the reads that return frames (dashboard, export), not by every command
+    import pandas as pd
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -392,6 +394,8 @@ class Store:
 
     def _frame(self, sql: str, params: dict | None = None, filters: "Filters | None" = None) -> pd.DataFrame:
         """One SELECT as a DataFrame: `{filters}` becomes AND clauses over aliases m, v, j; a list feeds `IN :name`."""
+        import pandas as pd
+
         params = dict(params or {})
         clauses = []
         for name, column in (("models", "m.name"), ("variants", "v.kind"), ("delegates", "j.delegate"),
@@ -535,4 +539,6 @@ class Filters(NamedTuple):
 
 
 def _utc(values: pd.Series) -> pd.Series:  # SQLite hands datetimes back as text; naive ones are UTC
+    import pandas as pd
+
     return pd.to_datetime(values, utc=True, format="mixed")
