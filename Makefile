@@ -24,11 +24,11 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[convert,ssh,adb,dashboard,postgres,test]'
-	@# pip byte-compiles what it installs, but not this editable checkout: compiled here once, every `farm` process
-	@# and agent started later loads it instead of compiling it again (with PYTHONDONTWRITEBYTECODE set, nothing would
-	@# keep a later compile).
-	$(BIN)/python -m compileall -q farm agents dashboard
+	$(BIN)/python -m pip install --quiet --no-compile -e '.[convert,ssh,adb,dashboard,postgres,test]'
+	@# Byte-compiled once, here, on every CPU (pip would do it on one, and not this editable checkout at all): every
+	@# process started later loads the compiled code (with PYTHONDONTWRITEBYTECODE set, nothing would keep a later compile).
+	$(BIN)/python -m compileall -q -j 0 $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') \
+		farm agents dashboard > /dev/null
 	touch $@
 
 # What the tests need from the system (real servers and tools: sshd, adb, Chromium, a PostgreSQL server for private
