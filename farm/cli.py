@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare_parser.add_argument("--history", type=int, metavar="N",
                                 help="baseline: each configuration's last N finished sweeps before the candidate")
     compare_parser.add_argument("--max-slowdown", dest="max_slowdown", metavar="PCT",
-                                help="fail (exit 3) on a significant slowdown beyond this, e.g. 5%%")
+                                help="fail (exit 3) when a slowdown's 95%% interval lies wholly beyond this, e.g. 5%%")
     compare_parser.add_argument("--max-accuracy-drop", dest="max_accuracy_drop", metavar="X",
                                 help="fail (exit 3) on a significant top-1 drop beyond this, e.g. 0.01")
     output = compare_parser.add_mutually_exclusive_group()
