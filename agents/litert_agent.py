@@ -371,24 +371,30 @@ def rss_peak():
     return _maxrss_mb(), "getrusage"
 
 
-def temperatures():
-    temps = {}
+def _thermal_zones():
+    """(folder, key) of each of the device's thermal zones, in order: the key is the zone's type, or the type and the
+    folder's name when an earlier zone has that type. None when the device has no thermal class."""
     # A board whose zones live elsewhere (or a test board) names their folder in FARM_THERMAL_ROOT.
     base = os.environ.get("FARM_THERMAL_ROOT") or "/sys/class/thermal"
     try:
-        zones = sorted(z for z in os.listdir(base) if z.startswith("thermal_zone"))
+        names = [z for z in sorted(os.listdir(base)) if z.startswith("thermal_zone")]
     except OSError:
-        return temps
-    for zone in zones:
-        raw = _read(os.path.join(base, zone, "temp"))
-        if raw is None:
-            continue
+        return []
+    zones, seen = [], set()
+    for name in names:
+        kind = _read(os.path.join(base, name, "type")) or name
+        zones.append((os.path.join(base, name), kind if kind not in seen else "%s (%s)" % (kind, name)))
+        seen.add(kind)
+    return zones
+
+
+def temperatures():
+    temps = {}
+    for zone, key in _thermal_zones():
         try:
-            celsius = int(raw) / 1000.0
+            celsius = int(_read(os.path.join(zone, "temp")) or "") / 1000.0
         except ValueError:
             continue
-        kind = _read(os.path.join(base, zone, "type")) or zone
-        key = kind if kind not in temps else "%s (%s)" % (kind, zone)
         temps[key] = round(celsius, 1)
     return temps
 
@@ -396,24 +402,18 @@ def temperatures():
 def throttling_trips():
     """Each zone's lowest passive trip point (°C): where the kernel starts throttling. Keyed as temperatures()."""
     trips = {}
-    base = os.environ.get("FARM_THERMAL_ROOT") or "/sys/class/thermal"
-    try:
-        zones = sorted(z for z in os.listdir(base) if z.startswith("thermal_zone"))
-    except OSError:
-        return trips
-    for zone in zones:
-        kind = _read(os.path.join(base, zone, "type")) or zone
+    for zone, key in _thermal_zones():
         lowest = None
         for i in range(32):
-            if _read(os.path.join(base, zone, "trip_point_%d_type" % i)) != "passive":
+            if _read(os.path.join(zone, "trip_point_%d_type" % i)) != "passive":
                 continue
             try:
-                celsius = int(_read(os.path.join(base, zone, "trip_point_%d_temp" % i)) or "") / 1000.0
+                celsius = int(_read(os.path.join(zone, "trip_point_%d_temp" % i)) or "") / 1000.0
             except ValueError:
                 continue
             lowest = celsius if lowest is None else min(lowest, celsius)
         if lowest is not None:
-            trips[kind if kind not in trips else "%s (%s)" % (kind, zone)] = round(lowest, 1)
+            trips[key] = round(lowest, 1)
     return trips
 
 
