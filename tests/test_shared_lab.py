@@ -83,10 +83,17 @@ def test_a_busy_device_is_waited_for_and_says_whom_for_or_fails_at_once_without_
         assert state == "failed" and error.startswith(f"device busy: held by sweep bob (pid {os.getpid()} on {HOST}) "
                                                       "since "), error
 
-        threading.Timer(3.0, bob.release, [device_lease("local")]).start()
-        waited = farm("sweep", "run", spec(tmp_path, "patient", inventory, tiny_tflite), "--db", db)
-    assert waited.returncode == 0, waited.stdout + waited.stderr
-    assert f"local: waiting — held by sweep bob (pid {os.getpid()} on {HOST}) since " in waited.stdout
+        patient = start("sweep", "run", spec(tmp_path, "patient", inventory, tiny_tflite), "--db", db)
+        said: list[str] = []
+        threading.Thread(target=lambda: said.extend(patient.stdout), daemon=True).start()
+        try:  # bob lets go once the patient coordinator says whom it waits for
+            wait_for(lambda: any(f"local: waiting — held by sweep bob (pid {os.getpid()} on {HOST}) since " in line
+                                 for line in said), 60, "the patient sweep waiting for bob")
+            bob.release(device_lease("local"))
+            assert patient.wait(timeout=120) == 0, "".join(said) + patient.stderr.read()
+        finally:
+            if patient.poll() is None:
+                os.killpg(patient.pid, signal.SIGKILL)
     assert sql(db, "SELECT j.state FROM jobs j JOIN sweeps s ON s.id = j.sweep_id WHERE s.name = 'patient'") == [("done",)]
 
 
