@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tflite-farm benchmark agent: one LiteRT / TFLite benchmark, one process.
+"""tflite-farm benchmark agent: one LiteRT / TFLite (or ONNX Runtime) benchmark, one process.
 
 The coordinator copies this single file to a host (Raspberry Pi, Coral,
 Jetson, a workstation) and runs it with that host's Python (3.8 or newer):
@@ -8,15 +8,20 @@ Jetson, a workstation) and runs it with that host's Python (3.8 or newer):
     python litert_agent.py --request request.json > result.json
     python litert_agent.py --probe > facts.json     # what this host is and can run
 
+The probe's facts include "onnxruntime": {"version", "providers": [str]} where
+it is importable, else {"version": null, "providers": [], "error"}.
+
 It handles exactly one request and exits, so every benchmark starts in a
 fresh process (cold caches, its own memory high-water mark). It imports only
 the standard library, numpy and the first TFLite runtime it finds, in this
 order: ``ai_edge_litert.interpreter``, ``tflite_runtime.interpreter``,
-``tensorflow.lite``.
+``tensorflow.lite``; for a .onnx model, ``onnxruntime`` instead (optional: only
+hosts that run ONNX models need it; see "ONNX models" below).
 
 Request (one JSON object on stdin, or in the file given by --request)
 --------------------------------------------------------------------
-    model        str, required. Path of the .tflite file on this host.
+    model        str, required. Path of the .tflite file on this host (or of
+                 a .onnx file: run with onnxruntime, see "ONNX models")
     delegate     object (or a bare name string), default {"name": "xnnpack"}:
                    name     "xnnpack"  runtime's default op resolver; XNNPACK
                                        is applied by the runtime itself
@@ -38,6 +43,9 @@ Request (one JSON object on stdin, or in the file given by --request)
     eval         str, optional: .npz with "x" (inputs, leading sample axis)
                  and optionally "y" (integer labels, one per sample)
     eval_limit   int >= 1, optional: evaluate at most this many samples
+    eval_outputs bool, default false (needs eval): the eval result carries
+                 each sample's first output too, for tasks other than
+                 classification (e.g. regression)
     seed         int, default 0: seed of the random benchmark inputs
     exit_with_coordinator  bool, default false: the coordinator keeps stdin
                  open for as long as it wants the result, so its end (the
@@ -50,8 +58,8 @@ Result (exactly one JSON object on stdout; exit code 0)
 -------------------------------------------------------
     ok             true
     agent_version  1
-    runtime        {"name": "ai_edge_litert" | "tflite_runtime" | "tensorflow",
-                    "version": str}
+    runtime        {"name": "ai_edge_litert" | "tflite_runtime" | "tensorflow"
+                    | "onnxruntime", "version": str}
     model          {"path", "size_bytes", "inputs": [{"name", "shape", "dtype"}],
                     "outputs": [...same...]}
     delegate       {"name", "outcome", "delegated_nodes", "total_nodes",
@@ -86,7 +94,12 @@ Result (exactly one JSON object on stdout; exit code 0)
                     (before eval, so eval data does not count),
                     "peak_delta_mb": peak - baseline,
                     "source": "proc" | "getrusage"}
-    eval           null | {"count", "predictions": [int], "accuracy": float|null}
+    eval           null | {"count", "predictions": [int] (argmax of the first
+                   output), "accuracy": float|null, "outputs": [[float]]
+                   (only with eval_outputs: per sample, the first output
+                   flattened, int8/int16 outputs dequantized with their scale
+                   and zero point, 6 significant digits; at most 1048576
+                   values in all, else an "eval_error")}
     host           {"hostname", "platform", "machine", "os_release",
                     "python_version", "python_executable", "numpy_version",
                     "cpu_model", "board", "cores", "cpus_allowed" (the CPUs it may run
@@ -107,6 +120,36 @@ Errors (exactly one JSON object on stdout; exit code 2)
     "internal" (a bug in this agent), "interrupted".
 A process killed by a native abort (some reference kernels do that) prints
 nothing on stdout: the coordinator has only the exit status then.
+
+ONNX models (request.model ending in .onnx)
+-------------------------------------------
+The same request and result, run with onnxruntime (without it: error
+"runtime_missing"). Where it differs:
+    delegate     "none": providers ["CPUExecutionProvider"], outcome "cpu".
+                 "xnnpack": ["XnnpackExecutionProvider" (its own thread pool,
+                 intra_op_num_threads = threads), "CPUExecutionProvider"],
+                 only where this onnxruntime build has it; else
+                 "delegate_failed" listing the providers it has (never a CPU
+                 run under XNNPACK's name). Any other name is a TFLite
+                 delegate: "delegate_failed".
+    threads      SessionOptions.intra_op_num_threads (inter_op_num_threads 1)
+    model        inputs and outputs as numpy dtype names; a dynamic dimension
+                 (symbolic or None) of an input is fed, and shown, as 1, and
+                 named in "warnings" unless it is the leading (batch) one;
+                 output shapes are the ones the runs produced
+    delegate     counts are of the graph onnxruntime runs, after its graph
+                 optimizations (fused nodes count once), from its graph
+                 assignment record (onnxruntime 1.24+): delegate_kernels is
+                 the subgraphs assigned to XNNPACK, fallback_nodes 0, cpu_ops
+                 the op types on CPUExecutionProvider. An older onnxruntime
+                 records none: the counts (and cpu_ops) are null, and the
+                 outcome is "cpu" for "none", "unknown" for "xnnpack".
+    init_breakdown_ms  "interpreter" is the InferenceSession's creation
+                 (model load, graph optimization, provider assignment, memory
+                 planning: all of it happens there); "delegate_load" and
+                 "allocate_tensors" are 0.
+    runtime      {"name": "onnxruntime", "version": onnxruntime.__version__}
+A model onnxruntime cannot load is "invalid_model", with its message.
 """
 
 import gc
@@ -159,11 +202,14 @@ DEFAULTS = {
     "max_secs": 150.0,
     "eval": None,
     "eval_limit": None,
+    "eval_outputs": False,
     "seed": 0,
     "exit_with_coordinator": False,
 }
 KNOWN_KEYS = set(DEFAULTS) | {"model"}
 EDGETPU_LIBRARY = "libedgetpu.so.1"
+# Values of eval outputs one reply may carry (farm/replies.py refuses more).
+MAX_EVAL_OUTPUT_VALUES = 1 << 20
 
 
 class AgentError(Exception):
@@ -233,9 +279,11 @@ def parse_request(raw):
         # Silently dropping them would label a run with settings it never had.
         raise AgentError("bad_request", "delegate %r takes no library or options "
                          "(XNNPACK here is the runtime's built-in default)" % name)
-    if name == "edgetpu" and not library:
+    # An ONNX model takes no delegate library: any name but xnnpack and none fails
+    # later, as a TFLite delegate onnxruntime does not have.
+    if name == "edgetpu" and not library and not is_onnx(model):
         library = EDGETPU_LIBRARY
-    if name not in ("xnnpack", "none", "edgetpu") and not library:
+    if name not in ("xnnpack", "none", "edgetpu") and not library and not is_onnx(model):
         raise AgentError("bad_request", "delegate %r needs request.delegate.library "
                          "(path of its shared library)" % name)
     out["delegate"] = {"name": name, "library": library, "options": options}
@@ -256,6 +304,10 @@ def parse_request(raw):
     if out["eval_limit"] is not None and (not _is_int(out["eval_limit"])
                                           or out["eval_limit"] < 1):
         raise AgentError("bad_request", "request.eval_limit must be an integer >= 1 or null")
+    if not isinstance(out["eval_outputs"], bool):
+        raise AgentError("bad_request", "request.eval_outputs must be true or false")
+    if out["eval_outputs"] and out["eval"] is None:
+        raise AgentError("bad_request", "request.eval_outputs needs request.eval (the samples to run)")
     if not _is_int(out["seed"]):
         raise AgentError("bad_request", "request.seed must be an integer")
     if not isinstance(out["exit_with_coordinator"], bool):
@@ -530,6 +582,7 @@ def probe():
         "ram_mb": None if mem_kb is None else round(mem_kb / 1024.0),
         "jetson": tegra.splitlines()[0] if tegra else None,
         "edgetpu": edgetpu_facts(),
+        "onnxruntime": onnxruntime_facts(),
         "thermal_zones": sorted(facts["temps_c"]),
     })
     return facts
@@ -552,7 +605,8 @@ def check_model_file(path):
         raise AgentError("model_not_found", "cannot read model %s: %s" % (path, e))
     # Every TFLite flatbuffer carries the file identifier "TFL3" at byte 4, and
     # the runtime's own verifier requires it; checking here gives a clear message.
-    if len(head) < 8 or head[4:8] != b"TFL3":
+    # (An ONNX protobuf has no such mark: onnxruntime itself says what is wrong.)
+    if not is_onnx(path) and (len(head) < 8 or head[4:8] != b"TFL3"):
         raise AgentError("invalid_model", "not a TFLite model (no 'TFL3' flatbuffer "
                          "identifier at byte 4): %s" % path)
     return path, os.path.getsize(path)
@@ -996,6 +1050,225 @@ def measure(invoke, runs, min_secs, max_secs):
 
 
 # --------------------------------------------------------------------------
+# onnxruntime (.onnx models)
+
+
+ORT_CPU = "CPUExecutionProvider"
+ORT_XNNPACK = "XnnpackExecutionProvider"
+# The tensor types onnxruntime reports, by the numpy dtype that feeds them.
+ORT_DTYPES = {
+    "tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
+    "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int16)": "int16",
+    "tensor(uint16)": "uint16", "tensor(int32)": "int32", "tensor(uint32)": "uint32",
+    "tensor(int64)": "int64", "tensor(uint64)": "uint64", "tensor(bool)": "bool",
+}
+
+
+def is_onnx(path):
+    return path.lower().endswith(".onnx")
+
+
+def import_onnxruntime():
+    try:
+        import onnxruntime
+    except Exception as e:  # a broken install can raise more than ImportError
+        raise AgentError("runtime_missing", "onnxruntime not importable by %s (%s); "
+                         "`farm provision --onnxruntime` installs it"
+                         % (sys.executable, one_line(e)))
+    return onnxruntime
+
+
+def onnxruntime_facts():
+    """The probe's view of onnxruntime: its version and execution providers, or why it is not importable."""
+    # The providers are known only to the imported module, so this costs the import (~0.2 s) once per probe.
+    try:
+        import onnxruntime
+        return {"version": str(onnxruntime.__version__),
+                "providers": [str(p) for p in onnxruntime.get_available_providers()]}
+    except Exception as e:
+        return {"version": None, "providers": [],
+                "error": "onnxruntime not importable by %s: %s" % (sys.executable, one_line(e))}
+
+
+class OrtInterpreter(object):
+    """An onnxruntime session behind the part of TFLite's Interpreter API this agent uses, so one timing and eval
+    path serves both runtimes. Tensor indices are the inputs in order, then the outputs."""
+
+    def __init__(self, np, session, warnings):
+        self.session = session
+        self.inputs = []
+        for i, arg in enumerate(session.get_inputs()):
+            dtype = ORT_DTYPES.get(arg.type)
+            if dtype is None:
+                raise AgentError("runtime_error", "input %r is %s: the agent feeds numeric and bool "
+                                 "tensors only" % (arg.name, arg.type))
+            shape, dynamic = [], []
+            for k, dim in enumerate(arg.shape or []):
+                if isinstance(dim, int) and dim >= 0:
+                    shape.append(dim)
+                else:
+                    # A symbolic or unknown dimension is fed as 1, like benchmark_model does.
+                    shape.append(1)
+                    if k > 0:
+                        dynamic.append(str(dim))
+            if dynamic:
+                warnings.append("input %r: dynamic dimension(s) %s fed as 1" % (arg.name, ", ".join(dynamic)))
+            self.inputs.append({"name": arg.name, "index": i, "shape": shape, "dtype": np.dtype(dtype).type})
+        self.outputs = []
+        for i, arg in enumerate(session.get_outputs()):
+            dtype = ORT_DTYPES.get(arg.type)
+            self.outputs.append({
+                "name": arg.name, "index": len(self.inputs) + i,
+                "shape": [d if isinstance(d, int) and d >= 0 else -1 for d in (arg.shape or [])],
+                # A non-tensor output (a sequence, a map) keeps onnxruntime's name for its type.
+                "dtype": np.dtype(dtype).type if dtype else arg.type})
+        self.feeds = {}
+        self.results = []
+
+    def get_input_details(self):
+        return self.inputs
+
+    def get_output_details(self):
+        # Output shapes may depend on the inputs: once the model ran, they are the ones it produced.
+        for d, value in zip(self.outputs, self.results):
+            if hasattr(value, "shape"):
+                d["shape"] = [int(s) for s in value.shape]
+        return self.outputs
+
+    def set_tensor(self, index, value):
+        self.feeds[self.inputs[index]["name"]] = value
+
+    def get_tensor(self, index):
+        if index < len(self.inputs):
+            return self.feeds[self.inputs[index]["name"]]
+        return self.results[index - len(self.inputs)]
+
+    def invoke(self):
+        self.results = self.session.run(None, self.feeds)
+
+
+def build_session(np, ort, model_path, req):
+    """Creates the onnxruntime session for the requested delegate; times it like build_interpreter."""
+    spec = req["delegate"]
+    name = spec["name"]
+    available = [str(p) for p in ort.get_available_providers()]
+    delegate_info = {"name": name, "library": spec["library"]}
+    t = {"delegate_load": 0.0, "interpreter": 0.0, "allocate_tensors": 0.0}
+
+    def failed(why):
+        info = dict(delegate_info, outcome="failed", delegated_nodes=0, total_nodes=None,
+                    delegate_kernels=0, message=why)
+        return AgentError("delegate_failed", "delegate %r on %s: %s" % (name, model_path, why), info)
+
+    if name == "none":
+        providers = [ORT_CPU]
+    elif name == "xnnpack":
+        if ORT_XNNPACK not in available:
+            # onnxruntime would only warn and run on the CPU: never measured under XNNPACK's name.
+            raise failed("this onnxruntime %s build has no %s (its providers: %s)"
+                         % (ort.__version__, ORT_XNNPACK, ", ".join(available)))
+        # XNNPACK runs its own thread pool, beside the session's.
+        providers = [(ORT_XNNPACK, {"intra_op_num_threads": str(req["threads"])}), ORT_CPU]
+    else:
+        raise failed("%r is a TFLite delegate; onnxruntime runs an ONNX model with delegate 'none' (%s) "
+                     "or 'xnnpack' (%s); this onnxruntime %s has: %s"
+                     % (name, ORT_CPU, ORT_XNNPACK, ort.__version__, ", ".join(available)))
+
+    def create(providers):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = req["threads"]
+        options.inter_op_num_threads = 1
+        # Where each node runs, read back by ort_assignment (onnxruntime 1.24+; an older one ignores the key).
+        options.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
+        return ort.InferenceSession(model_path, sess_options=options, providers=providers)
+
+    error = None
+    with NativeLog() as log:
+        t0 = time.perf_counter_ns()
+        try:
+            session = create(providers)
+        except Exception as e:
+            error = e
+        t["interpreter"] = (time.perf_counter_ns() - t0) / 1e6
+    if error is not None:
+        why = log.why(error)
+        if name == "xnnpack":
+            try:
+                create([ORT_CPU])  # only on the error path: tells a refusing provider from a broken model
+            except Exception:
+                pass
+            else:
+                raise failed("session creation failed: %s" % why)
+        raise AgentError("invalid_model", "cannot load model %s with onnxruntime %s: %s"
+                         % (model_path, ort.__version__, why))
+    if name == "xnnpack" and ORT_XNNPACK not in session.get_providers():
+        raise failed("onnxruntime dropped %s from the session (it runs on: %s)"
+                     % (ORT_XNNPACK, ", ".join(session.get_providers())))
+    delegate_info.update(classify_ort(name, ort_assignment(session)))
+    if delegate_info["outcome"] == "failed":
+        raise AgentError("delegate_failed", "delegate %r on %s: %s"
+                         % (name, model_path, delegate_info["message"]), delegate_info)
+    return OrtInterpreter(np, session, req["warnings"]), delegate_info, t
+
+
+def ort_assignment(session):
+    """[(provider, [op type of each node])] for the graph the session runs, or None where onnxruntime does not
+    record it (before 1.24, or an empty record)."""
+    try:
+        found = [(str(s.ep_name), [str(n.op_type) for n in s.get_nodes()])
+                 for s in session.get_provider_graph_assignment_info()]
+    except Exception:
+        return None
+    return found or None
+
+
+def classify_ort(name, subgraphs):
+    """The delegate fields for an onnxruntime session, as classify() gives them for a TFLite interpreter."""
+    provider = ORT_XNNPACK if name == "xnnpack" else None
+    if subgraphs is None:
+        unknown = {"delegated_nodes": None, "total_nodes": None, "delegate_kernels": None,
+                   "fallback_nodes": None, "cpu_ops": None}
+        if provider is None:
+            # The session was given the CPU provider alone, so no node ran anywhere else.
+            return dict(unknown, outcome="cpu", delegated_nodes=0, delegate_kernels=0, fallback_nodes=0,
+                        message="every node on %s, no delegate (this onnxruntime does not "
+                                "report node counts)" % ORT_CPU)
+        return dict(unknown, outcome="unknown", message="%s registered; this onnxruntime does not "
+                    "report which nodes it took" % ORT_XNNPACK)
+    strangers = sorted(set(ep for ep, _ in subgraphs) - set([ORT_CPU, provider]))
+    mine = [ops for ep, ops in subgraphs if ep == provider]
+    n = sum(len(ops) for ops in mine)
+    total = sum(len(ops) for _, ops in subgraphs)
+    cpu_ops = {}
+    for ep, ops in subgraphs:
+        if ep == ORT_CPU:
+            for op in ops:
+                cpu_ops[op] = cpu_ops.get(op, 0) + 1
+    info = {"delegated_nodes": n, "total_nodes": total, "delegate_kernels": len(mine),
+            "fallback_nodes": 0, "cpu_ops": cpu_ops}
+    if strangers:
+        info.update(outcome="failed", message="nodes ran on %s, which was not requested"
+                    % ", ".join(strangers))
+        return info
+    if provider is None:
+        info.update(outcome="cpu", message="all %d nodes on %s, no delegate" % (total, ORT_CPU))
+        return info
+    cpu_text = ", ".join("%s x%d" % kv for kv in sorted(cpu_ops.items())) or "none"
+    if n == 0:
+        outcome = "not_applied"
+        msg = "%s took 0 of %d nodes: the whole model ran on %s" % (provider, total, ORT_CPU)
+    elif n == total:
+        outcome = "applied"
+        msg = "%s took all %d nodes in %d subgraph(s)" % (provider, total, len(mine))
+    else:
+        outcome = "partial"
+        msg = "%s took %d of %d nodes in %d subgraph(s); on %s: %s" % (
+            provider, n, total, len(mine), ORT_CPU, cpu_text)
+    info.update(outcome=outcome, message=msg)
+    return info
+
+
+# --------------------------------------------------------------------------
 # eval
 
 
@@ -1055,7 +1328,17 @@ def prepare_eval(np, req, in_details):
     return xs, labels, count
 
 
-def run_eval(np, interp, xs, labels, count):
+def output_values(np, y, i):
+    """One sample's output as the eval result carries it: flattened, finite, 6 significant digits."""
+    flat = np.asarray(y, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(flat)):
+        raise AgentError("eval_error", "eval_outputs: the output for sample %d is not finite "
+                         "(NaN or infinity), which a JSON reply cannot carry" % i)
+    # float32 has about 7 significant digits; 6 keep a reply of many samples small.
+    return [float("%.6g" % v) for v in flat.tolist()]
+
+
+def run_eval(np, interp, xs, labels, count, with_outputs=False):
     d_in = interp.get_input_details()[0]
     d_out = interp.get_output_details()[0]
     in_dt = np.dtype(d_in["dtype"])
@@ -1072,6 +1355,7 @@ def run_eval(np, interp, xs, labels, count):
         if q is not None and q[0] != 0.0:
             dequant = q
     preds = []
+    outputs = [] if with_outputs else None
     for i in range(count):
         x = xs.sample(i).reshape(in_shape)
         if quantize is not None:
@@ -1085,11 +1369,21 @@ def run_eval(np, interp, xs, labels, count):
             # argmax right for any sign of scale and makes intent explicit.
             y = (y.astype(np.float64) - dequant[1]) * dequant[0]
         preds.append(int(np.argmax(y.reshape(-1))))
+        if outputs is not None:
+            values = output_values(np, y, i)
+            if count * len(values) > MAX_EVAL_OUTPUT_VALUES:
+                raise AgentError("eval_error", "eval_outputs: %d samples of %d values exceed the %d "
+                                 "values a reply carries; lower eval_limit"
+                                 % (count, len(values), MAX_EVAL_OUTPUT_VALUES))
+            outputs.append(values)
     accuracy = None
     if labels is not None and count > 0:
         correct = sum(1 for p, t in zip(preds, labels[:count]) if p == int(t))
         accuracy = correct / float(count)
-    return {"count": count, "predictions": preds, "accuracy": accuracy}
+    result = {"count": count, "predictions": preds, "accuracy": accuracy}
+    if outputs is not None:
+        result["outputs"] = outputs
+    return result
 
 
 # --------------------------------------------------------------------------
@@ -1103,15 +1397,20 @@ def run(req):
         raise AgentError("runtime_missing", "numpy not importable by %s: %s"
                          % (sys.executable, one_line(e)))
     model_path, size = check_model_file(req["model"])
-    rt = import_runtime()
+    ort = import_onnxruntime() if is_onnx(model_path) else None
+    rt = import_runtime() if ort is None else None
+    runtime = ({"name": rt.name, "version": rt.version} if ort is None
+               else {"name": "onnxruntime", "version": ort.__version__})
     baseline_mb, mem_source = rss_now()
     host = host_facts(np)
 
     env_before = env_snapshot()
-    # The delegate object must outlive the interpreter that runs its kernels.
-    interp, delegate_obj, delegate_info, init_t = build_interpreter(rt, model_path, req)
+    if ort is None:
+        # The delegate object must outlive the interpreter that runs its kernels.
+        interp, delegate_obj, delegate_info, init_t = build_interpreter(rt, model_path, req)
+    else:
+        interp, delegate_info, init_t = build_session(np, ort, model_path, req)
     in_details = interp.get_input_details()
-    out_details = interp.get_output_details()
 
     eval_set = prepare_eval(np, req, in_details) if req["eval"] else None
 
@@ -1146,7 +1445,7 @@ def run(req):
     if eval_set is not None:
         xs, labels, count = eval_set
         try:
-            eval_result = run_eval(np, interp, xs, labels, count)
+            eval_result = run_eval(np, interp, xs, labels, count, req["eval_outputs"])
         except AgentError:
             raise
         except Exception as e:
@@ -1162,10 +1461,10 @@ def run(req):
     result = {
         "ok": True,
         "agent_version": AGENT_VERSION,
-        "runtime": {"name": rt.name, "version": rt.version},
+        "runtime": runtime,
         "model": {"path": model_path, "size_bytes": size,
                   "inputs": [tensor_desc(d) for d in in_details],
-                  "outputs": [tensor_desc(d) for d in out_details]},
+                  "outputs": [tensor_desc(d) for d in interp.get_output_details()]},
         "delegate": delegate_info,
         "threads": req["threads"],
         "init_ms": round(sum(init_t.values()), 4),

@@ -20,11 +20,11 @@ REPO = Path(__file__).resolve().parent.parent
 AGENT = REPO / "agents" / "litert_agent.py"
 
 
-def run_agent(request=None, args=(), timeout=120):
+def run_agent(request=None, args=(), timeout=120, env=None):
     """Runs the agent; asserts stdout is exactly one JSON object and returns (rc, obj)."""
     stdin = json.dumps(request) if isinstance(request, dict) else (request or "")
     proc = subprocess.run([sys.executable, str(AGENT), *map(str, args)], input=stdin,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env=env)
     out = proc.stdout
     obj, end = json.JSONDecoder().raw_decode(out.lstrip())
     assert out.lstrip()[end:].strip() == "", "stdout has more than one JSON object: %r" % out
@@ -41,24 +41,29 @@ def flatbuffer_op_count(path):
 
 def reference_predictions(model_path, x):
     """Top-1 of each sample with the runtime's Interpreter, independent of the agent."""
+    return [int(np.argmax(out)) for out in reference_outputs(model_path, x)]
+
+
+def reference_outputs(model_path, x):
+    """Each sample's first output (dequantized) with the runtime's Interpreter, independent of the agent."""
     from ai_edge_litert.interpreter import Interpreter
     it = Interpreter(model_path=str(model_path), num_threads=1)
     it.allocate_tensors()
     d_in, d_out = it.get_input_details()[0], it.get_output_details()[0]
-    preds = []
+    outputs = []
     for sample in x:
         v = sample.reshape(d_in["shape"])
         if d_in["dtype"] == np.int8 and v.dtype != np.int8:
             scale, zp = d_in["quantization"]
-            v = np.clip(np.round(v / scale) + zp, -128, 127).astype(np.int8)
+            v = np.clip(np.round(v.astype(np.float64) / scale) + zp, -128, 127).astype(np.int8)
         it.set_tensor(d_in["index"], v.astype(d_in["dtype"]))
         it.invoke()
         out = it.get_tensor(d_out["index"]).astype(np.float64)
         if d_out["dtype"] == np.int8:
             scale, zp = d_out["quantization"]
             out = (out - zp) * scale
-        preds.append(int(np.argmax(out)))
-    return preds
+        outputs.append(out.reshape(-1))
+    return outputs
 
 
 @pytest.fixture(scope="module")
@@ -215,12 +220,35 @@ def test_eval_predictions_and_accuracy(models, tmp_path, kind):
     assert r["eval"]["count"] == 40
     assert r["eval"]["predictions"] == preds
     assert r["eval"]["accuracy"] == pytest.approx(0.75)
+    assert "outputs" not in r["eval"]  # only when asked for
 
     rc, r = run_agent({"model": str(models[kind]), "runs": 2, "eval": str(npz),
                        "eval_limit": 8})
     assert rc == 0 and r["ok"], r
     assert r["eval"]["count"] == 8 and r["eval"]["predictions"] == preds[:8]
     assert r["eval"]["accuracy"] == pytest.approx(6 / 8)
+
+
+@pytest.mark.parametrize("kind", ["fp32", "int8"])
+def test_eval_outputs_are_each_samples_first_output_dequantized(models, tmp_path, kind):
+    from farm.parse import parse_agent_result
+    from farm.results import AGENT, RawResult
+
+    x = np.random.default_rng(11).random((6, 8, 8, 1), dtype=np.float32)
+    npz = tmp_path / "eval.npz"
+    np.savez(npz, x=x)
+    rc, r = run_agent({"model": str(models[kind]), "runs": 2, "eval": str(npz), "eval_outputs": True})
+    assert rc == 0 and r["ok"], r
+    outputs = r["eval"]["outputs"]
+    assert len(outputs) == 6 and all(len(o) == 10 for o in outputs)
+    # Rounded to 6 significant digits: within 5e-6 of the runtime's own (dequantized) values.
+    np.testing.assert_allclose(outputs, reference_outputs(models[kind], x), rtol=5e-6, atol=0)
+    if kind == "int8":
+        from ai_edge_litert.interpreter import Interpreter
+        scale, zp = Interpreter(model_path=str(models[kind])).get_output_details()[0]["quantization"]
+        steps = np.array(outputs) / scale + zp  # dequantized int8 values sit on the quantization grid
+        np.testing.assert_allclose(steps, np.round(steps), atol=1e-3)
+    assert parse_agent_result(RawResult(AGENT, json.dumps(r), "", 0)).outputs == outputs
 
 
 def test_int8_eval_passes_quantized_inputs_through(models, tmp_path):
@@ -349,6 +377,9 @@ def test_bad_requests(models):
     _expect_error({"model": str(models["fp32"]), "runs": 0}, "bad_request", "runs")
     _expect_error({"model": str(models["fp32"]), "delegate": {"name": "gpu"}},
                   "bad_request", "library")
+    _expect_error({"model": str(models["fp32"]), "eval_outputs": True}, "bad_request", "eval_outputs", "eval")
+    _expect_error({"model": str(models["fp32"]), "eval": "x.npz", "eval_outputs": "yes"},
+                  "bad_request", "eval_outputs")
 
 
 # Mirrors TfLiteDelegate (tensorflow/lite/core/c/common.h). Prepare returns OK
