@@ -86,7 +86,8 @@ def parse_agent_result(raw: RawResult) -> Measurement:
         "warnings": json.dumps(reply.warnings + ([no_ops] if no_ops else [])),
     }
     predictions = reply.eval.predictions if reply.eval else None
-    return Measurement(result=result, samples_us=reply.samples_us, predictions=predictions, ops=ops)
+    outputs = reply.eval.outputs if reply.eval else None
+    return Measurement(result=result, samples_us=reply.samples_us, predictions=predictions, ops=ops, outputs=outputs)
 
 
 def parse_benchmark_model_result(raw: RawResult) -> Measurement:

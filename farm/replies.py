@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from farm.results import JobFailed
 
 MAX_REPLY_BYTES = 64 << 20  # a reply's bytes, unless a sweep says otherwise (max_reply_bytes)
 MAX_SAMPLES = 1_000_000  # latencies or predictions in one reply
+MAX_OUTPUT_VALUES = 1 << 20  # eval output values in one reply, all samples together (the agent's own limit)
+MAX_PROVIDERS = 64  # execution providers an onnxruntime build lists
 MAX_FACTS_BYTES = 64 << 10  # a facts object (host, env_before, env_after, a probe), as JSON
 NAME = 200  # characters of a name or a version
 TEXT = 2000  # characters of a message
@@ -28,6 +30,7 @@ Positive = _number(positive=True)
 NonNegative = _number(low=0)
 Number = _number()
 Count = Annotated[int, Field(strict=True, ge=0, le=1 << 31)]
+Value = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # a model's output: any finite number
 Name = Annotated[str, Field(strict=True, max_length=NAME)]
 Text = Annotated[str, Field(strict=True, max_length=TEXT)]
 
@@ -66,6 +69,18 @@ class Memory(_Reply):
 
 class Evaluation(_Reply):
     predictions: Annotated[list[Count], Field(max_length=MAX_SAMPLES)] | None = None
+    # Each sample's first output, flattened (eval_outputs); one per prediction.
+    outputs: Annotated[list[Annotated[list[Value], Field(max_length=MAX_OUTPUT_VALUES)]],
+                       Field(max_length=MAX_SAMPLES)] | None = None
+
+    @model_validator(mode="after")
+    def _one_output_per_prediction(self) -> "Evaluation":
+        if self.outputs is not None:
+            if self.predictions is None or len(self.outputs) != len(self.predictions):
+                raise ValueError("outputs: one per prediction")
+            if sum(len(values) for values in self.outputs) > MAX_OUTPUT_VALUES:
+                raise ValueError(f"outputs: more than {MAX_OUTPUT_VALUES} values")
+        return self
 
 
 class AgentError(_Reply):
@@ -123,14 +138,34 @@ def agent_reply(value: Any) -> AgentResult | AgentFailure:
         raise JobFailed(f"agent reply: {describe(error)}") from None
 
 
+class OnnxRuntimeFacts(_Reply):
+    """A probe's `onnxruntime`: its version and execution providers, or why it is not importable."""
+
+    version: Name | None = None
+    providers: Annotated[list[Name], Field(max_length=MAX_PROVIDERS)] = Field(default_factory=list)
+    error: Text | None = None
+
+
+class _ProbeRuntimes(_Reply):
+    onnxruntime: OnnxRuntimeFacts
+
+
 def probe_facts(value: Any) -> dict:
-    """A probe's decoded JSON: an object of bounded size; JobFailed otherwise."""
+    """A probe's decoded JSON: an object of bounded size, its `onnxruntime` (when there) as OnnxRuntimeFacts;
+    JobFailed otherwise."""
     if not isinstance(value, dict):
         raise JobFailed(f"probe reply: expected an object, got {type(value).__name__}")
     try:
-        return _bounded_facts(value, "probe reply")
+        facts = _bounded_facts(value, "probe reply")
     except ValueError as error:
         raise JobFailed(str(error)) from None
+    if "onnxruntime" in facts:
+        try:
+            checked = _ProbeRuntimes.model_validate({"onnxruntime": facts["onnxruntime"]})
+        except ValidationError as error:
+            raise JobFailed(f"probe reply: {describe(error)}") from None
+        facts["onnxruntime"] = checked.onnxruntime.model_dump()
+    return facts
 
 
 def describe(error: ValidationError) -> str:
@@ -146,6 +181,8 @@ def describe(error: ValidationError) -> str:
         message = "not a whole number"
     elif kind == "missing":
         message = "missing"
+    elif kind in ("string_type", "list_type", "model_type", "dict_type"):
+        message = {"string_type": "not a string", "list_type": "not a list"}.get(kind, "not an object")
     elif kind in ("too_long", "string_too_long"):
         message = "too long"
     elif kind == "value_error":

@@ -47,3 +47,4 @@ class Measurement:
     samples_us: list
     predictions: list[int] | None
     ops: list[dict] | None = None  # the op profile (farm.benchmark_model.OpTiming fields), when the job asked for one
+    outputs: list[list[float]] | None = None  # each eval sample's first output, flattened, when the job asked for them

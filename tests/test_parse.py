@@ -93,6 +93,13 @@ def good(**overrides) -> dict:
     (good(init_ms="soon"), "agent reply: init_ms: not a"),
     (good(eval={"predictions": 5}), "agent reply: eval.predictions: "),
     (good(eval={"predictions": [1, -2]}), "agent reply: eval.predictions[1]: "),
+    (good(eval={"predictions": [1], "outputs": [["0.5"]]}), "agent reply: eval.outputs[0][0]: not a number in range"),
+    (good(eval={"predictions": [1], "outputs": [[True]]}), "agent reply: eval.outputs[0][0]: not a number in range"),
+    (good(eval={"predictions": [1], "outputs": [[10 ** 400]]}), "agent reply: eval.outputs[0][0]: not a number in range"),
+    (good(eval={"predictions": [1], "outputs": [0.5]}), "agent reply: eval.outputs[0]: not a list"),
+    (good(eval={"predictions": [1], "outputs": [[0.5], [0.7]]}), "agent reply: eval: outputs: one per prediction"),
+    (good(eval={"outputs": [[0.5]]}), "agent reply: eval: outputs: one per prediction"),
+    (good(eval={"predictions": [0, 0], "outputs": [[0.0] * 600_000] * 2}), "agent reply: eval: outputs: more than 1048576"),
     (good(runtime={"name": "ai_edge_litert", "version": "x" * 20_000_000}), "agent reply: runtime.version: too long"),
     (good(host={"notes": "x" * 100_000}), "agent reply: host: more than 64 KB"),
     (good(delegate={"name": "xnnpack", "outcome": "sideways"}), "agent reply: delegate.outcome: "),
@@ -159,3 +166,36 @@ def test_a_probe_reply_must_be_a_bounded_object(facts):
 
     with pytest.raises(JobFailed, match="probe reply: "):
         probe_facts(facts)
+
+
+def test_an_agent_replys_eval_outputs_are_kept_as_sent():
+    outputs = [[0.5, -1e30, 3], [1e-12, 0, -7.25]]
+    measurement = parse_agent_result(agent_reply(eval={"count": 2, "predictions": [0, 2], "outputs": outputs}))
+    assert measurement.outputs == outputs and measurement.predictions == [0, 2]
+    assert parse_agent_result(agent_reply(eval={"count": 1, "predictions": [0]})).outputs is None
+
+
+@pytest.mark.parametrize("onnxruntime, reason", [
+    ("1.32.0", "probe reply: onnxruntime: not an object"),
+    ({"version": 1.32, "providers": []}, "probe reply: onnxruntime.version: not a string"),
+    ({"version": "1.32.0", "providers": "CPUExecutionProvider"}, "probe reply: onnxruntime.providers: not a list"),
+    ({"version": "1.32.0", "providers": ["CPUExecutionProvider", 7]}, "probe reply: onnxruntime.providers[1]: not a string"),
+    ({"version": "1.32.0", "providers": ["P"] * 65}, "probe reply: onnxruntime.providers: too long"),
+    ({"version": None, "providers": [], "error": "e" * 2001}, "probe reply: onnxruntime.error: too long"),
+])
+def test_a_probes_onnxruntime_facts_are_checked(onnxruntime, reason):
+    from farm.replies import probe_facts
+
+    with pytest.raises(JobFailed) as error:
+        probe_facts({"cores": 4, "onnxruntime": onnxruntime})
+    assert str(error.value) == reason
+
+
+def test_a_probes_onnxruntime_facts_are_kept_as_their_schema_says():
+    from farm.replies import probe_facts
+
+    facts = probe_facts({"cores": 4, "onnxruntime": {"version": "1.32.0", "providers": ["CPUExecutionProvider"],
+                                                     "colour": "blue"}})
+    assert facts == {"cores": 4, "onnxruntime": {"version": "1.32.0", "providers": ["CPUExecutionProvider"],
+                                                 "error": None}}
+    assert probe_facts({"cores": 4}) == {"cores": 4}  # a probe from an agent that predates it

@@ -37,9 +37,19 @@ def show(args) -> int:
     for device in devices:
         facts = json.loads(device.facts)
         shown = ", ".join(f"{k}={v}" for k, v in facts.items() if not isinstance(v, (dict, list)))
+        if (facts.get("onnxruntime") or {}).get("version"):
+            shown += f", onnxruntime={facts['onnxruntime']['version']}"
         add_plain_row(table, device.name, device.kind, str(device.last_seen or "never"), shown)
     make_console().print(table)
     return 0
+
+
+def onnxruntime_summary(facts: dict) -> str:
+    """A probe's onnxruntime facts in a few words: its version and execution providers, or that there is none."""
+    ort = facts.get("onnxruntime") or {}
+    if not ort.get("version"):
+        return "no onnxruntime"
+    return f"onnxruntime {ort['version']} ({', '.join(ort.get('providers') or []) or 'no providers'})"
 
 
 def selected_devices(args):
@@ -87,7 +97,7 @@ def probe(args) -> int:
         print(f"{device.name}: Python {facts.get('python_version')}, {runtime.get('name')} {runtime.get('version')}, "
               f"{facts.get('cpu_model')} x{facts.get('cores')}, {facts.get('ram_mb')} MB RAM, "
               f"board {facts.get('board') or facts.get('jetson') or '-'}, governor {facts.get('governor') or '-'}, "
-              f"{edgetpu}")
+              f"{edgetpu}, {onnxruntime_summary(facts)}")
     return 1 if failed else 0
 
 

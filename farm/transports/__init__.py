@@ -55,6 +55,7 @@ class BenchmarkJob:
     max_reply_bytes: int = MAX_REPLY_BYTES
     eval: LocalFile | None = None
     eval_limit: int | None = None
+    eval_outputs: bool = False  # each eval sample's first output too, not only its top-1 (regression and the like)
     profile: bool = False  # an op profile too (benchmark_model's --enable_op_profiling)
 
 

@@ -30,6 +30,8 @@ def agent_request(job: BenchmarkJob, model: str, eval_data: str | None) -> dict:
         request["eval"] = eval_data
         if job.eval_limit:
             request["eval_limit"] = job.eval_limit
+        if job.eval_outputs:
+            request["eval_outputs"] = True
     return request
 
 
