@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(or tflite-runtime), checked with a probe")))
     provision_parser.add_argument("--python", default="python3", help="the board's Python to create the venv with")
     provision_parser.add_argument("--pip-args", default="", help="extra pip arguments, e.g. '--index-url URL'")
+    provision_parser.add_argument("--onnxruntime", action="store_true",
+                                  help="also install onnxruntime, which the agent runs .onnx models with")
     provision_parser.set_defaults(func=provision.provision)
 
     convert_parser = commands.add_parser("convert", help="convert a Keras/SavedModel/.tflite model into variants (cached)")

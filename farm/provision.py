@@ -1,9 +1,10 @@
 """`farm provision`: make a Linux board ready for the agent, with Fabric.
 
 Creates a venv in the board's workspace and installs numpy and a LiteRT runtime there: ai-edge-litert where the board's
-Python supports it, else tflite-runtime (the wheels Pi OS and Coral images can take, with numpy < 2). The SSH transport
-then runs the agent with that venv's Python. Fabric accepts any host key by default; here it verifies against the
-device's known_hosts like every other connection of the farm.
+Python supports it, else tflite-runtime (the wheels Pi OS and Coral images can take, with numpy < 2); with onnxruntime,
+also onnxruntime, which the agent runs .onnx models with. The SSH transport then runs the agent with that venv's Python.
+Fabric accepts any host key by default; here it verifies against the device's known_hosts like every other connection
+of the farm.
 """
 from __future__ import annotations
 
@@ -51,8 +52,10 @@ def _verified(connection, known_hosts, paramiko):
     return connection
 
 
-def provision(device: SshDevice, *, base_python: str = "python3", pip_args: str = "", log=print) -> str:
-    """Create <workspace>/venv on the device and install numpy and a LiteRT runtime; returns the venv's Python."""
+def provision(device: SshDevice, *, base_python: str = "python3", pip_args: str = "", onnxruntime: bool = False,
+              log=print) -> str:
+    """Create <workspace>/venv on the device and install numpy and a LiteRT runtime (and onnxruntime, when asked);
+    returns the venv's Python."""
     import paramiko
 
     if device.kind != "linux":
@@ -75,14 +78,26 @@ def provision(device: SshDevice, *, base_python: str = "python3", pip_args: str 
         major, minor = map(int, version.split("."))
         if (major, minor) < (3, 8):
             raise FarmError(f"device {device.name!r}: {base_python} is Python {version}; the agent needs 3.8 or newer")
-        packages = ["numpy", "ai-edge-litert"] if (major, minor) >= LITERT_MIN_PYTHON else ["numpy<2", "tflite-runtime"]
-        log(f"{device.name}: Python {version} → venv {venv} with {', '.join(packages)}")
+        new_enough = (major, minor) >= LITERT_MIN_PYTHON
+        numpy, runtime = ("numpy", "ai-edge-litert") if new_enough else ("numpy<2", "tflite-runtime")
+        packages = [numpy, runtime]
+        log(f"{device.name}: Python {version} → venv {venv} with {', '.join(packages)}"
+            + (", onnxruntime" if onnxruntime else ""))
         run(f"{quote(base_python)} -m venv {quote(venv)}",
             "creating the venv (Debian and Pi OS need the python3-venv package)")
         pip = posixpath.join(venv, "bin", "pip")
-        arguments = [*shlex.split(pip_args), *packages]
-        run(f"{quote(pip)} install --quiet --disable-pip-version-check " + " ".join(quote(a) for a in arguments),
-            "installing " + ", ".join(packages))
+
+        def install(names: list[str], what: str) -> None:
+            arguments = [*shlex.split(pip_args), *names]
+            run(f"{quote(pip)} install --quiet --disable-pip-version-check " + " ".join(quote(a) for a in arguments),
+                what)
+
+        install(packages, "installing " + ", ".join(packages))
+        if onnxruntime:
+            # A step of its own, after the runtime: its failure (no wheel for the board: PyPI has 64-bit ones only)
+            # is named as such and leaves the TFLite runtime installed. The numpy requirement is repeated so that
+            # onnxruntime never upgrades numpy past what tflite-runtime takes.
+            install([numpy, "onnxruntime"], "installing onnxruntime (PyPI has wheels for 64-bit ARM and x86 only)")
         return posixpath.join(venv, "bin", "python")
     except paramiko.BadHostKeyException as error:
         raise FarmError(f"device {device.name!r}: host key of {device.host}:{device.port} has changed "

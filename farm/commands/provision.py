@@ -1,7 +1,7 @@
 """`farm provision`: ready Linux boards for the agent, then probe them."""
 from __future__ import annotations
 
-from farm.commands.inventory import selected_devices
+from farm.commands.inventory import onnxruntime_summary, selected_devices
 from farm.errors import FarmError
 
 
@@ -15,7 +15,7 @@ def provision(args) -> int:
 
     store = Store(args.db)
     for device in selected_devices(args):
-        venv_python = provision(device, base_python=args.python, pip_args=args.pip_args)
+        venv_python = provision(device, base_python=args.python, pip_args=args.pip_args, onnxruntime=args.onnxruntime)
         if device.python and device.python != venv_python:
             print(f"{device.name}: note: the inventory sets python: {device.python}, so the agent keeps using it; "
                   f"remove that line to use {venv_python}")
@@ -35,6 +35,10 @@ def provision(args) -> int:
         runtime = facts.get("runtime") or {}
         if not runtime.get("name"):
             raise FarmError(f"device {device.name!r}: provisioned, but no runtime found: {runtime.get('error')}")
+        ort = facts.get("onnxruntime") or {}
+        if args.onnxruntime and not ort.get("version"):
+            raise FarmError(f"device {device.name!r}: provisioned, but onnxruntime is missing: {ort.get('error')}")
         print(f"{device.name}: ready: {facts['python_executable']} (Python {facts['python_version']}), "
-              f"{runtime['name']} {runtime['version']}, numpy {facts.get('numpy_version')}")
+              f"{runtime['name']} {runtime['version']}, numpy {facts.get('numpy_version')}"
+              + (f", {onnxruntime_summary(facts)}" if args.onnxruntime else ""))
     return 0

@@ -1,4 +1,5 @@
 """Linux boards over SSH: sweeps against the fleet of real OpenSSH servers (tests/fleet), host keys always verified."""
+import json
 import re
 import sqlite3
 import sys
@@ -275,11 +276,15 @@ def test_provision_installs_the_runtime_with_fabric_and_the_agent_uses_it(tmp_pa
     workspace = host.workspace / "provisioned"
     lab = tmp_path / "lab.yaml"
     lab.write_text(yaml.safe_dump({"devices": [host.device(workspace=str(workspace))]}))  # no python: the venv's
-    run = farm("provision", "board4", "--inventory", lab, "--python", "/usr/bin/python3", "--db", tmp_path / "farm.db",
-               timeout=600)
+    run = farm("provision", "board4", "--inventory", lab, "--python", "/usr/bin/python3", "--onnxruntime",
+               "--db", tmp_path / "farm.db", timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     venv_python = workspace / "venv" / "bin" / "python"
     assert f"board4: ready: {venv_python} (Python 3." in run.stdout and "ai_edge_litert 2." in run.stdout
+    # --onnxruntime: installed in the same venv, and the probe that checks the board found it there.
+    assert "onnxruntime 1." in run.stdout and "CPUExecutionProvider" in run.stdout, run.stdout
+    (facts,) = sqlite3.connect(tmp_path / "farm.db").execute("SELECT facts FROM devices").fetchone()
+    assert json.loads(facts)["onnxruntime"]["version"].startswith("1.")
     swept = farm("sweep", "run", sweep_spec(tmp_path, digits_dir, lab, name="provisioned"), "--db", tmp_path / "farm.db")
     assert swept.returncode == 0, swept.stdout[-2000:] + swept.stderr
     hosts = sqlite3.connect(tmp_path / "farm.db").execute("SELECT DISTINCT host FROM results").fetchall()
