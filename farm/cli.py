@@ -7,8 +7,11 @@ import sys
 from farm import __version__
 from farm.commands import compare, convert, dashboard, demo, export, inventory, provision, sweep
 from farm.errors import FarmError
+from farm.variants import VARIANT_KINDS
 
 DEFAULT_DB = "farm.db"
+TRAIN_HELP = ("training data for qat/pruned/pruned-int8: an .npz with x and y (labels, or targets for a regression "
+              "model); fine-tuned for 1 epoch (a spec's qat: and pruning: entries set the budget)")
 INVENTORY_HELP = "inventory file (repeatable; default: inventory/local.yaml if it is here, else this machine alone)"
 
 
@@ -81,12 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
                                   help="also install onnxruntime, which the agent runs .onnx models with")
     provision_parser.set_defaults(func=provision.provision)
 
-    convert_parser = commands.add_parser("convert", help="convert a Keras/SavedModel/.tflite model into variants (cached)")
-    convert_parser.add_argument("model", help=".keras or .h5 file, SavedModel folder, or .tflite file")
+    convert_parser = commands.add_parser("convert", help="convert a Keras/SavedModel model into variants (cached)")
+    convert_parser.add_argument("model", help=".keras or .h5 file, SavedModel folder, or a .tflite or .onnx file")
     convert_parser.add_argument("--variants", type=_csv, default=["fp32"],
-                                help="comma-separated: fp32, fp16, dynamic, int8, int16x8, edgetpu (default: fp32)")
-    convert_parser.add_argument("--calibration",
-                                help="representative data for int8/int16x8: an .npz (x) or a folder of images")
+                                help=f"comma-separated: {', '.join(VARIANT_KINDS)} (default: fp32)")
+    convert_parser.add_argument("--calibration", help="representative data for int8/int16x8/pruned-int8/edgetpu: "
+                                                      "an .npz (x) or a folder of images")
+    convert_parser.add_argument("--train", help=TRAIN_HELP)
     convert_parser.add_argument("--calibration-samples", type=int, default=200,
                                 help="calibration samples used (default: 200)")
     convert_parser.add_argument("--name", help="model name (default: the file's stem)")
@@ -101,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--name", help="sweep name (default: the spec's name; a suffix is added when taken)")
     run.add_argument("--model", help="model file or folder, for a sweep given by flags")
     run.add_argument("--variants", type=_csv, help="comma-separated variant kinds (default: fp32)")
-    run.add_argument("--calibration", help="representative data for int8/int16x8")
-    run.add_argument("--eval", help="eval .npz (x inputs, y labels) for accuracy")
+    run.add_argument("--calibration", help="representative data for int8/int16x8/pruned-int8/edgetpu")
+    run.add_argument("--train", help=TRAIN_HELP)
+    run.add_argument("--eval", help="eval .npz (x inputs, y labels or targets) for accuracy, or RMSE for regression")
     run.add_argument("--inventory", action="append", help=INVENTORY_HELP)
     run.add_argument("--devices", type=_csv, help="device names, tag:NAME, or all (default: all)")
     run.add_argument("--delegates", type=_csv, help="comma-separated delegates (default: xnnpack)")

@@ -1,4 +1,6 @@
-"""Turn a Keras model, SavedModel or .tflite into content-addressed TFLite variants (kept in farm.variants' cache).
+"""Turn a Keras model, SavedModel, .tflite or .onnx into content-addressed variants (kept in farm.variants' cache):
+TFLite files from the TFLite converter (after fine-tuning, for qat and pruned kinds: farm.optimize) and ONNX files from
+tf2onnx.
 
 TensorFlow is imported only inside the functions that actually convert; importing this module and answering a
 conversion from the cache never import it, so the benchmark path never pays TensorFlow's start-up cost.
@@ -17,18 +19,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
+
 from farm import datasets
 from farm.errors import MAX_REASON, FarmError, last_line, one_line
+from farm.onnx_file import describe_onnx, validate_onnx
+from farm.optimize import FineTune, Pruning, tfmot_versions
 from farm.paths import sha256_file
 from farm.tensorflow_logs import converter_reason, dist_version, import_tf, quiet_native_logs, tf_version
 from farm.tflite_file import EDGETPU_CUSTOM_OP, describe_tflite, litert_interpreter, read_tflite
-from farm.variants import (CALIBRATED_KINDS, VARIANT_KINDS, Variant, cached_variant, conversion_key, remember,
-                           store_variant)
+from farm.variants import (CALIBRATED_KINDS, ONNX_KINDS, TRAINED_KINDS, VARIANT_KINDS, Variant, cached_variant,
+                           VariantUnusable, conversion_key, gzip_size, model_suffix, remember, store_variant)
 
 log = logging.getLogger(__name__)
 
 EDGETPU_COMPILER = "edgetpu_compiler"
 _BUILTINS_AND_FLEX = ["TFLITE_BUILTINS", "SELECT_TF_OPS"]
+ONNX_OPSET = 17
+NO_TRAIN = ("needs training data to fine-tune on: an .npz with x and y (--train, or train: in the model's entry of "
+            "the sweep spec)")
 
 
 # --------------------------------------------------------------------------- public API
@@ -41,15 +50,20 @@ def convert_model(
     name: str | None = None,
     calibration: Path | str | None = None,
     calibration_samples: int = 200,
+    train: Path | str | None = None,
+    qat: FineTune | None = None,
+    pruning: Pruning | None = None,
     cache: Path | str,
 ) -> list[Variant]:
     """Convert ``source`` into the requested variant kinds (in the order asked).
 
-    ``source`` is a .keras/.h5 file, a SavedModel folder, or a .tflite (benchmarked as
-    given: one variant of the inferred kind; ``kinds`` may then be empty or name only
-    that kind). int8/int16x8/edgetpu need ``calibration``: an .npz or a folder of images,
-    capped to ``calibration_samples`` samples. Bad input raises FarmError; a variant that
-    converts badly or fails validation comes back with ``error`` set.
+    ``source`` is a .keras/.h5 file, a SavedModel folder, or a .tflite or .onnx (benchmarked
+    as given: one variant of the inferred kind; ``kinds`` may then be empty or name only
+    that kind). int8/int16x8/edgetpu/pruned-int8 need ``calibration``: an .npz or a folder of
+    images, capped to ``calibration_samples`` samples. qat/pruned/pruned-int8 are fine-tuned
+    on ``train`` (an .npz with x and y) within the ``qat``/``pruning`` budgets; without
+    ``train`` they come back unusable, with the reason. Bad input raises FarmError; a variant
+    that converts badly or fails validation comes back with ``error`` set.
     """
     source = Path(source)
     cache = Path(cache)
@@ -57,8 +71,8 @@ def convert_model(
     kinds = _check_kinds(kinds)
     name = name or (source.name if fmt == "saved_model" else source.stem)
 
-    if fmt == "tflite":
-        return [_as_given(source, kinds, name, cache)]
+    if fmt in ("tflite", "onnx"):
+        return [_as_given(source, fmt, kinds, name, cache)]
 
     if not kinds:
         raise FarmError(f"{source.name}: no variants requested (known: {', '.join(VARIANT_KINDS)})")
@@ -73,10 +87,13 @@ def convert_model(
         if calibration_samples < 1:
             raise FarmError(f"{name}: calibration_samples must be at least 1, got {calibration_samples}")
         calib_info = _calibration_info(Path(calibration), calibration_samples)
+    train_info = None
+    if train is not None and any(k in TRAINED_KINDS for k in kinds):
+        train_info = _Training(Path(train), _train_sha(Path(train)), qat or FineTune(), pruning or Pruning())
 
     source_sha = _hash_source(source, fmt)
     tools = {"tensorflow": tf_version(), "ai_edge_litert": dist_version("ai-edge-litert")}
-    conversion = _Conversion(source, fmt, name, source_sha, calib_info, tools, cache)
+    conversion = _Conversion(source, fmt, name, source_sha, calib_info, train_info, tools, cache)
     try:
         return [conversion.variant(kind) for kind in kinds]
     finally:
@@ -93,6 +110,14 @@ class _CalibInfo:
     samples: int
 
 
+@dataclass
+class _Training:
+    path: Path
+    sha256: str
+    qat: FineTune
+    pruning: Pruning
+
+
 class _Conversion:
     """Answers variants for one source, from the cache when possible.
 
@@ -100,15 +125,17 @@ class _Conversion:
     converted (``_ensure_loaded``).
     """
 
-    def __init__(self, source, fmt, name, source_sha, calib, tools, cache):
+    def __init__(self, source, fmt, name, source_sha, calib, train, tools, cache):
         self.source, self.fmt, self.name = source, fmt, name
-        self.source_sha, self.calib, self.tools, self.cache = source_sha, calib, tools, cache
+        self.source_sha, self.calib, self.train, self.tools, self.cache = source_sha, calib, train, tools, cache
         self.done: dict[str, Variant] = {}
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._saved_model: Path | None = None
-        self._input_spec = None
+        self._signature = None
         self._calib_x = None
         self._tf = None
+        self._tf_keras_model = None  # the source in tf-keras, for tfmot
+        self._pruned = None  # (stripped pruned model, sparsity): shared by pruned and pruned-int8
 
     def close(self):
         if self._tmp is not None:
@@ -130,16 +157,28 @@ class _Conversion:
                     "supported_types": ["float16"]}
         elif kind == "dynamic":
             opts = {"optimizations": ["DEFAULT"], "supported_ops": _BUILTINS_AND_FLEX}
-        elif kind == "int8":
+        elif kind in ("int8", "pruned-int8"):
             opts = {"optimizations": ["DEFAULT"], "supported_ops": ["TFLITE_BUILTINS_INT8"],
                     "inference_input_type": "int8", "inference_output_type": "int8"}
         elif kind == "int16x8":
             opts = {"optimizations": ["DEFAULT"],
                     "supported_ops": ["EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"]}
+        elif kind == "qat":
+            # Full int8 with int8 I/O, like int8, so the two compare directly; the ranges come from the fine-tuning's
+            # fake-quantization, not from calibration data.
+            opts = {"optimizations": ["DEFAULT"], "supported_ops": ["TFLITE_BUILTINS"],
+                    "inference_input_type": "int8", "inference_output_type": "int8"}
+        elif kind == "pruned":
+            opts = {"optimizations": [], "supported_ops": _BUILTINS_AND_FLEX}
+        elif kind == "onnx":
+            opts = {"opset": ONNX_OPSET, "batch": 1, "tf2onnx": dist_version("tf2onnx")}
         if kind in CALIBRATED_KINDS:
             assert self.calib is not None
             opts["calibration_sha256"] = self.calib.sha256
             opts["calibration_samples"] = self.calib.samples
+        if kind in TRAINED_KINDS and self.train is not None:
+            budget = self.train.qat if kind == "qat" else self.train.pruning
+            opts.update(train_sha256=self.train.sha256, fine_tune=budget.model_dump(), **tfmot_versions())
         return opts
 
     def cached(self, key: str) -> Variant | None:
@@ -155,11 +194,18 @@ class _Conversion:
         if kind in self.done:
             return self.done[kind]
         options = self.options(kind)
+        if kind in TRAINED_KINDS and self.train is None:
+            self.done[kind] = self._failed(kind, options, f"{kind} {NO_TRAIN}")
+            return self.done[kind]
         key = conversion_key(self.source_sha, kind, options, self.tools)
         v = self.cached(key)
         if v is None:
-            v = self._make(kind, options)
-            remember(self.cache, key, v)
+            try:
+                v = self._make(kind, options)
+            except VariantUnusable as e:  # a tool missing here: not remembered, so installing it is enough
+                v = self._failed(kind, options, f"{kind}: {e}")
+            else:
+                remember(self.cache, key, v)
         if v.error:
             log.debug("%s %s: %s", self.name, kind, v.error)
         self.done[kind] = v
@@ -176,28 +222,38 @@ class _Conversion:
         self._ensure_loaded()
         if kind in CALIBRATED_KINDS:
             self._ensure_calibration()
+        described: dict = {}
         try:
-            data = self._run_converter(kind)
-        except FarmError:
+            if kind == "onnx":
+                data = self._onnx()
+            elif kind in TRAINED_KINDS:
+                model, described = self._fine_tuned(kind)
+                data = self._run_converter(kind, model)
+            else:
+                data = self._run_converter(kind)
+        except (FarmError, VariantUnusable):
             raise
         except (KeyboardInterrupt, MemoryError):
             raise
         except Exception as e:  # the converter's own failure: cached with its reason
             return self._failed(kind, options, f"conversion failed: {converter_reason(e)}")
-        return self._finish(kind, options, data, allow_tf=True)
+        return self._finish(kind, options, data, allow_tf=True, described=described)
 
-    def _finish(self, kind, options, data: bytes, allow_tf: bool) -> Variant:
-        path = store_variant(self.cache, data)
+    def _finish(self, kind, options, data: bytes, allow_tf: bool, described: dict | None = None) -> Variant:
+        path = store_variant(self.cache, data, model_suffix(kind))
         sha = path.stem
         try:
-            description = describe_tflite(path)
+            description = describe_onnx(path) if kind in ONNX_KINDS else describe_tflite(path)
         except FarmError as e:
             return Variant(self.name, kind, self.source_sha, sha, path, len(data), {}, options,
                            error=f"produced an unreadable file: {e}", validation="describe failed",
-                           source=str(self.source))
-        error, validation = _validate(path, description, allow_tf=allow_tf)
+                           source=str(self.source), gzip_size=gzip_size(data))
+        description.update(described or {})
+        error, validation = (validate_onnx(path) if kind in ONNX_KINDS
+                             else _validate(path, description, allow_tf=allow_tf))
         return Variant(self.name, kind, self.source_sha, sha, path, len(data), description,
-                       options, error=error, validation=validation, source=str(self.source))
+                       options, error=error, validation=validation, source=str(self.source),
+                       gzip_size=gzip_size(data))
 
     def _edgetpu(self, options: dict) -> Variant:
         if options["edgetpu_compiler"] is None:
@@ -253,25 +309,29 @@ class _Conversion:
                             f"{one_line(e, 300)}") from None
         self._saved_model = export_dir
 
+    def _serving_signature(self):
+        """The SavedModel's serving function and its named input specs."""
+        if self._signature is None:
+            try:
+                with quiet_native_logs():
+                    loaded = self._tf.saved_model.load(str(self._saved_model))
+            except Exception as e:
+                raise FarmError(f"{self.source.name}: can't load the SavedModel: {one_line(e, 300)}") from None
+            sigs = loaded.signatures
+            sig = sigs.get("serving_default") or (next(iter(sigs.values())) if len(sigs) == 1 else None)
+            if sig is None:
+                raise FarmError(f"{self.source.name}: no serving_default signature to convert")
+            self._signature = (loaded, sig, dict(sig.structured_input_signature[1]))
+        return self._signature[1], self._signature[2]
+
     def _ensure_calibration(self):
         if self._calib_x is not None:
             return
-        tf = self._tf
-        try:
-            with quiet_native_logs():
-                loaded = tf.saved_model.load(str(self._saved_model))
-        except Exception as e:
-            raise FarmError(f"{self.source.name}: can't load the SavedModel: {one_line(e, 300)}") from None
-        sigs = loaded.signatures
-        sig = sigs.get("serving_default") or (next(iter(sigs.values())) if len(sigs) == 1 else None)
-        if sig is None:
-            raise FarmError(f"{self.source.name}: no serving_default signature to convert")
-        args, kwargs = sig.structured_input_signature
-        specs = list(args) + list(kwargs.values())
+        _, specs = self._serving_signature()
         if len(specs) != 1:
             raise FarmError(f"{self.name}: calibration supports single-input models only; "
                             f"this model has {len(specs)} inputs")
-        spec = specs[0]
+        spec = next(iter(specs.values()))
         shape = tuple(spec.shape.as_list())
         dtype = spec.dtype.as_numpy_dtype
 
@@ -284,10 +344,54 @@ class _Conversion:
         x = datasets.check_fits(x, shape, where=c.path.name, model=self.name)
         self._calib_x = x.astype(dtype, copy=False)
 
-    def _run_converter(self, kind: str) -> bytes:
+    def _fine_tuned(self, kind: str):
+        """(the tf-keras model fine-tuned for `kind`, what to add to its description)."""
+        from farm import optimize
+
+        if self._tf_keras_model is None:
+            self._tf_keras_model = optimize.load_tf_keras(self.source, self.fmt)
+        model = self._tf_keras_model
+        x, y = self._training_data(model)
+        if kind == "qat":
+            return optimize.quantization_aware(model, x, y, self.train.qat), {}
+        if self._pruned is None:
+            self._pruned = optimize.pruned(model, x, y, self.train.pruning)
+        pruned, sparsity = self._pruned
+        return pruned, {"sparsity": sparsity, "target_sparsity": self.train.pruning.sparsity}
+
+    def _training_data(self, model):
+        x, y = datasets.load_npz(self.train.path)
+        if y is None:
+            raise FarmError(f"{self.train.path.name}: training data needs labels or targets (y) beside x")
+        if len(y) != len(x):
+            raise FarmError(f"{self.train.path.name}: {len(x)} samples (x) but {len(y)} targets (y)")
+        x = datasets.check_fits(x, model.inputs[0].shape, where=self.train.path.name, model=self.name)
+        return x.astype(np.float32, copy=False), y
+
+    def _onnx(self) -> bytes:
+        """The SavedModel's serving function through tf2onnx, with the batch fixed to 1 like the TFLite variants."""
+        try:
+            import tf2onnx
+        except ImportError as e:
+            raise VariantUnusable(f"needs tf2onnx (pip install 'tflite-farm[convert]'): {one_line(e)}") from None
+        logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+        tf = self._tf
+        sig, specs = self._serving_signature()
+        names = list(specs)
+        fixed = [tf.TensorSpec([1 if i == 0 and d is None else d for i, d in enumerate(spec.shape.as_list())],
+                               spec.dtype, name=name) for name, spec in specs.items()]
+        function = tf.function(lambda *inputs: sig(**dict(zip(names, inputs))))
+        with quiet_native_logs():
+            proto, _ = tf2onnx.convert.from_function(function, input_signature=fixed, opset=ONNX_OPSET)
+        return proto.SerializeToString()
+
+    def _run_converter(self, kind: str, keras_model=None) -> bytes:
         tf = self._tf
         opts = self.options(kind)
-        conv = tf.lite.TFLiteConverter.from_saved_model(str(self._saved_model))
+        if keras_model is not None:
+            conv = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+        else:
+            conv = tf.lite.TFLiteConverter.from_saved_model(str(self._saved_model))
         conv.optimizations = [getattr(tf.lite.Optimize, o) for o in opts["optimizations"]]
         conv.target_spec.supported_ops = {getattr(tf.lite.OpsSet, o) for o in opts["supported_ops"]}
         if "supported_types" in opts:
@@ -303,28 +407,30 @@ class _Conversion:
                     yield [x[i : i + 1]]
 
             conv.representative_dataset = representative_dataset
-        with quiet_native_logs():
+        with quiet_native_logs(), warnings.catch_warnings():
+            # "Statistics for quantized inputs were expected": int8 I/O of a QAT model takes its ranges from training.
+            warnings.simplefilter("ignore")
             return conv.convert()
 
 
 # --------------------------------------------------------------------------- .tflite as given
 
 
-def _as_given(source: Path, kinds: list[str], name: str, cache: Path) -> Variant:
-    description = describe_tflite(source)
-    kind = _infer_kind(description)
+def _as_given(source: Path, fmt: str, kinds: list[str], name: str, cache: Path) -> Variant:
+    description = describe_onnx(source) if fmt == "onnx" else describe_tflite(source)
+    kind = "onnx" if fmt == "onnx" else _infer_kind(description)
     others = [k for k in kinds if k != kind]
     if others:
         raise FarmError(
-            f"{source.name}: a .tflite is benchmarked as given (it is {kind}); "
+            f"{source.name}: a {source.suffix} file is benchmarked as given (it is {kind}); "
             f"it can't be converted further to {', '.join(others)}"
         )
     data = source.read_bytes()
-    path = store_variant(cache, data)
-    error, validation = _validate(path, description, allow_tf=False)
+    path = store_variant(cache, data, model_suffix(kind))
+    error, validation = validate_onnx(path) if fmt == "onnx" else _validate(path, description, allow_tf=False)
     v = Variant(model=name, kind=kind, source_sha=path.stem, sha256=path.stem, path=path,
                 size=len(data), description=description, options={"as_given": True},
-                error=error, validation=validation, source=str(source))
+                error=error, validation=validation, source=str(source), gzip_size=gzip_size(data))
     if error:
         log.debug("%s %s: %s", name, kind, error)
     return v
@@ -404,9 +510,11 @@ def _source_format(source: Path) -> str:
     if suffix == ".tflite":
         read_tflite(source)
         return "tflite"
+    if suffix == ".onnx":
+        return "onnx"
     raise FarmError(
         f"{source.name}: unsupported model format '{source.suffix or '(no extension)'}' "
-        f"(expected .keras, .h5, a SavedModel folder or .tflite)"
+        f"(expected .keras, .h5, a SavedModel folder, .tflite or .onnx)"
     )
 
 
@@ -433,6 +541,12 @@ def _calibration_info(path: Path, samples: int) -> _CalibInfo:
     else:
         sha = sha256_file(path)
     return _CalibInfo(path=path, sha256=sha, samples=samples)
+
+
+def _train_sha(path: Path) -> str:
+    if not path.is_file():
+        raise FarmError(f"{path}: training data not found (an .npz with x and y)")
+    return sha256_file(path)
 
 
 def _hash_source(source: Path, fmt: str) -> str:

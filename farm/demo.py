@@ -15,8 +15,10 @@ SEED = 7
 
 
 def build_digits(workdir: Path) -> None:
-    """Train the digits CNN; write digits.keras, a calibration set from the training images, and a held-out eval set."""
-    if all((workdir / name).exists() for name in ("digits.keras", "digits_calib.npz", "digits_eval.npz")):
+    """Train the digits CNN; write digits.keras, its training set (what qat and pruning fine-tune on), a calibration
+    set from the training images, and a held-out eval set."""
+    if all((workdir / name).exists() for name in ("digits.keras", "digits_train.npz", "digits_calib.npz",
+                                                  "digits_eval.npz")):
         return
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -38,6 +40,7 @@ def build_digits(workdir: Path) -> None:
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x_train, y_train, epochs=25, batch_size=32, verbose=0, shuffle=True)
     workdir.mkdir(parents=True, exist_ok=True)
+    np.savez(workdir / "digits_train.npz", x=x_train, y=y_train)
     np.savez(workdir / "digits_calib.npz", x=x_train[:200])
     np.savez(workdir / "digits_eval.npz", x=x_test, y=y_test)
     model.save(workdir / "digits.keras")

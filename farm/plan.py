@@ -12,6 +12,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from farm.errors import FarmError
+from farm.optimize import FineTune, Pruning
 from farm.inventory import INT8_ONLY_DELEGATES, Delegates, Device, Name, default_inventory, known, read_yaml
 from farm.replies import MAX_REPLY_BYTES
 from farm.variants import VARIANT_KINDS
@@ -25,6 +26,9 @@ class ModelSpec(BaseModel):
     calibration: str | None = None
     calibration_samples: int = Field(default=200, gt=0)
     eval: str | None = None
+    train: str | None = None  # .npz with x and y: what qat, pruned and pruned-int8 are fine-tuned on
+    qat: FineTune = Field(default_factory=FineTune)
+    pruning: Pruning = Field(default_factory=Pruning)
 
 
 
@@ -88,6 +92,7 @@ class SweepSpec(BaseModel):
                     "source": absolute(m.source),
                     "calibration": absolute(m.calibration),
                     "eval": absolute(m.eval),
+                    "train": absolute(m.train),
                     "name": m.name or Path(m.source).name.split(".")[0],
                 }
             )

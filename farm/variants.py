@@ -2,7 +2,7 @@
 
 Cache layout (under ``cache``, normally ``farm.paths.cache_dir()``)::
 
-    variants/<sha256>.tflite      every produced model, named by the sha256 of its bytes
+    variants/<sha256>.tflite      every produced model, named by the sha256 of its bytes (.onnx for ONNX models)
     conversions/<key>.json        one conversion result (a Variant, errors included);
                                   key = sha256 of (source sha, kind, options, tool versions)
 
@@ -12,6 +12,7 @@ crash or a failed conversion never leaves a half-written file under a real name.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -20,10 +21,25 @@ from pathlib import Path
 from farm.errors import FarmError, one_line
 from farm.paths import atomic_write, sha256_file
 
-VARIANT_KINDS = ("fp32", "fp16", "dynamic", "int8", "int16x8", "edgetpu")
-CALIBRATED_KINDS = ("int8", "int16x8", "edgetpu")
+VARIANT_KINDS = ("fp32", "fp16", "dynamic", "int8", "int16x8", "edgetpu", "qat", "pruned", "pruned-int8", "onnx")
+CALIBRATED_KINDS = ("int8", "int16x8", "edgetpu", "pruned-int8")
+TRAINED_KINDS = ("qat", "pruned", "pruned-int8")  # fine-tuned on the model's training data before conversion
+ONNX_KINDS = ("onnx",)  # run by ONNX Runtime; every other kind is a .tflite run by LiteRT
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: variants record their gzip-compressed size
+
+
+def model_suffix(kind: str) -> str:
+    return ".onnx" if kind in ONNX_KINDS else ".tflite"
+
+
+def gzip_size(data: bytes) -> int:
+    """The size a model ships at over a compressed download: pruning's zeros pay off here, not in the plain size."""
+    return len(gzip.compress(data, compresslevel=9, mtime=0))
+
+
+class VariantUnusable(Exception):
+    """Why a variant can't be made here (a tool missing, a model a tool can't handle): kept, unusable, with this."""
 
 
 @dataclass
@@ -44,11 +60,12 @@ class Variant:
     sha256: str
     path: Path | None
     size: int
-    description: dict = field(default_factory=dict)
+    description: dict = field(default_factory=dict)  # pruned variants add "sparsity"; ONNX ones "opset"
     options: dict = field(default_factory=dict)
     error: str | None = None
     validation: str = ""
     source: str = ""
+    gzip_size: int = 0
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -78,7 +95,7 @@ def cached_variant(cache: Path, key: str) -> Variant | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if variant.sha256:
-        path = variant_path(cache, variant.sha256)
+        path = variant_path(cache, variant.sha256, model_suffix(variant.kind))
         if not path.is_file() or path.stat().st_size != variant.size or sha256_file(path) != variant.sha256:
             return None  # the stored file went missing or was damaged: convert again
         variant.path = path
@@ -91,13 +108,13 @@ def remember(cache: Path, key: str, variant: Variant) -> None:
     _write(cache / "conversions" / f"{key}.json", json.dumps(record, indent=1, sort_keys=True).encode())
 
 
-def variant_path(cache: Path, sha: str) -> Path:
-    return cache / "variants" / f"{sha}.tflite"
+def variant_path(cache: Path, sha: str, suffix: str = ".tflite") -> Path:
+    return cache / "variants" / f"{sha}{suffix}"
 
 
-def store_variant(cache: Path, data: bytes) -> Path:
+def store_variant(cache: Path, data: bytes, suffix: str = ".tflite") -> Path:
     sha = hashlib.sha256(data).hexdigest()
-    path = variant_path(cache, sha)
+    path = variant_path(cache, sha, suffix)
     if not (path.is_file() and path.stat().st_size == len(data) and sha256_file(path) == sha):
         _write(path, data)
     return path

@@ -17,10 +17,11 @@ from farm import paths, tflite_file
 from farm.convert import convert_model
 from farm.tensorflow_logs import quiet_native_logs
 from farm.tflite_file import describe_tflite
-from farm.variants import VARIANT_KINDS, Variant
+from farm.variants import ONNX_KINDS, TRAINED_KINDS, VARIANT_KINDS, Variant
 
 REPO = Path(__file__).resolve().parent.parent
-ALL_KINDS = list(VARIANT_KINDS)
+# The post-training kinds; the fine-tuned ones and ONNX (their own inputs and runtimes) are tests/test_optimize.py's.
+ALL_KINDS = [k for k in VARIANT_KINDS if k not in TRAINED_KINDS + ONNX_KINDS]
 HAVE_EDGETPU = shutil.which("edgetpu_compiler") is not None
 
 
@@ -446,8 +447,11 @@ def test_bad_inputs(work, tmp_path, cache, variants):
     (tmp_path / "model.h5").write_text("I am a text file\n")
     refused(lambda: convert_model(tmp_path / "model.h5", ["fp32"], cache=cache), "model.h5", "not an HDF5")
 
-    (tmp_path / "model.onnx").write_bytes(b"\x08\x01")
-    refused(lambda: convert_model(tmp_path / "model.onnx", ["fp32"], cache=cache), "model.onnx", "'.onnx'")
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x01")  # an ONNX ModelProto with ir_version 1 and nothing else
+    refused(lambda: convert_model(tmp_path / "model.onnx", [], cache=cache), "model.onnx", "corrupt ONNX file (no graph")
+
+    (tmp_path / "model.pt").write_bytes(b"\x08\x01")
+    refused(lambda: convert_model(tmp_path / "model.pt", ["fp32"], cache=cache), "model.pt", "'.pt'")
 
     (tmp_path / "folder").mkdir()
     refused(lambda: convert_model(tmp_path / "folder", ["fp32"], cache=cache), "folder", "not a SavedModel")

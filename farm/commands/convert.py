@@ -13,14 +13,16 @@ def convert(args) -> int:
 
     variants = convert_model(Path(args.model), args.variants, name=args.name,
                              calibration=Path(args.calibration) if args.calibration else None,
-                             calibration_samples=args.calibration_samples, cache=cache_dir())
+                             calibration_samples=args.calibration_samples, train=args.train, cache=cache_dir())
     table = plain_table(f"variants of {args.model} (cached in {cache_dir()})", title_justify="left")
-    for column in ("variant", "size KB", "sha256", "input", "output", "ops", "flex", "status"):
+    for column in ("variant", "size KB", "gzip KB", "sparsity", "sha256", "input", "output", "ops", "flex", "status"):
         table.add_column(column)
     for v in variants:
         d = v.description or {}
         io = lambda t: f"{t['dtype']}{list(t['shape'])}" if t else "-"  # noqa: E731
-        add_plain_row(table, v.kind, f"{v.size / 1024:.1f}", v.sha256[:12], io((d.get("inputs") or [None])[0]),
+        sparsity = f"{d['sparsity']:.0%}" if "sparsity" in d else "-"
+        add_plain_row(table, v.kind, f"{v.size / 1024:.1f}", f"{v.gzip_size / 1024:.1f}", sparsity, v.sha256[:12],
+                      io((d.get("inputs") or [None])[0]),
                       io((d.get("outputs") or [None])[0]), str(d.get("op_count", "-")),
                       "yes" if d.get("needs_flex") else "no", "ok" if not v.error else f"unusable: {v.error}")
     make_console().print(table)

@@ -20,7 +20,8 @@ def spec_from_args(args):
         "inventory": args.inventory or [],
         "models": [{"source": args.model, "variants": args.variants or ["fp32"],
                     **({"calibration": args.calibration} if args.calibration else {}),
-                    **({"eval": args.eval} if args.eval else {})}],
+                    **({"eval": args.eval} if args.eval else {}),
+                    **({"train": args.train} if args.train else {})}],
     }
     for key in ("devices", "delegates", "threads", "repeats", "runs", "warmup_runs", "min_secs"):
         if getattr(args, key) is not None:

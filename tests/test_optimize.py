@@ -1,0 +1,195 @@
+"""The fine-tuned variants (qat, pruned, pruned-int8: real tfmot training in tf-keras) and the ONNX variant (real
+tf2onnx), converted from the demo's digits CNN and scored here with LiteRT and ONNX Runtime on its held-out digits."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import refused
+
+from farm.convert import convert_model
+from farm.optimize import Pruning
+
+REPO = Path(__file__).resolve().parent.parent
+KINDS = ["fp32", "int8", "qat", "pruned", "pruned-int8", "onnx"]
+
+
+def top1(variant, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy of a variant on (x, y), run here by the runtime its kind needs."""
+    if variant.kind == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(variant.path), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        predictions = [session.run(None, {name: sample[None]})[0].argmax() for sample in x]
+        return float(np.mean(np.array(predictions) == y))
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(variant.path))
+    interp.allocate_tensors()
+    d_in, d_out = interp.get_input_details()[0], interp.get_output_details()[0]
+    predictions = []
+    for sample in x:
+        value = sample[None]
+        if d_in["dtype"] == np.int8:
+            scale, zero = d_in["quantization"]
+            value = np.clip(np.round(value / scale) + zero, -128, 127).astype(np.int8)
+        interp.set_tensor(d_in["index"], value)
+        interp.invoke()
+        predictions.append(interp.get_tensor(d_out["index"]).argmax())
+    return float(np.mean(np.array(predictions) == y))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def digits(digits_dir, cache):
+    variants = convert_model(digits_dir / "digits.keras", KINDS, calibration=digits_dir / "digits_calib.npz",
+                             train=digits_dir / "digits_train.npz", cache=cache)
+    assert [v.kind for v in variants] == KINDS
+    assert [v.error for v in variants] == [None] * len(KINDS)
+    with np.load(digits_dir / "digits_eval.npz") as data:
+        x, y = data["x"], data["y"]
+    return {v.kind: v for v in variants}, {v.kind: top1(v, x, y) for v in variants}
+
+
+def test_qat_is_full_int8_within_two_points_of_fp32(digits):
+    variants, accuracy = digits
+    qat = variants["qat"]
+    assert [t["dtype"] for t in qat.description["inputs"] + qat.description["outputs"]] == ["int8", "int8"]
+    assert qat.size < variants["fp32"].size / 3
+    assert accuracy["fp32"] > 0.95
+    assert abs(accuracy["qat"] - accuracy["fp32"]) <= 0.02, accuracy
+
+
+def test_pruning_reaches_its_sparsity_and_pays_off_compressed(digits):
+    variants, accuracy = digits
+    fp32, pruned, pruned_int8 = variants["fp32"], variants["pruned"], variants["pruned-int8"]
+    for v in (pruned, pruned_int8):
+        assert v.description["target_sparsity"] == 0.5
+        assert 0.49 <= v.description["sparsity"] <= 0.51
+    # The zeros cost as much as any weight in the plain file; compressed, half of them are nearly free.
+    assert abs(pruned.size - fp32.size) < 0.02 * fp32.size
+    assert pruned.gzip_size < 0.7 * fp32.gzip_size
+    assert pruned_int8.gzip_size < variants["int8"].gzip_size
+    assert pruned_int8.description["inputs"][0]["dtype"] == "int8"
+    assert accuracy["pruned"] > accuracy["fp32"] - 0.03 and accuracy["pruned-int8"] > accuracy["fp32"] - 0.03
+
+
+def test_onnx_runs_in_onnx_runtime_like_the_source(digits, digits_dir):
+    import keras
+    import onnxruntime
+
+    variants, accuracy = digits
+    onnx = variants["onnx"]
+    assert onnx.path.suffix == ".onnx" and onnx.path.name == f"{onnx.sha256}.onnx"
+    assert onnx.validation.startswith("InferenceSession ok (onnxruntime ")
+    assert onnx.description["inputs"][0]["shape"] == [1, 8, 8, 1]  # batch fixed to 1, like the TFLite variants
+    assert onnx.description["opset"] == 17 and "Conv" in onnx.description["ops"]
+    with np.load(digits_dir / "digits_eval.npz") as data:
+        x = data["x"][:16]
+    session = onnxruntime.InferenceSession(str(onnx.path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    ours = np.concatenate([session.run(None, {name: sample[None]})[0] for sample in x])
+    theirs = keras.models.load_model(digits_dir / "digits.keras", compile=False).predict(x, verbose=0)
+    assert np.abs(ours - theirs).max() < 1e-4
+    assert accuracy["onnx"] == accuracy["fp32"]
+
+
+def test_fine_tuned_variants_are_cached_by_training_data_and_budget(digits, digits_dir, cache, tmp_path):
+    variants, _ = digits
+    again = convert_model(digits_dir / "digits.keras", ["qat", "pruned"], train=digits_dir / "digits_train.npz",
+                          cache=cache)
+    assert [v.sha256 for v in again] == [variants["qat"].sha256, variants["pruned"].sha256]
+    # Other training data, or another budget: another conversion.
+    with np.load(digits_dir / "digits_train.npz") as data:
+        np.savez(tmp_path / "half.npz", x=data["x"][::2], y=data["y"][::2])
+    other = convert_model(digits_dir / "digits.keras", ["pruned"], train=tmp_path / "half.npz", cache=cache)[0]
+    assert other.sha256 != variants["pruned"].sha256 and other.options["train_sha256"] != \
+        variants["pruned"].options["train_sha256"]
+    sparser = convert_model(digits_dir / "digits.keras", ["pruned"], train=digits_dir / "digits_train.npz",
+                            pruning=Pruning(sparsity=0.8), cache=cache)[0]
+    assert sparser.options["fine_tune"]["sparsity"] == 0.8 and 0.79 <= sparser.description["sparsity"] <= 0.81
+
+
+def test_without_training_data_the_variant_is_unusable_with_the_reason(digits_dir, cache):
+    [qat] = convert_model(digits_dir / "digits.keras", ["qat"], cache=cache)
+    assert qat.path is None and qat.error.startswith("qat needs training data to fine-tune on: an .npz with x and y")
+
+
+def test_a_layer_tfmot_cannot_quantize_gives_tfmots_reason(tmp_path, cache):
+    import keras
+
+    inputs = keras.Input((8,), name="x")
+    hidden = keras.layers.LayerNormalization()(keras.layers.Dense(8)(inputs))
+    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(hidden)).save(tmp_path / "norm.keras")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "train.npz", x=rng.random((64, 8), dtype=np.float32), y=np.arange(64) % 3)
+    qat, pruned = convert_model(tmp_path / "norm.keras", ["qat", "pruned"], train=tmp_path / "train.npz", cache=cache)
+    assert qat.error.startswith("qat: tfmot can't quantize this model: Layer layer_normalization:")
+    assert "is not supported" in qat.error and "\n" not in qat.error
+    assert pruned.error is None and pruned.description["sparsity"] > 0.4  # pruning takes it
+
+
+def test_a_regression_model_is_fine_tuned_on_its_targets(tmp_path, cache):
+    import keras
+
+    keras.utils.set_random_seed(1)
+    rng = np.random.default_rng(1)
+    x = rng.random((256, 4), dtype=np.float32)
+    y = (x @ np.array([1.0, -2.0, 0.5, 3.0], dtype=np.float32))[:, None]
+    model = keras.Sequential([keras.Input((4,), name="features"), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    model.fit(x, y, epochs=60, batch_size=32, verbose=0)
+    model.save(tmp_path / "linear.keras")
+    np.savez(tmp_path / "train.npz", x=x, y=y)
+    [qat] = convert_model(tmp_path / "linear.keras", ["qat"], train=tmp_path / "train.npz", cache=cache)
+    assert qat.error is None and qat.description["outputs"][0]["shape"] == [1, 1]
+
+
+def test_bad_training_data_is_a_one_line_error(digits_dir, tmp_path, cache):
+    source = digits_dir / "digits.keras"
+    refused(lambda: convert_model(source, ["qat"], train=tmp_path / "nope.npz", cache=cache),
+            "nope.npz: training data not found")
+    np.savez(tmp_path / "unlabelled.npz", x=np.zeros((4, 8, 8, 1), np.float32))
+    refused(lambda: convert_model(source, ["qat"], train=tmp_path / "unlabelled.npz", cache=cache),
+            "unlabelled.npz: training data needs labels or targets (y)")
+    np.savez(tmp_path / "wrong.npz", x=np.zeros((4, 5, 5), np.float32), y=np.zeros(4, np.int64))
+    refused(lambda: convert_model(source, ["pruned"], train=tmp_path / "wrong.npz", cache=cache),
+            "wrong.npz: samples have shape (5, 5)")
+
+
+def test_without_tfmot_the_variant_says_what_to_install(digits_dir, tmp_path):
+    """A real import failure: a folder first on sys.path whose tensorflow_model_optimization raises ImportError."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "tensorflow_model_optimization.py").write_text("raise ImportError('No module named tfmot here')\n")
+    code = ("from farm.convert import convert_model\n"
+            f"v = convert_model({str(digits_dir / 'digits.keras')!r}, ['qat'], "
+            f"train={str(digits_dir / 'digits_train.npz')!r}, cache={str(tmp_path / 'cache')!r})[0]\n"
+            "print(v.error)\n")
+    env = {**os.environ, "PYTHONPATH": f"{shadow}{os.pathsep}{REPO}"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == ("qat: needs tf-keras and tensorflow-model-optimization (pip install --no-deps "
+                                  "tf-keras==2.21.0 tensorflow-model-optimization==0.8.1): No module named tfmot here")
+    # Not remembered: installing tfmot is all it takes.
+    assert not list((tmp_path / "cache").glob("conversions/*.json"))
+
+
+def test_an_onnx_file_is_taken_as_given(digits, tmp_path, cache):
+    variants, _ = digits
+    given = tmp_path / "mine.onnx"
+    given.write_bytes(variants["onnx"].path.read_bytes())
+    [v] = convert_model(given, [], cache=cache)
+    assert (v.kind, v.model, v.sha256, v.error) == ("onnx", "mine", variants["onnx"].sha256, None)
+    refused(lambda: convert_model(given, ["int8"], cache=cache), "mine.onnx: a .onnx file is benchmarked as given")
+    (tmp_path / "broken.onnx").write_bytes(b"\x08\x07garbage" * 10)
+    refused(lambda: convert_model(tmp_path / "broken.onnx", [], cache=cache), "broken.onnx: corrupt ONNX file")
