@@ -6,9 +6,10 @@
 
 Formats (fixtures in tests/fixtures/onnxruntime_perf_test/, with SOURCES.md; the rest from the tool's sources,
 onnxruntime/test/perftest/performance_runner.cc, main.cc, command_args_parser.cc and ort_test_session.cc):
-  - `Session creation time cost: 0.217932 s`, `First inference time cost: 196 ms`, `Total inference time cost: 0.49481 s`,
-    `Total inference requests: 5`, `Average inference time cost total: 98.961997 ms` (`Average inference time cost:`
-    before 2025), `Total inference run time: 0.494854 s`, `Avg CPU usage: 11 %`, `Peak working set size: N bytes`
+  - `Session creation time cost: 0.217932 s`, `First inference time cost: 196 ms`,
+    `Total inference time cost: 0.49481 s`, `Total inference requests: 5`,
+    `Average inference time cost total: 98.961997 ms` (`Average inference time cost:` before 2025),
+    `Total inference run time: 0.494854 s`, `Avg CPU usage: 11 %`, `Peak working set size: N bytes`
     (v1.23.2_android_arm64_cpu_times_stats.txt, main2025_..., v1.3.1_...); no space after the colons in early 2020
     (v2020-01_..., v2020-06_...); then, with no result file, `Avg CPU usage:11`, `Peak working set size:N`, `Runs:5`;
   - latencies in seconds: `Min Latency: 0.0958204 s`, `Max ...`, `P50 ...`, `P90`, `P95`, `P99`, `P999`; in 2019
@@ -29,8 +30,8 @@ from decimal import Decimal, InvalidOperation
 
 from farm.errors import exit_reason, one_line
 
-__all__ = ["EXECUTION_PROVIDERS", "KINDS", "OnnxruntimePerfTestParseError", "PerfTestLog", "parse_onnxruntime_perf_test",
-           "perf_test_flags"]
+__all__ = ["EXECUTION_PROVIDERS", "KINDS", "OnnxruntimePerfTestParseError", "PerfTestLog",
+           "parse_onnxruntime_perf_test", "perf_test_flags"]
 
 # The farm's delegates that an ONNX model can run with on a phone, as onnxruntime_perf_test's `-e` execution providers.
 EXECUTION_PROVIDERS = {"none": "cpu", "nnapi": "nnapi", "xnnpack": "xnnpack"}
@@ -191,7 +192,8 @@ def _check_order(log: PerfTestLog, exit_code: int | None) -> None:
     chain = [(name, getattr(log, name)) for name in names if getattr(log, name) is not None]
     pairs = list(zip(chain, chain[1:]))
     if log.min_ms is not None and log.max_ms is not None:
-        pairs += [(("min_ms", log.min_ms), ("mean_ms", log.mean_ms)), (("mean_ms", log.mean_ms), ("max_ms", log.max_ms))]
+        mean = ("mean_ms", log.mean_ms)
+        pairs += [(("min_ms", log.min_ms), mean), (mean, ("max_ms", log.max_ms))]
     for (low_name, low), (high_name, high) in pairs:
         if low > high * (1 + 1e-5) + 1e-6:
             raise _fail("bad_value", f"onnxruntime_perf_test printed {low_name[:-3]} {low:g} ms above {high_name[:-3]} "
@@ -253,7 +255,8 @@ def parse_onnxruntime_perf_test(stdout: str, stderr: str = "", exit_code: int | 
                                        "ran (ONNX Runtime runs what it cannot take on the CPU)")
     log = PerfTestLog(count=count, **figures, peak_bytes=peak,
                       peak_mb=None if peak is None else round(peak / (1 << 20), 6),
-                      cpu_usage_pct=cpu if cpu is not None and 0 <= cpu <= 100_000 else None,  # -1: the tool's clock overflowed
+                      # -1 is the tool's word for a CPU clock that overflowed
+                      cpu_usage_pct=cpu if cpu is not None and 0 <= cpu <= 100_000 else None,
                       intra_op_threads=integers.get("threads"), provider=provider, provider_outcome=outcome,
                       provider_message=message, warnings=warnings)
     _check_order(log, exit_code)

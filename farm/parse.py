@@ -7,7 +7,8 @@ from dataclasses import asdict
 from farm.benchmark_model import BenchmarkModelParseError, parse_benchmark_model
 from farm.errors import exit_reason
 from farm.replies import AgentFailure, agent_reply, read_json
-from farm.results import AGENT, BENCHMARK_MODEL, JobFailed, Measurement, RawResult
+from farm.onnxruntime_perf_test import OnnxruntimePerfTestParseError, parse_onnxruntime_perf_test
+from farm.results import AGENT, BENCHMARK_MODEL, ONNXRUNTIME_PERF_TEST, JobFailed, Measurement, RawResult
 from farm.stats import summarize
 
 
@@ -133,7 +134,47 @@ def parse_benchmark_model_result(raw: RawResult) -> Measurement:
     return Measurement(result=result, samples_us=[], predictions=None, ops=ops)
 
 
-PARSERS = {AGENT: parse_agent_result, BENCHMARK_MODEL: parse_benchmark_model_result}
+def parse_onnxruntime_perf_test_result(raw: RawResult) -> Measurement:
+    """onnxruntime_perf_test's output from a phone → a Measurement; a failed run → JobFailed with the tool's error.
+
+    The tool prints aggregates (its percentiles in seconds, here in ms), no samples and no outputs: no predictions.
+    What the job asked for and the tool cannot do is in the transport's warnings (raw.extra["warnings"])."""
+    try:
+        log = parse_onnxruntime_perf_test(raw.stdout, raw.stderr, raw.exit_code, raw.extra.get("provider"))
+    except OnnxruntimePerfTestParseError as error:
+        raise JobFailed(str(error)) from None
+    said = [] if log.provider_outcome == "cpu" else [log.provider_message]
+    result = {
+        "count": log.count,
+        "mean_ms": log.mean_ms,
+        "std_ms": 0.0,  # not printed, as benchmark_model's builds without it
+        "min_ms": log.min_ms if log.min_ms is not None else log.mean_ms,
+        "max_ms": log.max_ms if log.max_ms is not None else log.mean_ms,
+        "p50_ms": log.p50_ms,
+        "p90_ms": log.p90_ms,
+        "p95_ms": log.p95_ms,
+        "p99_ms": log.p99_ms,
+        "init_ms": log.init_ms if log.init_ms is not None else 0.0,  # session creation
+        "first_ms": log.first_ms if log.first_ms is not None else log.mean_ms,
+        "warmup_ms": log.first_ms,  # the tool's one warm-up run is its first inference
+        "peak_mb": log.peak_mb,
+        "memory_kind": "peak_rss" if log.peak_mb is not None else None,  # ru_maxrss of the tool's process
+        "peak_delta_mb": None,
+        "delegate_outcome": log.provider_outcome,
+        "delegated_nodes": None,
+        "total_nodes": None,
+        "runtime": "onnxruntime_perf_test",
+        "runtime_version": raw.extra.get("binary", "unknown"),  # the tool prints no ONNX Runtime version
+        "env_before": json.dumps(raw.extra.get("env_before") or {}),
+        "env_after": json.dumps(raw.extra.get("env_after") or {}),
+        "host": json.dumps(raw.extra.get("host") or {}),
+        "warnings": json.dumps(log.warnings + said + list(raw.extra.get("warnings") or [])),
+    }
+    return Measurement(result=result, samples_us=[], predictions=None)
+
+
+PARSERS = {AGENT: parse_agent_result, BENCHMARK_MODEL: parse_benchmark_model_result,
+           ONNXRUNTIME_PERF_TEST: parse_onnxruntime_perf_test_result}
 
 
 def parse(raw: RawResult) -> Measurement:

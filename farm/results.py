@@ -25,6 +25,7 @@ class JobFailed(Exception):
 
 AGENT = "agent"  # the agent's one JSON object on stdout
 BENCHMARK_MODEL = "benchmark_model"  # TensorFlow Lite's benchmark_model log
+ONNXRUNTIME_PERF_TEST = "onnxruntime_perf_test"  # ONNX Runtime's onnxruntime_perf_test output (phones' onnx models)
 
 
 @dataclass
