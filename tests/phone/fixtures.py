@@ -4,9 +4,10 @@
 
 adb_lab                 session-scoped: a real adb server (Debian's adb) on a free port from 5137 and two simulated
                         phones connected to it: "pixel" (a full Android build of benchmark_model: GPU simulated as
-                        applied, NNAPI failing, Hexagon unsupported) and "galaxy" (a CPU-only build: --use_gpu=true is
-                        an unconsumed flag). lab["pixel"].serial == "127.0.0.1:<port>"; lab.device(phone) gives
-                        adbutils' AdbDevice; lab.port is the adb server's port. Server and phones stop at the end.
+                        applied, NNAPI failing, Hexagon unsupported; onnxruntime_perf_test with cpu and xnnpack) and
+                        "galaxy" (CPU-only builds: --use_gpu=true is an unconsumed flag, -e xnnpack is not
+                        supported). lab["pixel"].serial == "127.0.0.1:<port>"; lab.device(phone) gives adbutils'
+                        AdbDevice; lab.port is the adb server's port. Server and phones stop at the end.
 healed_adb_lab          the same lab for a test that kills phones: every phone running and connected before and after
 tiny_tflite             session-scoped: a small real float32 .tflite (models.tiny_mlp), ~1.6 MB
 benchmark_model_binary  session-scoped: the stand-in benchmark_model as an executable file (the inventory's
@@ -21,15 +22,16 @@ from pathlib import Path
 import pytest
 
 from .models import tiny_mlp
-from .phone import CPU_ONLY_BUILD, FULL_ANDROID_BUILD, Lab, LabError, find_adb, write_benchmark_model
+from .phone import (CPU_ONLY_BUILD, FULL_ANDROID_BUILD, ORT_ANDROID_BUILD, ORT_CPU_ONLY_BUILD, Lab, LabError, find_adb,
+                    write_benchmark_model)
 
 PHONES = {
-    "pixel": dict(delegates=FULL_ANDROID_BUILD, battery_level=85, props={
+    "pixel": dict(delegates=FULL_ANDROID_BUILD, ort_providers=ORT_ANDROID_BUILD, battery_level=85, props={
         "ro.product.model": "Pixel 8", "ro.product.name": "shiba", "ro.product.device": "shiba",
         "ro.product.brand": "google", "ro.product.manufacturer": "Google", "ro.soc.manufacturer": "Google",
         "ro.soc.model": "Tensor G3", "ro.board.platform": "zuma", "ro.hardware": "shiba",
         "ro.build.version.release": "14", "ro.build.version.sdk": "34"}),
-    "galaxy": dict(delegates=CPU_ONLY_BUILD, battery_level=64, props={
+    "galaxy": dict(delegates=CPU_ONLY_BUILD, ort_providers=ORT_CPU_ONLY_BUILD, battery_level=64, props={
         "ro.product.model": "SM-A546B", "ro.product.name": "a54xnsxx", "ro.product.device": "a54x",
         "ro.product.brand": "samsung", "ro.product.manufacturer": "samsung", "ro.soc.manufacturer": "Samsung",
         "ro.soc.model": "S5E8835", "ro.board.platform": "s5e8835", "ro.hardware": "s5e8835",

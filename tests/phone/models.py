@@ -1,8 +1,10 @@
-"""TEST CODE, not part of tflite-farm: small real .tflite models for the simulated phones, built without TensorFlow.
+"""TEST CODE, not part of tflite-farm: small real .tflite and .onnx models for the simulated phones, built without
+TensorFlow.
 
 tiny_mlp() writes a float32 multi-layer perceptron (FULLY_CONNECTED + RELU layers, then SOFTMAX) straight from the
 TFLite flatbuffer schema that ai_edge_litert ships (schema_py_generated), with seeded random weights: a valid model
-that LiteRT (and its XNNPACK delegate) really runs, made in milliseconds.
+that LiteRT (and its XNNPACK delegate) really runs, made in milliseconds. tiny_onnx() writes the same kind of model as
+ONNX (MatMul + Add layers, then Softmax) with onnx.helper, for the stand-in onnxruntime_perf_test.
 """
 from __future__ import annotations
 
@@ -92,4 +94,36 @@ def tiny_mlp(path: Path, sizes=(256, 512, 512, 10), seed: int = 0) -> Path:
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     path = Path(path)
     path.write_bytes(bytes(builder.Output()))
+    return path
+
+
+def tiny_onnx(path: Path, sizes=(256, 512, 10), seed: int = 0) -> Path:
+    """Write a float32 ONNX model built with onnx.helper: MatMul + Add (+ Relu between layers) per layer, then Softmax;
+    input "input" [1, sizes[0]], output "probabilities" [1, sizes[-1]], seeded random weights (about 0.5 MB by default).
+    Opset 13 and IR version 8, which every ONNX Runtime since 1.10 loads (a phone's build may be old)."""
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    rng = np.random.default_rng(seed)
+    nodes, initializers = [], []
+    previous = INPUT_NAME
+    for i in range(len(sizes) - 1):
+        w = (rng.standard_normal((sizes[i], sizes[i + 1])) / np.sqrt(sizes[i])).astype(np.float32)
+        b = (rng.standard_normal(sizes[i + 1]) * 0.1).astype(np.float32)
+        initializers += [numpy_helper.from_array(w, f"dense_{i}/kernel"), numpy_helper.from_array(b, f"dense_{i}/bias")]
+        nodes.append(helper.make_node("MatMul", [previous, f"dense_{i}/kernel"], [f"dense_{i}/matmul"]))
+        nodes.append(helper.make_node("Add", [f"dense_{i}/matmul", f"dense_{i}/bias"], [f"dense_{i}/output"]))
+        previous = f"dense_{i}/output"
+        if i < len(sizes) - 2:
+            nodes.append(helper.make_node("Relu", [previous], [f"dense_{i}/relu"]))
+            previous = f"dense_{i}/relu"
+    nodes.append(helper.make_node("Softmax", [previous], [OUTPUT_NAME], axis=-1))
+    graph = helper.make_graph(nodes, "tiny_mlp", [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT,
+                                                                                [1, sizes[0]])],
+                              [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [1, sizes[-1]])],
+                              initializer=initializers)
+    model = helper.make_model(graph, producer_name="tflite-farm test phone",
+                              opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = Path(path)
+    save(model, str(path))
     return path

@@ -13,7 +13,8 @@ sandbox folder as the phone's file system:
 
     <folder>/root/          the phone's "/": data/local/tmp, sdcard, system/bin (sh, getprop, dumpsys, cmd),
                             system/build.prop (the properties), system/etc/tflite_farm_standin.json (which delegates
-                            the stand-in benchmark_model has), vendor/
+                            the stand-in benchmark_model has, which execution providers the stand-in
+                            onnxruntime_perf_test has), vendor/
     <folder>/sysfs/class/   the phone's /sys/class: thermal/thermal_zoneN/{type,temp}, power_supply/battery/...
     <folder>/adbd.json      the daemon's configuration;  <folder>/adbd.log its log
 
@@ -41,6 +42,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ADBD = HERE / "adbd.py"
 STAND_IN = HERE / "benchmark_model.py"
+ORT_STAND_IN = HERE / "onnxruntime_perf_test.py"
 PHONE_TAG_VAR = "TFLITE_FARM_TEST_PHONE"  # = adbd.PHONE_TAG_VAR
 LAB_TAG_VAR = "TFLITE_FARM_TEST_ADB_LAB"
 SERVER_PORTS = range(5137, 5200)  # the adb server's; the default 5037 is never used
@@ -267,6 +269,12 @@ DEFAULT_THERMAL = (("cpu-0-0-usr", 38.0), ("cpu-1-0-usr", 39.5), ("gpu-usr", 36.
 FULL_ANDROID_BUILD = {"gpu": "applied", "nnapi": "fail", "hexagon": "unsupported", "external": "load"}
 CPU_ONLY_BUILD: dict[str, str] = {}
 
+# Which execution providers the stand-in onnxruntime_perf_test "has" (see onnxruntime_perf_test.py): a provider missing
+# here fails as the real tool does ("NNAPI is not supported in this build"); one listed runs, SIMULATED, on ONNX
+# Runtime's CPU execution provider. ORT_ANDROID_BUILD is an Android build made with --use_xnnpack.
+ORT_ANDROID_BUILD = ("cpu", "xnnpack")
+ORT_CPU_ONLY_BUILD = ("cpu",)
+
 
 def default_props(name: str) -> dict[str, str]:
     return {
@@ -285,7 +293,17 @@ def default_props(name: str) -> dict[str, str]:
 def write_benchmark_model(dest: Path, python: str = sys.executable) -> Path:
     """The stand-in benchmark_model (benchmark_model.py) as an executable whose #! is this Python (the venv's, which
     has ai_edge_litert): what the test inventory names as the arm64-v8a benchmark_model binary."""
-    text = STAND_IN.read_text()
+    return _write_stand_in(STAND_IN, dest, python)
+
+
+def write_onnxruntime_perf_test(dest: Path, python: str = sys.executable) -> Path:
+    """The stand-in onnxruntime_perf_test (onnxruntime_perf_test.py) as an executable whose #! is this Python (the
+    venv's, which has onnxruntime): what the test inventory names as the arm64-v8a onnxruntime_perf_test."""
+    return _write_stand_in(ORT_STAND_IN, dest, python)
+
+
+def _write_stand_in(source: Path, dest: Path, python: str) -> Path:
+    text = source.read_text()
     body = text.split("\n", 1)[1] if text.startswith("#!") else text
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -301,7 +319,8 @@ class SimulatedPhone:
     """One simulated phone: an adbd.py process on 127.0.0.1:port serving the sandbox in folder (see module doc)."""
 
     def __init__(self, name: str, folder: Path, *, port: int | None = None, props: dict[str, str] | None = None,
-                 delegates: dict[str, str] | None = None, battery_level: int = 80, battery_temperature_c: float = 29.0,
+                 delegates: dict[str, str] | None = None, ort_providers: tuple[str, ...] | None = None,
+                 battery_level: int = 80, battery_temperature_c: float = 29.0,
                  battery_status: str = "Discharging", thermal=DEFAULT_THERMAL, max_payload: int | None = None,
                  features: tuple[str, ...] | None = None, owner: str | None = None):
         self.name = name
@@ -310,6 +329,7 @@ class SimulatedPhone:
         self.props = default_props(name)
         self.props.update(props or {})
         self.delegates = dict(FULL_ANDROID_BUILD if delegates is None else delegates)
+        self.ort_providers = tuple(ORT_ANDROID_BUILD if ort_providers is None else ort_providers)
         self.max_payload = max_payload
         self.features = features
         self.tag = f"{owner or _owner_tag()}:{self.folder}"
@@ -380,7 +400,8 @@ class SimulatedPhone:
         self.write_props()
 
     def write_delegates(self) -> None:
-        self.path(STAND_IN_CONFIG).write_text(json.dumps({"delegates": self.delegates}, indent=1) + "\n")
+        build = {"delegates": self.delegates, "onnxruntime_providers": list(self.ort_providers)}
+        self.path(STAND_IN_CONFIG).write_text(json.dumps(build, indent=1) + "\n")
 
     def set_delegates(self, delegates: dict[str, str]) -> None:
         self.delegates = dict(delegates)
