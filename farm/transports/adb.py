@@ -1,5 +1,6 @@
 """Android phones over adb: TensorFlow Lite's own `benchmark_model` is pushed and run on the phone, as the TFLite team
-benchmarks phones; its log is parsed on the coordinator (farm.benchmark_model).
+benchmarks phones; its log is parsed on the coordinator (farm.benchmark_model). ONNX models (.onnx) run the same way
+with ONNX Runtime's `onnxruntime_perf_test`, when the phone's inventory entry names one (farm.onnxruntime_perf_test).
 
 The phone may hang off this machine's adb server or off a lab machine's (`adb_server: host:port`). adbutils is
 synchronous, so every call runs in a worker thread. Commands run with `shell2(..., v2=True)`: exit codes and both
@@ -24,7 +25,8 @@ from pydantic import Field, model_validator
 from farm.inventory import CpuMask, Device, local_file
 from farm.paths import sha256_file
 from farm.errors import last_line, one_line
-from farm.results import BENCHMARK_MODEL, DeviceLost, DeviceRefused, JobFailed, RawResult
+from farm.onnxruntime_perf_test import EXECUTION_PROVIDERS, perf_test_flags
+from farm.results import BENCHMARK_MODEL, ONNXRUNTIME_PERF_TEST, DeviceLost, DeviceRefused, JobFailed, RawResult
 from farm.transports import (GOVERNORS, THERMAL_TRIPS, THERMAL_ZONES, BenchmarkJob, LocalFile, benchmark_model_flags,
                               delegate_flags, parse_governors, parse_trips, parse_zones, set_governors)
 
@@ -51,6 +53,8 @@ class AndroidDevice(Device):
     adb_server: str | None = None  # host:port of the adb server the phone hangs off; the local one by default
     binaries: dict[str, str] = Field(default_factory=dict)  # ABI -> local path of benchmark_model
     flex_binaries: dict[str, str] = Field(default_factory=dict)  # ABI -> benchmark_model_plus_flex, for Flex models
+    # ABI -> local path of ONNX Runtime's onnxruntime_perf_test, which runs the onnx variants; none: they are skipped
+    onnxruntime_perf_test: dict[str, str] = Field(default_factory=dict)
     affinity: CpuMask | None = None  # taskset CPU mask, e.g. "f0" for the big cores
 
     @model_validator(mode="after")
@@ -69,6 +73,7 @@ class AndroidDevice(Device):
     def resolve_paths(self, base: Path) -> None:
         self.binaries = {abi: local_file(base, binary) for abi, binary in self.binaries.items()}
         self.flex_binaries = {abi: local_file(base, binary) for abi, binary in self.flex_binaries.items()}
+        self.onnxruntime_perf_test = {abi: local_file(base, path) for abi, path in self.onnxruntime_perf_test.items()}
 
 
 def adb_server(address: str | None) -> tuple[str, int]:
@@ -234,11 +239,42 @@ class AdbTransport:
                             f"entry for ABI {self.abi}")
         return LocalFile(Path(binaries[self.abi]), sha256_file(binaries[self.abi]))
 
+    def _perf_test_binary(self) -> LocalFile:
+        """The onnxruntime_perf_test build for this phone's ABI (the planner skips onnx models on phones with none)."""
+        if self.abi is None:
+            self._probe()
+        builds = self.device.onnxruntime_perf_test
+        if self.abi not in builds:
+            raise JobFailed(f"device {self.device.name!r}: no onnxruntime_perf_test entry for ABI {self.abi} "
+                            f"(inventory onnxruntime_perf_test: {', '.join(builds) or 'none'})")
+        return LocalFile(Path(builds[self.abi]), sha256_file(builds[self.abi]))
+
     def _run_job(self, job: BenchmarkJob) -> RawResult:
+        if is_onnx(job):
+            return self._run_perf_test(job)
         binary = self._binary(job)
         binary_remote = self._stage(binary, 0o755)
         model = self._stage(job.model)
-        flags = benchmark_model_flags(job, model)
+        reply, extra = self._run(binary, binary_remote, benchmark_model_flags(job, model), job, "benchmark_model")
+        extra.update(delegate=job.delegate.name, profile=job.profile)
+        return RawResult(BENCHMARK_MODEL, reply.stdout, reply.stderr, reply.returncode, extra)
+
+    def _run_perf_test(self, job: BenchmarkJob) -> RawResult:
+        """An onnx model: ONNX Runtime's onnxruntime_perf_test with the delegate's execution provider."""
+        provider = EXECUTION_PROVIDERS.get(job.delegate.name)
+        if provider is None:  # the planner skips these; a job from elsewhere fails with the same reason
+            raise JobFailed(f"the {job.delegate.name} delegate has no onnxruntime_perf_test execution provider "
+                            f"(onnx models run with: {', '.join(EXECUTION_PROVIDERS)})")
+        binary = self._perf_test_binary()
+        binary_remote = self._stage(binary, 0o755)
+        model = self._stage(job.model)
+        flags = perf_test_flags(model, runs=job.runs, threads=job.threads, provider=provider)
+        reply, extra = self._run(binary, binary_remote, flags, job, "onnxruntime_perf_test")
+        extra.update(delegate=job.delegate.name, provider=provider, warnings=_not_applied(job))
+        return RawResult(ONNXRUNTIME_PERF_TEST, reply.stdout, reply.stderr, reply.returncode, extra)
+
+    def _run(self, binary: LocalFile, binary_remote: str, flags: list[str], job: BenchmarkJob, tool: str):
+        """One run of a staged tool, its output bounded, with battery and thermals before and after: (reply, extra)."""
         timeout = job.timeout_s
         before = self._environment()
         start = time.perf_counter()
@@ -249,18 +285,17 @@ class AdbTransport:
             raise TimeoutError(f"no result within {timeout:g} s")
         # adbutils reads the whole output before it returns: bounded here, before it is parsed or stored.
         if len(reply.stdout) + len(reply.stderr) > job.max_reply_bytes:
-            raise JobFailed(f"benchmark_model output: more than {job.max_reply_bytes / (1 << 20):g} MB "
-                            "(max_reply_bytes)")
+            raise JobFailed(f"{tool} output: more than {job.max_reply_bytes / (1 << 20):g} MB (max_reply_bytes)")
         if reply.returncode is None:
-            raise DeviceLost("the phone went away before benchmark_model finished")
-        extra = {"delegate": job.delegate.name, "profile": job.profile, "env_before": before,
-                  "env_after": after, "binary": binary.path.name,
+            raise DeviceLost(f"the phone went away before {tool} finished")
+        extra = {"env_before": before, "env_after": after, "binary": binary.path.name,
                  "host": {"serial": self.device.serial, "abi": self.abi}}
-        return RawResult(BENCHMARK_MODEL, reply.stdout, reply.stderr, reply.returncode, extra)
+        return reply, extra
 
     async def eval_predictions(self, job: BenchmarkJob) -> list[int] | None:
-        """benchmark_model reports no outputs: the phone runs the eval set in a second step (see _accuracy)."""
-        if job.eval is None:
+        """benchmark_model reports no outputs: the phone runs the eval set in a second step (see _accuracy).
+        onnxruntime_perf_test has no way to feed given inputs or write outputs: no predictions (its result says so)."""
+        if job.eval is None or is_onnx(job):
             return None
         return await self._call(self._accuracy, job)
 
@@ -344,6 +379,28 @@ def discover(server: str = "127.0.0.1:5037") -> list[dict]:
         return found
     except _lost_errors() as error:
         raise FarmError(f"adb server {server}: {one_line(error)} (is it running? `adb start-server`)") from None
+
+
+def is_onnx(job: BenchmarkJob) -> bool:
+    """An ONNX model: run by onnxruntime_perf_test, not benchmark_model."""
+    return job.model.path.suffix == ".onnx"
+
+
+def _not_applied(job: BenchmarkJob) -> list[str]:
+    """What a job asks for that onnxruntime_perf_test cannot do, for the result's warnings."""
+    said = []
+    if job.eval is not None:
+        said.append("accuracy is not measured by onnxruntime_perf_test: it reports no outputs of the model")
+    if job.warmup_runs != 1:
+        said.append(f"warmup_runs={job.warmup_runs} not applied: onnxruntime_perf_test always runs one warm-up "
+                    "inference (its first inference)")
+    if job.min_secs > 0:
+        said.append(f"min_secs={job.min_secs:g} not applied: onnxruntime_perf_test -m times runs exactly "
+                    f"{job.runs} inferences")
+    if job.profile:
+        said.append("no op profile: onnxruntime_perf_test writes its profile (-p) as a JSON trace on the phone, "
+                    "which is not collected")
+    return said
 
 
 def _count_cpus(present: str) -> int | None:

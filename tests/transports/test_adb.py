@@ -38,6 +38,51 @@ def test_the_phone_command_is_quoted_pinned_and_bounded():
                        "/data/local/tmp/tflite-farm/bm '--graph=/x/it'\"'\"'s a model.tflite' --num_runs=5")
 
 
+def test_onnx_models_on_a_phone_need_onnxruntime_perf_test_and_a_delegate_it_maps():
+    from farm.plan import PlannedVariant, skip_reason
+
+    onnx, fp32 = PlannedVariant(1, "mlp", "onnx"), PlannedVariant(2, "mlp", "fp32")
+    with_tool = PHONE.model_copy(update={"onnxruntime_perf_test": {"arm64-v8a": "onnxruntime_perf_test"}})
+    assert skip_reason(PHONE, onnx, "xnnpack") == ("phone 'p' has no onnxruntime_perf_test (name one in its inventory "
+                                                   "entry to run onnx models)")
+    assert skip_reason(PHONE, fp32, "xnnpack") is None  # TFLite variants: benchmark_model, as before
+    for delegate in ("none", "nnapi", "xnnpack"):  # -e cpu, nnapi, xnnpack
+        assert skip_reason(with_tool, onnx, delegate) is None
+    assert skip_reason(with_tool, onnx, "gpu") == ("the gpu delegate has no onnxruntime_perf_test execution provider "
+                                                   "(onnx models run with: none (cpu), nnapi, xnnpack)")
+    assert skip_reason(with_tool, onnx, "hexagon").startswith("device 'p' does not offer the hexagon delegate")
+
+
+def test_the_onnxruntime_perf_test_command_is_quoted_and_bounded():
+    from farm.onnxruntime_perf_test import perf_test_flags
+    from farm.transports.adb import AdbTransport
+
+    flags = perf_test_flags("/x/it's a model.onnx", runs=20, threads=2, provider="xnnpack")
+    assert AdbTransport(PHONE)._command("/data/local/tmp/tflite-farm/ort", flags, 30) == (
+        "cd /data/local/tmp/tflite-farm && exec timeout -s KILL 31 /data/local/tmp/tflite-farm/ort -e xnnpack -m times "
+        "-r 20 -x 2 -I -s '/x/it'\"'\"'s a model.onnx'")
+
+
+def test_onnxruntime_perf_test_inventory_field_is_checked(tmp_path):
+    inventory = tmp_path / "inventory" / "phones.yaml"
+    inventory.parent.mkdir()
+    inventory.write_text("devices:\n  - {name: p, kind: android, serial: s, binaries: {arm64-v8a: bm},\n"
+                         "     onnxruntime_perf_test: {arm64-v8a: ../tools/onnxruntime_perf_test}}\n")
+    checked = farm("inventory", "check", inventory)
+    assert checked.returncode == 0, checked.stderr
+    from farm.inventory import load_inventory
+
+    phone = load_inventory(inventory).device("p")
+    assert phone.onnxruntime_perf_test == {"arm64-v8a": str(tmp_path / "tools" / "onnxruntime_perf_test")}
+    assert load_inventory(inventory).device("p").binaries == {"arm64-v8a": str(inventory.parent / "bm")}
+    inventory.write_text("devices:\n  - {name: p, kind: android, serial: s, binaries: {arm64-v8a: bm},\n"
+                         "     onnxruntime_perf_test: tools/onnxruntime_perf_test}\n")
+    refused = farm("inventory", "check", inventory)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (f"farm: error: {inventory}: device 'p': onnxruntime_perf_test: Input should be a "
+                                      "valid dictionary")
+
+
 def test_battery_and_cpu_count():
     text = "Current Battery Service state:\n  AC powered: false\n  status: 2\n  level: 87\n  voltage: 4123\n  temperature: 312\n"
     assert parse_battery(text) == {"status": 2, "level": 87, "voltage": 4123, "temperature": 31.2}
@@ -196,3 +241,129 @@ def test_a_pinned_phone_runs_under_taskset(tmp_path, adb_lab, benchmark_model_bi
                                          delegates=["xnnpack"]), "--db", db)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr
     assert {r["state"] for r in rows(db)} == {"done"}
+
+
+# --- onnx models: the stand-in onnxruntime_perf_test (tests/phone/onnxruntime_perf_test.py, real ONNX Runtime) ---
+
+from phone import write_onnxruntime_perf_test  # noqa: E402
+from phone.models import tiny_onnx  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ort_tools(tmp_path_factory):
+    """(the stand-in onnxruntime_perf_test as an arm64-v8a binary, a small MatMul+Add+Softmax .onnx built with
+    onnx.helper, an eval set for it)."""
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("onnx-phone")
+    binary = write_onnxruntime_perf_test(folder / "arm64-v8a" / "onnxruntime_perf_test")
+    model = tiny_onnx(folder / "tiny_mlp.onnx")
+    np.savez(folder / "eval.npz", x=np.random.default_rng(0).random((4, 256), dtype=np.float32), y=np.arange(4))
+    return binary, model, folder / "eval.npz"
+
+
+def test_phones_run_onnx_models_with_onnxruntime_perf_test(tmp_path, adb_lab, benchmark_model_binary, ort_tools):
+    """Planned like a sweep, run like a lane: pixel (its build has cpu and xnnpack) runs the onnx variant with none
+    and xnnpack, fails only its nnapi job, skips gpu; galaxy names no onnxruntime_perf_test: its onnx jobs are skipped."""
+    import asyncio
+    import json
+
+    from farm.inventory import load_inventory
+    from farm.parse import parse
+    from farm.paths import sha256_file
+    from farm.plan import PlannedVariant, SweepSpec, plan_jobs
+    from farm.transports import BenchmarkJob, LocalFile, open_transport
+
+    binary, model, eval_npz = ort_tools
+    inventory = tmp_path / "onnx-phones.yaml"
+    inventory.write_text(yaml.safe_dump({"devices": [
+        phone_entry(adb_lab, "pixel", benchmark_model_binary, delegates=["none", "xnnpack", "nnapi", "gpu"],
+                    onnxruntime_perf_test={"arm64-v8a": str(binary)}),
+        phone_entry(adb_lab, "galaxy", benchmark_model_binary, delegates=["none", "xnnpack"])]}))
+    devices = load_inventory(inventory).devices
+    spec = SweepSpec(models=[{"source": str(model)}], delegates=["none", "xnnpack", "nnapi", "gpu"], repeats=1)
+    jobs = plan_jobs(spec, devices, [PlannedVariant(1, "tiny_mlp", "onnx")])
+    skipped = {(job["device"], job["delegate"]): job["error"] for job in jobs if job["state"] == "skipped"}
+    no_tool = "phone 'galaxy' has no onnxruntime_perf_test (name one in its inventory entry to run onnx models)"
+    assert skipped[("galaxy", "none")] == skipped[("galaxy", "xnnpack")] == no_tool
+    assert skipped[("pixel", "gpu")] == ("the gpu delegate has no onnxruntime_perf_test execution provider (onnx "
+                                         "models run with: none (cpu), nnapi, xnnpack)")
+    pending = [job["delegate"] for job in jobs if job["state"] == "pending"]
+    assert pending == ["none", "xnnpack", "nnapi"] and all(job["device"] == "pixel" for job in jobs
+                                                            if job["state"] == "pending")
+
+    pixel = devices[0]
+    outcomes, predictions = {}, {}
+
+    async def lane():  # as farm.run's lane: whatever one job raises fails that job only
+        transport = open_transport(pixel)
+        try:
+            for delegate in pending:
+                job = BenchmarkJob(model=LocalFile(model, sha256_file(model)), description={},
+                                   delegate=Delegate.of(pixel, delegate), threads=2, warmup_runs=3, runs=20,
+                                   min_secs=0.0, max_secs=150.0, timeout_s=120.0,
+                                   eval=LocalFile(eval_npz, sha256_file(eval_npz)))
+                try:
+                    outcomes[delegate] = parse(await transport.run_job(job))
+                    predictions[delegate] = await transport.eval_predictions(job)
+                except JobFailed as error:
+                    outcomes[delegate] = error
+            return transport.bytes_uploaded
+        finally:
+            await transport.close()
+
+    uploaded = asyncio.run(lane())
+    for delegate, outcome in (("none", "cpu"), ("xnnpack", "unknown")):
+        measured = outcomes[delegate]
+        result = measured.result
+        assert result["runtime"] == "onnxruntime_perf_test" and result["runtime_version"] == "onnxruntime_perf_test"
+        assert result["delegate_outcome"] == outcome and result["count"] == 20
+        assert 0 < result["min_ms"] <= result["p50_ms"] <= result["p90_ms"] <= result["p99_ms"] <= result["max_ms"]
+        assert result["min_ms"] <= result["mean_ms"] <= result["max_ms"] < 1000 and result["init_ms"] > 0
+        assert result["memory_kind"] == "peak_rss" and 10 < result["peak_mb"] < 4096
+        assert json.loads(result["env_before"])["battery"]["level"] == 85
+        assert measured.samples_us == [] and measured.predictions is None and predictions[delegate] is None
+        warnings = json.loads(result["warnings"])
+        assert "accuracy is not measured by onnxruntime_perf_test: it reports no outputs of the model" in warnings
+        assert ("warmup_runs=3 not applied: onnxruntime_perf_test always runs one warm-up inference (its first "
+                "inference)") in warnings
+    assert any(w.startswith("xnnpack requested; onnxruntime_perf_test does not print which nodes it ran")
+               for w in json.loads(outcomes["xnnpack"].result["warnings"]))
+    failed = outcomes["nnapi"]
+    assert isinstance(failed, JobFailed)
+    assert "NNAPI is not supported in this build" in str(failed) and str(failed).endswith("; exited with code 255")
+    # content-addressed, as benchmark_model and .tflite files: the binary and the model pushed once for three jobs
+    assert uploaded == binary.stat().st_size + model.stat().st_size
+    assert adb_lab["pixel"].path(f"/data/local/tmp/tflite-farm/{sha256_file(model)}.onnx").read_bytes() == \
+        model.read_bytes()
+
+
+def test_stand_in_onnxruntime_perf_test_reads_like_the_real_tool(adb_lab, ort_tools):
+    from farm.onnxruntime_perf_test import OnnxruntimePerfTestParseError, parse_onnxruntime_perf_test
+
+    binary, model, _ = ort_tools
+    device = adb_lab.device(adb_lab["galaxy"])  # its onnxruntime_perf_test build: cpu only
+    folder = "/data/local/tmp/ort-stand-in"
+    device.shell2(f"mkdir -p {folder}", v2=True)
+    device.sync.push(str(binary), f"{folder}/onnxruntime_perf_test", mode=0o755)
+    device.sync.push(str(model), f"{folder}/tiny.onnx", mode=0o644)
+
+    def run(flags: str):
+        return device.shell2(f"cd {folder} && ./onnxruntime_perf_test {flags}", timeout=60, v2=True)
+
+    timed = run("-m duration -t 1 -x 2 -I tiny.onnx")
+    assert timed.returncode == 0, timed.stderr
+    log = parse_onnxruntime_perf_test(timed.stdout, timed.stderr, timed.returncode, "cpu")
+    assert log.intra_op_threads == 2 and log.count > 10 and 1000 <= log.run_ms < 5000  # ran for -t 1 second
+    printed = dict(line.split(": ", 1) for line in timed.stdout.splitlines() if line.startswith("Total inference req"))
+    assert log.count == int(printed["Total inference requests"])
+
+    for flags, code, says in (("-e foo -I tiny.onnx", 255, "See 'onnxruntime_perf_test --help'."),
+                              ("-e xnnpack -I tiny.onnx", 255, "Xnnpack is not supported in this build"),
+                              ("-r 5 tiny.onnx", 255, "there is no test data for model ort-stand-in"),
+                              ("-I missing.onnx", 255, "Load model from missing.onnx failed")):
+        failed = run(flags)
+        assert failed.returncode == code and says in failed.stdout + failed.stderr, (flags, failed)
+        with pytest.raises(OnnxruntimePerfTestParseError) as caught:
+            parse_onnxruntime_perf_test(failed.stdout, failed.stderr, failed.returncode, "cpu")
+        assert says in str(caught.value) and caught.value.tool_error
