@@ -133,7 +133,9 @@ _NOT_ON_PREFERRED = "Some nodes were not assigned to the preferred execution pro
 # The tool's failure lines, most specific first (its sources: ort_test_session.cc, performance_runner.cc, main.cc,
 # command_args_parser.cc, TestCase.cc, and ONNX Runtime's own load errors).
 _FAILURES = (
-    ("provider_unavailable", _re(r"is not supported in this build|is not supported on this platform"
+    # ORT_THROW puts ONNX Runtime's `file:line function` before these (a C++ signature, on Linux and Android): the
+    # reason is the sentence itself
+    ("provider_unavailable", _re(r"\w+ is not supported (?:in this build|on this platform)"
                                  r"|This backend is not included in perf test runner")),
     ("model_failed", _re(r"Load model from .{0,500} failed|there is no test (?:input )?data for|test case dir doesn't"
                          r" exist|input path is not a valid model|Protobuf parsing failed|INVALID_PROTOBUF"
@@ -166,10 +168,11 @@ def _failure(lines: list[str], exit_code: int | None) -> OnnxruntimePerfTestPars
         return None
     _rank, index, kind, line = min(found)
     tool_error = one_line(line, 300)
+    said = _FAILURES[0][1].search(line).group(0) if kind == "provider_unavailable" else tool_error
     others = [one_line(other, 200) for _r, i, _k, other in sorted(found, key=lambda f: f[1]) if i != index][:3]
     detail = f" ({'; '.join(others)})" if others else ""
     status = "" if exit_code in (None, 0) else f"; {exit_reason(exit_code)}"
-    return _fail(kind, f"onnxruntime_perf_test: {tool_error}{detail}{status}", exit_code, tool_error)
+    return _fail(kind, f"onnxruntime_perf_test: {said}{detail}{status}", exit_code, tool_error)
 
 
 def _number(text: str, unit: str, line: str, exit_code: int | None) -> float:

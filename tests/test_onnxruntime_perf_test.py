@@ -79,6 +79,17 @@ def test_missing_test_data_names_the_tool_error_line():
                           "(Run failed:failed to initialize.); exited with code 255")
 
 
+def test_a_provider_missing_from_the_build_is_said_in_the_tool_s_words():
+    # ORT_THROW's what() (ort_test_session.cc) as main's catch prints it: location, then the sentence
+    thrown = ("/build/onnxruntime/test/perftest/ort_test_session.cc:409 onnxruntime::perftest::OnnxRuntimeTestSession::"
+              "OnnxRuntimeTestSession(Ort::Env&, std::random_device&, const PerformanceTestConfig&, const "
+              "TestModelInfo&) NNAPI is not supported in this build\n\n")
+    with pytest.raises(OnnxruntimePerfTestParseError) as caught:
+        parse_onnxruntime_perf_test("Setting intra_op_num_threads to 2\n", thrown, 255, "nnapi")
+    assert caught.value.kind == "provider_unavailable" and caught.value.tool_error == thrown.strip()
+    assert str(caught.value) == "onnxruntime_perf_test: NNAPI is not supported in this build; exited with code 255"
+
+
 def test_an_exception_on_stderr_fails_the_run():
     text = fixture("v1.18.0_generated_inputs_test_case_dir_error.txt")
     with pytest.raises(OnnxruntimePerfTestParseError) as caught:
