@@ -7,14 +7,12 @@ conversion from the cache never import it, so the benchmark path never pays Tens
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import shutil
 import subprocess
 import tempfile
 import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -26,8 +24,9 @@ from farm.errors import MAX_REASON, FarmError, last_line, one_line
 from farm.onnx_file import describe_onnx, validate_onnx
 from farm.optimize import FineTune, Pruning, tfmot_versions
 from farm.paths import sha256_file
+from farm.sources import hash_files, hash_source, source_format
 from farm.tensorflow_logs import converter_reason, dist_version, import_tf, quiet_native_logs, tf_version
-from farm.tflite_file import EDGETPU_CUSTOM_OP, describe_tflite, litert_interpreter, read_tflite
+from farm.tflite_file import EDGETPU_CUSTOM_OP, describe_tflite, litert_interpreter
 from farm.variants import (CALIBRATED_KINDS, ONNX_KINDS, TRAINED_KINDS, VARIANT_KINDS, Variant, cached_variant,
                            VariantUnusable, conversion_key, gzip_size, model_suffix, remember, store_variant)
 
@@ -67,7 +66,7 @@ def convert_model(
     """
     source = Path(source)
     cache = Path(cache)
-    fmt = _source_format(source)
+    fmt = source_format(source)
     kinds = _check_kinds(kinds)
     name = name or (source.name if fmt == "saved_model" else source.stem)
 
@@ -91,7 +90,7 @@ def convert_model(
     if train is not None and any(k in TRAINED_KINDS for k in kinds):
         train_info = _Training(Path(train), _train_sha(Path(train)), qat or FineTune(), pruning or Pruning())
 
-    source_sha = _hash_source(source, fmt)
+    source_sha = hash_source(source, fmt)
     tools = {"tensorflow": tf_version(), "ai_edge_litert": dist_version("ai-edge-litert")}
     conversion = _Conversion(source, fmt, name, source_sha, calib_info, train_info, tools, cache)
     try:
@@ -488,36 +487,6 @@ def _validate(path: Path, description: dict, *, allow_tf: bool) -> tuple[str | N
 # --------------------------------------------------------------------------- sources
 
 
-def _source_format(source: Path) -> str:
-    """'keras' | 'h5' | 'saved_model' | 'tflite', after cheap checks that need no TF."""
-    if not source.exists():
-        raise FarmError(f"{source}: model not found")
-    if source.is_dir():
-        if (source / "saved_model.pb").is_file() or (source / "saved_model.pbtxt").is_file():
-            return "saved_model"
-        raise FarmError(f"{source}: not a SavedModel folder (no saved_model.pb)")
-    suffix = source.suffix.lower()
-    if suffix == ".keras":
-        if not zipfile.is_zipfile(source):
-            raise FarmError(f"{source.name}: not a Keras model (a .keras file is a zip archive; this one isn't)")
-        return "keras"
-    if suffix in (".h5", ".hdf5"):
-        with source.open("rb") as f:
-            head = f.read(8)
-        if head != b"\x89HDF\r\n\x1a\n":
-            raise FarmError(f"{source.name}: not a Keras .h5 model (not an HDF5 file)")
-        return "h5"
-    if suffix == ".tflite":
-        read_tflite(source)
-        return "tflite"
-    if suffix == ".onnx":
-        return "onnx"
-    raise FarmError(
-        f"{source.name}: unsupported model format '{source.suffix or '(no extension)'}' "
-        f"(expected .keras, .h5, a SavedModel folder, .tflite or .onnx)"
-    )
-
-
 def _check_kinds(kinds: Iterable[str] | None) -> list[str]:
     if isinstance(kinds, str):
         kinds = [kinds]
@@ -537,7 +506,7 @@ def _calibration_info(path: Path, samples: int) -> _CalibInfo:
         files = datasets.image_files(path)
         if not files:
             raise FarmError(f"{path.name}: no images (png/jpg/bmp) in the calibration folder")
-        sha = _hash_files(path, files, tag=b"images")
+        sha = hash_files(path, files, tag=b"images")
     else:
         sha = sha256_file(path)
     return _CalibInfo(path=path, sha256=sha, samples=samples)
@@ -547,26 +516,6 @@ def _train_sha(path: Path) -> str:
     if not path.is_file():
         raise FarmError(f"{path}: training data not found (an .npz with x and y)")
     return sha256_file(path)
-
-
-def _hash_source(source: Path, fmt: str) -> str:
-    if fmt == "saved_model":
-        files = sorted((p for p in source.rglob("*") if p.is_file()),
-                       key=lambda p: p.relative_to(source).as_posix())
-        return _hash_files(source, files, tag=b"saved_model")
-    return sha256_file(source)
-
-
-def _hash_files(root: Path, files: list[Path], tag: bytes) -> str:
-    h = hashlib.sha256(tag + b"\0")
-    for p in files:
-        rel = p.relative_to(root).as_posix().encode()
-        h.update(len(rel).to_bytes(8, "little") + rel)
-        h.update(p.stat().st_size.to_bytes(8, "little"))
-        with p.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- tools

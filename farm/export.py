@@ -6,14 +6,14 @@ from pathlib import Path
 import pandas as pd
 
 from farm.paths import atomic_write
-from farm.report import configurations
+from farm.report import SCORES, configurations
 from farm.store import Store
 
 COLUMNS = [
     "sweep", "device", "model", "variant", "delegate", "threads", "repeats", "status", "error", "flags",
     "p50_ms", "p50_ci_low_ms", "p50_ci_high_ms", "p90_ms", "p90_ci_low_ms", "p90_ci_high_ms",
     "p99_ms", "p99_ci_low_ms", "p99_ci_high_ms", "mean_ms", "min_ms", "max_ms", "init_ms", "first_ms",
-    "peak_mb", "size_kb", "accuracy", "agreement_with_fp32",
+    "peak_mb", "size_kb", "gzip_kb", *SCORES,
     "count", "memory_kind", "delegate_outcome", "delegated_nodes", "total_nodes", "runtime", "runtime_version",
 ]
 
@@ -28,6 +28,7 @@ def report_frame(store: Store, sweep_id: int, device: str | None = None) -> pd.D
     if frame.empty:
         return pd.DataFrame(columns=COLUMNS)
     frame["size_kb"] = frame["size_bytes"] / 1024.0
+    frame["gzip_kb"] = pd.to_numeric(frame["gzip_bytes"]) / 1024.0  # None for variants stored before it was kept
     for column in INTEGER_COLUMNS:
         frame[column] = frame[column].astype("Int64")
     return frame[COLUMNS]

@@ -16,7 +16,7 @@ from farm.optimize import FineTune, Pruning
 from farm.inventory import INT8_ONLY_DELEGATES, Delegates, Device, Name, default_inventory, known, read_yaml
 from farm.onnxruntime_perf_test import EXECUTION_PROVIDERS
 from farm.replies import MAX_REPLY_BYTES
-from farm.variants import VARIANT_KINDS
+from farm.variants import ONNX_KINDS, VARIANT_KINDS
 
 
 class ModelSpec(BaseModel):
@@ -191,19 +191,21 @@ def plan_jobs(spec: SweepSpec, devices: list[Device], variants: list[PlannedVari
     A device runs its jobs in this order, and repeats are interleaved (A B C A B C, never A A A B B B), so that slow
     drift on a device (heat, clocks, neighbours) spreads over every configuration instead of biasing one."""
     jobs = []
-    for device, repeat, variant, delegate, threads in itertools.product(
-        devices, range(spec.repeats), variants, spec.delegates, spec.threads
-    ):
-        reason = skip_reason(device, variant, delegate)
-        jobs.append(
-            {
-                "device": device.name,
-                "variant_id": variant.id,
-                "delegate": delegate,
-                "threads": threads,
-                "repeat": repeat,
-                "state": "skipped" if reason else "pending",
-                "error": reason,
-            }
-        )
+    for device, repeat, variant in itertools.product(devices, range(spec.repeats), variants):
+        for delegate, threads in itertools.product(delegates_of(spec, variant), spec.threads):
+            jobs.append(_job(device, variant, delegate, threads, repeat))
     return jobs
+
+
+def delegates_of(spec: SweepSpec, variant: PlannedVariant) -> list[str]:
+    """The spec's delegates; an onnx variant also runs on ONNX Runtime's default, its CPU execution provider (delegate
+    none), so that a sweep measures it whatever TFLite delegates it names."""
+    if variant.kind in ONNX_KINDS and "none" not in spec.delegates:
+        return [*spec.delegates, "none"]
+    return list(spec.delegates)
+
+
+def _job(device: Device, variant: PlannedVariant, delegate: str, threads: int, repeat: int) -> dict:
+    reason = skip_reason(device, variant, delegate)
+    return {"device": device.name, "variant_id": variant.id, "delegate": delegate, "threads": threads,
+            "repeat": repeat, "state": "skipped" if reason else "pending", "error": reason}

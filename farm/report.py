@@ -12,6 +12,9 @@ from farm.stats import CI_PERCENTILES, interval_over_trials, trial_intervals
 from farm.store import Store
 
 KEY = ("device", "model", "variant", "delegate", "threads")
+# How well a configuration's outputs match: top-1 for a classification, errors for a regression (medians over repeats).
+SCORES = ("accuracy", "agreement_with_fp32", "agreement_with_source", "rmse", "max_abs_error", "rmse_vs_source",
+          "max_abs_vs_source")
 # Validity: a flagged figure is kept and labelled, never dropped.
 SHORT_SAMPLES, SHORT_SECONDS = 50, 1.0  # benchmark_model's own minimums (--num_runs=50, --min_secs=1)
 NOISY_PCT = 5.0  # half-width of the p50's 95% interval, in % of the p50
@@ -36,12 +39,11 @@ def _configuration(jobs: list[dict], samples: dict[int, list[float]]) -> dict:
     row = {"sweep": first["sweep"], **{k: first[k] for k in KEY}, "repeats": len(done), "jobs": len(jobs),
            "status": _status({job["status"] for job in jobs}),
            "error": next((job["error"] for job in jobs if job["status"] in ("failed", "skipped")), None),
-           "size_bytes": first["size_bytes"], "flags": []}
+           "size_bytes": first["size_bytes"], "gzip_bytes": first["gzip_bytes"], "flags": []}
     for p in CI_PERCENTILES:
         row[f"p{p}_ms"] = row[f"p{p}_ci_low_ms"] = row[f"p{p}_ci_high_ms"] = None
-    for name in ("mean_ms", "min_ms", "max_ms", "init_ms", "first_ms", "peak_mb", "accuracy", "agreement_with_fp32",
-                 "count", "memory_kind", "delegate_outcome", "delegated_nodes", "total_nodes", "runtime",
-                 "runtime_version"):
+    for name in ("mean_ms", "min_ms", "max_ms", "init_ms", "first_ms", "peak_mb", *SCORES, "count", "memory_kind",
+                 "delegate_outcome", "delegated_nodes", "total_nodes", "runtime", "runtime_version"):
         row[name] = None
     if not done:
         return row
@@ -59,7 +61,7 @@ def _configuration(jobs: list[dict], samples: dict[int, list[float]]) -> dict:
     row["mean_ms"] = sum(job["mean_ms"] * n for job, n in zip(done, counts)) / max(sum(counts), 1)
     row["min_ms"] = min(job["min_ms"] for job in done)
     row["max_ms"] = max(job["max_ms"] for job in done)
-    for name in ("init_ms", "first_ms", "accuracy", "agreement_with_fp32"):
+    for name in ("init_ms", "first_ms", *SCORES):
         values = [job[name] for job in done if job[name] is not None]
         row[name] = median(values) if values else None
     peaks = [job["peak_mb"] for job in done if job["peak_mb"] is not None]

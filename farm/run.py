@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from farm.datasets import load_npz
 from farm.errors import FarmError, one_line
 from farm.inventory import Device
@@ -22,15 +24,34 @@ from farm.parse import parse
 from farm.paths import sha256_file
 from farm.plan import SweepSpec
 from farm.results import DeviceLost, DeviceRefused, JobFailed, Measurement
-from farm.stats import accuracy
+from farm.stats import accuracy, agreement, errors, eval_task
 from farm.store import Store
 from farm.tables import JobRow, SweepRow
+from farm.variants import ONNX_KINDS
 from farm.transports import BenchmarkJob, Delegate, LocalFile, Transport, open_transport
 
 BACKOFF_S = (1.0, 3.0, 10.0, 30.0)
 # The thermal gate's "stopped falling": over the last PLATEAU_READINGS readings the hottest zone fell less than this.
 PLATEAU_READINGS, PLATEAU_DROP_C = 4, 0.5
 log = logging.getLogger(__name__)
+
+
+def onnx_skip_reason(facts: dict, kind: str, delegate: str) -> str | None:
+    """Why an agent device can't run an onnx job, from its probe's onnxruntime facts (None: it can, or the device
+    has no agent probe to tell)."""
+    ort = facts.get("onnxruntime") if kind in ONNX_KINDS else None
+    if not isinstance(ort, dict):
+        return None
+    if not ort.get("version"):
+        return "no onnxruntime on the device to run onnx models (farm provision --onnxruntime installs it)"
+    if delegate not in ("none", "xnnpack"):
+        return (f"{delegate} is a TFLite delegate; ONNX Runtime runs onnx models with delegate none (its "
+                f"CPUExecutionProvider) or xnnpack (its XnnpackExecutionProvider)")
+    providers = ort.get("providers") or []
+    if delegate == "xnnpack" and "XnnpackExecutionProvider" not in providers:
+        return (f"this device's onnxruntime {ort['version']} has no XnnpackExecutionProvider (it has: "
+                f"{', '.join(providers)}); onnx models run on its CPUExecutionProvider with delegate none")
+    return None
 
 
 def _probe_failure(error: Exception) -> str | None:
@@ -71,7 +92,9 @@ class SweepRunner:
         self.notify = notify
         self.transport_for = transport_for
         self.models = {m.name: m for m in spec.models}
-        self._labels: dict[str, list[int] | None] = {}
+        self._labels: dict[str, np.ndarray | None] = {}
+        self._tasks: dict[int, str] = {}
+        self._sources: dict[int, list | None] = {}
         self._digests: dict[str, str] = {}
         self.bytes_uploaded: dict[str, int] = {}  # per device: what this run had to copy there
         self.counts: dict[str, int] = {}
@@ -150,6 +173,7 @@ class SweepRunner:
                     self.notify(Event(device.name, self._label(job), "failed", reason))
                 return
             self.store.upsert_device(device, facts)
+            jobs = self._runnable(device, jobs, facts)
             previous = await self._pin_governor(transport, device) if self.spec.pin_governor else None
             try:
                 for job in jobs:
@@ -160,6 +184,19 @@ class SweepRunner:
         finally:
             self.bytes_uploaded[device.name] = transport.bytes_uploaded
             await transport.close()
+
+    def _runnable(self, device: Device, jobs: list[JobRow], facts: dict) -> list[JobRow]:
+        """The jobs the device's probed runtimes can run; the others are skipped with the reason (what only the device
+        can tell: whether it has onnxruntime, and with which execution providers)."""
+        runnable = []
+        for job in jobs:
+            reason = onnx_skip_reason(facts, self.store.variant_names(job.variant_id)[1], job.delegate)
+            if reason is None:
+                runnable.append(job)
+            else:
+                self.store.skip_job(job.id, reason)
+                self.notify(Event(device.name, self._label(job), "note", f"{self._label(job)} skipped: {reason}"))
+        return runnable
 
     async def _pin_governor(self, transport: Transport, device: Device) -> dict[str, str] | None:
         """Every cpufreq policy of the device on the spec's governor; the governors to restore after, or None when
@@ -245,11 +282,15 @@ class SweepRunner:
         result = dict(measurement.result, wall_ms=wall_ms)
         if cooldown is not None:  # the thermal gate's wait, kept with the state the device was in before the job
             result["env_before"] = json.dumps({**json.loads(result.get("env_before") or "{}"), "cooldown": cooldown})
-        if measurement.predictions is not None:
+        if self._task(job) == "regression":
+            result.update(self._regression_scores(job, measurement.outputs))
+        elif measurement.predictions is not None:
             result["predictions"] = json.dumps(measurement.predictions)
-            labels = self._eval_labels(job)
+            labels, source = self._eval_labels(job), self._source(job)
             if labels is not None and len(labels) == len(measurement.predictions):
                 result["accuracy"] = accuracy(measurement.predictions, labels)
+            if source is not None:
+                result["agreement_with_source"] = agreement(measurement.predictions, source)
         self.store.finish_job(job.id, result, measurement.samples_us, measurement.ops)
         return result
 
@@ -306,6 +347,7 @@ class SweepRunner:
             max_reply_bytes=self.spec.max_reply_bytes,
             eval=LocalFile(Path(model.eval), self._sha256(model.eval)) if model.eval else None,
             eval_limit=self.spec.eval_limit,
+            eval_outputs=model.eval is not None and self._task(job) == "regression",
             profile=self.spec.profile,
         )
 
@@ -321,11 +363,48 @@ class SweepRunner:
             self._digests[path] = sha256_file(path)
         return self._digests[path]
 
-    def _eval_labels(self, job: JobRow) -> list[int] | None:
+    def _targets(self, job: JobRow):
+        """The eval set's y (labels or regression targets) within eval_limit, or None; read once per model."""
         model = self.models[self._model_name(job)]
         if model.name not in self._labels:
             _, y = load_npz(model.eval)
             limit = self.spec.eval_limit
-            self._labels[model.name] = None if y is None else [int(v) for v in (y[:limit] if limit else y)]
+            self._labels[model.name] = None if y is None else (y[:limit] if limit else y)
         return self._labels[model.name]
+
+    def _eval_labels(self, job: JobRow) -> list[int] | None:
+        y = self._targets(job)
+        return None if y is None else [int(v) for v in y]
+
+    def _task(self, job: JobRow) -> str | None:
+        """classification or regression (farm.stats.eval_task), from the eval set's y and the variant's output size;
+        None without an eval set."""
+        if self.models[self._model_name(job)].eval is None:
+            return None
+        if job.variant_id not in self._tasks:
+            outputs = json.loads(self.store.variant(job.variant_id).description).get("outputs") or [{"shape": [1]}]
+            size = int(np.prod([max(int(d), 1) for d in outputs[0]["shape"]]))
+            self._tasks[job.variant_id] = eval_task(self._targets(job), size)
+        return self._tasks[job.variant_id]
+
+    def _source(self, job: JobRow) -> list | None:
+        """The source model's own outputs on this eval set (farm.sweep keeps them in the store), or None."""
+        variant = self.store.variant(job.variant_id)
+        if variant.model_id not in self._sources:
+            model = self.models[self._model_name(job)]
+            kept = self.store.source_outputs(variant.model_id, self._sha256(model.eval), self.spec.eval_limit)
+            self._sources[variant.model_id] = kept[1] if kept else None
+        return self._sources[variant.model_id]
+
+    def _regression_scores(self, job: JobRow, outputs: list[list[float]] | None) -> dict:
+        """RMSE and max-abs error of a regression's outputs against the targets y and the source model's outputs."""
+        if not outputs:
+            return {}
+        scores = {}
+        y, source = self._targets(job), self._source(job)
+        if y is not None and (found := errors(outputs, y)) is not None:
+            scores["rmse"], scores["max_abs_error"] = found
+        if source is not None and (found := errors(outputs, source)) is not None:
+            scores["rmse_vs_source"], scores["max_abs_vs_source"] = found
+        return scores
 

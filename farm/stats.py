@@ -42,6 +42,25 @@ def agreement(predictions: Sequence[int], reference: Sequence[int]) -> float | N
     return float(np.mean(np.asarray(predictions) == np.asarray(reference)))
 
 
+def eval_task(labels: np.ndarray | None, outputs_per_sample: int) -> str:
+    """What an eval set scores: "classification" (top-1 against integer labels) when the model outputs a class vector
+    and the labels, if any, are integers; else "regression" (errors of the output values)."""
+    if outputs_per_sample > 1 and (labels is None or np.asarray(labels).dtype.kind in "iub"):
+        return "classification"
+    return "regression"
+
+
+def errors(outputs: Sequence[Sequence[float]], reference: np.ndarray | Sequence) -> tuple[float, float] | None:
+    """(RMSE, max absolute error) of per-sample output values against a reference of the same shape, or None when
+    the two are not comparable (other sample count or output size)."""
+    ours = np.asarray(outputs, dtype=np.float64)
+    theirs = np.asarray(reference, dtype=np.float64)
+    if ours.size == 0 or theirs.size != ours.size or len(theirs) != len(ours):
+        return None
+    difference = ours.reshape(len(ours), -1) - theirs.reshape(len(theirs), -1)
+    return float(np.sqrt(np.mean(difference ** 2))), float(np.max(np.abs(difference)))
+
+
 CI_PERCENTILES = (50, 90, 99)
 BOOTSTRAP_ROUNDS = 1000
 MAX_SAMPLES = 2000  # trials longer than their share of this are represented by that many of their quantiles

@@ -26,7 +26,7 @@ from sqlmodel import Session, SQLModel, create_engine, select
 from farm.errors import FarmError
 from farm.stats import agreement
 from farm.tables import (JOB_STATES, MIGRATIONS, SCHEMA_VERSION, DeviceRow, JobRow, LeaseRow, Meta, ModelRow, OpRow,
-                          ResultRow, SampleRow, SweepRow, VariantRow, now)
+                         ResultRow, SampleRow, SourceOutputRow, SweepRow, VariantRow, now)
 
 if TYPE_CHECKING:  # pandas is imported by the reads that return frames (dashboard, export), not by every command
     import pandas as pd
@@ -189,6 +189,7 @@ class Store:
             if row is None:
                 row = VariantRow(model_id=model.id, kind=variant.kind, sha256=variant.sha256, size=variant.size, path="")
             row.size = variant.size
+            row.gzip_size = getattr(variant, "gzip_size", None) or None
             row.path = str(variant.path)
             row.description = json.dumps(variant.description)
             row.needs_flex = bool(variant.description.get("needs_flex", False))
@@ -196,6 +197,22 @@ class Store:
             session.add(row)
             session.flush()
             return row.id
+
+    def set_source_outputs(self, model_id: int, eval_sha256: str, eval_limit: int | None, task: str,
+                           outputs: list) -> None:
+        """Keep the source model's outputs on an eval set (idempotent: the same inputs give the same outputs)."""
+        key = (model_id, eval_sha256, eval_limit or 0)
+        with self.session() as session:
+            row = session.get(SourceOutputRow, key) or SourceOutputRow(model_id=model_id, eval_sha256=eval_sha256,
+                                                                       eval_limit=eval_limit or 0, task=task, outputs="")
+            row.task, row.outputs = task, json.dumps(outputs)
+            session.add(row)
+
+    def source_outputs(self, model_id: int, eval_sha256: str, eval_limit: int | None) -> tuple[str, list] | None:
+        """(task, outputs) of the source model on an eval set, if the coordinator computed them."""
+        with self.session() as session:
+            row = session.get(SourceOutputRow, (model_id, eval_sha256, eval_limit or 0))
+        return None if row is None else (row.task, json.loads(row.outputs))
 
     # --- sweeps and jobs ----------------------------------------------------------------------------------------------
 
@@ -301,6 +318,10 @@ class Store:
     def fail_job(self, job_id: int, error: str) -> None:
         self._end(job_id, "failed", error)
 
+    def skip_job(self, job_id: int, reason: str) -> None:
+        """A pending job the device turned out unable to run (what its probe said), kept with the reason."""
+        self._end(job_id, "skipped", reason)
+
     def _end(self, job_id: int, state: str, error: str) -> None:
         """A job back to pending or failed, with why; a done job keeps its result and its state (done is final)."""
         with self.session() as session:
@@ -361,8 +382,9 @@ class Store:
             SELECT s.name AS sweep, j.device, m.name AS model, v.kind AS variant, j.delegate, j.threads, j.repeat,
                    j.state AS status, j.error, j.attempts, r.id AS result_id, r.init_ms, r.first_ms, r.warmup_ms,
                    r.count, r.mean_ms, r.std_ms, r.min_ms, r.max_ms, r.p50_ms, r.p90_ms, r.p95_ms, r.p99_ms,
-                   r.peak_mb, r.memory_kind, r.peak_delta_mb, v.size AS size_bytes, r.accuracy,
-                   r.agreement_with_fp32, r.delegate_outcome, r.delegated_nodes, r.total_nodes,
+                   r.peak_mb, r.memory_kind, r.peak_delta_mb, v.size AS size_bytes, v.gzip_size AS gzip_bytes,
+                   r.accuracy, r.agreement_with_fp32, r.agreement_with_source, r.rmse, r.max_abs_error,
+                   r.rmse_vs_source, r.max_abs_vs_source, r.delegate_outcome, r.delegated_nodes, r.total_nodes,
                    r.runtime, r.runtime_version, r.wall_ms, r.predictions, r.env_before, r.env_after
             FROM jobs j JOIN sweeps s ON s.id = j.sweep_id JOIN variants v ON v.id = j.variant_id
                  JOIN models m ON m.id = v.model_id LEFT JOIN results r ON r.job_id = j.id

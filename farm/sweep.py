@@ -9,7 +9,9 @@ from farm.convert import convert_model
 from farm.datasets import check_fits, load_npz
 from farm.errors import FarmError
 from farm.inventory import load_inventory
-from farm.paths import cache_dir
+from farm.paths import cache_dir, sha256_file
+from farm.reference import MAX_VALUES, source_outputs
+from farm.stats import eval_task
 from farm.plan import PlannedVariant, SweepSpec, plan_jobs, select_devices
 from farm.run import Event, SweepRunner
 from farm.store import Store
@@ -40,10 +42,31 @@ def create_sweep(store: Store, spec: SweepSpec, where: str, name: str | None = N
             variant_id = store.add_variant(variant)
             planned.append(PlannedVariant(variant_id, model.name, variant.kind,
                                           bool(variant.description.get("needs_flex")), variant.error))
+        if model.eval and planned:
+            _keep_source_outputs(store, model, spec.eval_limit, store.variant(planned[-1].id).model_id, log)
     for device in devices:
         store.upsert_device(device)
     jobs = plan_jobs(spec, devices, planned)
     return store.create_sweep(store.unique_sweep_name(name or spec.name), spec.model_dump(), jobs)
+
+
+def _keep_source_outputs(store: Store, model, limit: int | None, model_id: int, log: Callable[[str], None]) -> None:
+    """The source model's own outputs on the eval set, kept in the store for the runner to validate every variant
+    against: top-1 predictions for a classification, the values for a regression."""
+    outputs = source_outputs(Path(model.source), Path(model.eval), limit, cache_dir())
+    if outputs is None:
+        return  # a .tflite or .onnx source: the variant is the source
+    _, labels = load_npz(model.eval)
+    task = eval_task(labels, outputs.shape[1])
+    if task == "classification":
+        values = outputs.argmax(axis=1).tolist()
+    elif outputs.size <= MAX_VALUES:
+        values = outputs.tolist()
+    else:
+        log(f"warning: {model.name}: {outputs.size} source output values on the eval set, more than {MAX_VALUES} "
+            f"kept; no comparison with the source model")
+        return
+    store.set_source_outputs(model_id, sha256_file(model.eval), limit, task, values)
 
 
 def run_sweep(store: Store, sweep: SweepRow, notify: Callable[[Event], None] = lambda event: None,

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 JOB_STATES = ("pending", "running", "done", "failed", "skipped")
 # What a result's peak_mb is: the agent's peak RSS (VmHWM), or what benchmark_model printed (its peak footprint, or
 # only the footprint's rise over the tool's start).
@@ -36,7 +36,19 @@ MIGRATIONS = {
         "node INTEGER, op VARCHAR NOT NULL, name VARCHAR NOT NULL, first_ms FLOAT, avg_ms FLOAT NOT NULL, pct FLOAT, "
         "times_called INTEGER, PRIMARY KEY (result_id, position))",
     ],
+    4: [  # validation against the source model, regression scores, and the compressed size of a variant
+        "ALTER TABLE variants ADD COLUMN gzip_size INTEGER",
+        "ALTER TABLE results ADD COLUMN agreement_with_source FLOAT",
+        "ALTER TABLE results ADD COLUMN rmse FLOAT",
+        "ALTER TABLE results ADD COLUMN max_abs_error FLOAT",
+        "ALTER TABLE results ADD COLUMN rmse_vs_source FLOAT",
+        "ALTER TABLE results ADD COLUMN max_abs_vs_source FLOAT",
+        "CREATE TABLE source_outputs (model_id INTEGER NOT NULL REFERENCES models (id), eval_sha256 VARCHAR NOT NULL, "
+        "eval_limit INTEGER NOT NULL, task VARCHAR NOT NULL, outputs TEXT NOT NULL, "
+        "PRIMARY KEY (model_id, eval_sha256, eval_limit))",
+    ],
 }
+TASKS = ("classification", "regression")
 
 
 def now() -> datetime:
@@ -79,10 +91,23 @@ class VariantRow(SQLModel, table=True):
     kind: str
     sha256: str
     size: int
+    gzip_size: int | None = None  # what it ships at compressed: pruning pays off here, not in `size`
     path: str
-    description: str = _json()  # inputs/outputs (dtype, shape, quantization), ops, op_count
+    description: str = _json()  # inputs/outputs (dtype, shape, quantization), ops, op_count; sparsity when pruned
     needs_flex: bool = False
     error: str | None = None  # why this variant cannot be benchmarked (validation failure)
+
+
+class SourceOutputRow(SQLModel, table=True):
+    """The source model's own outputs on a sweep's eval set, computed once by the coordinator (TensorFlow): top-1
+    predictions for a classification, output values for a regression. eval_limit 0: the whole set."""
+
+    __tablename__ = "source_outputs"
+    model_id: int = Field(foreign_key="models.id", primary_key=True)
+    eval_sha256: str = Field(primary_key=True)
+    eval_limit: int = Field(primary_key=True)
+    task: str  # TASKS
+    outputs: str = Field(sa_column=Column(Text, nullable=False))  # JSON: [int] or [[float]]
 
 
 class SweepRow(SQLModel, table=True):
@@ -145,6 +170,13 @@ class ResultRow(SQLModel, table=True):
     peak_delta_mb: float | None = None
     accuracy: float | None = None
     agreement_with_fp32: float | None = None  # share of eval predictions equal to the fp32 variant's, same device
+    agreement_with_source: float | None = None  # share equal to the source model's own (Keras/SavedModel) predictions
+    # A regression model's eval scores (its outputs are values, not a class vector): against the targets y, and
+    # against the source model's outputs.
+    rmse: float | None = None
+    max_abs_error: float | None = None
+    rmse_vs_source: float | None = None
+    max_abs_vs_source: float | None = None
     predictions: str | None = Field(default=None, sa_column=Column(Text))
     delegate_outcome: str  # applied, partial, not_applied, cpu
     delegated_nodes: int | None = None

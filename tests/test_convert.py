@@ -12,9 +12,9 @@ import pytest
 
 from conftest import refused
 
-from farm import convert as convert_mod
 from farm import paths, tflite_file
 from farm.convert import convert_model
+from farm.sources import hash_source
 from farm.tensorflow_logs import quiet_native_logs
 from farm.tflite_file import describe_tflite
 from farm.variants import ONNX_KINDS, TRAINED_KINDS, VARIANT_KINDS, Variant
@@ -230,6 +230,7 @@ def test_cached_conversion_never_imports_tensorflow(variants, work, cache):
 import json, sys, time
 from pathlib import Path
 from farm.convert import convert_model
+from farm.sources import hash_source
 t = time.perf_counter()
 got = convert_model(Path({str(work / 'digits.keras')!r}), {ALL_KINDS!r}, calibration=Path({str(work / 'calib.npz')!r}),
                     calibration_samples=8, cache=Path({str(cache)!r}))
@@ -248,6 +249,7 @@ def test_converting_keeps_stderr_clean(work, tmp_path):
     """TensorFlow's native start-up/converter log lines don't leak (the CLI's errors are one line)."""
     code = f"""
 from farm.convert import convert_model
+from farm.sources import hash_source
 got = convert_model({str(work / 'digits.h5')!r}, ["fp32", "int8"], calibration={str(work / 'calib.npz')!r},
                     calibration_samples=4, cache={str(tmp_path / 'cache')!r})
 print([v.error for v in got])
@@ -301,11 +303,11 @@ def test_savedmodel_and_h5_sources(variants, work, cache):
 def test_savedmodel_sha_covers_every_file(work, tmp_path):
     copy = tmp_path / "sm"
     shutil.copytree(work / "digits_savedmodel", copy)
-    before = convert_mod._hash_source(copy, "saved_model")
-    assert before == convert_mod._hash_source(work / "digits_savedmodel", "saved_model")
+    before = hash_source(copy, "saved_model")
+    assert before == hash_source(work / "digits_savedmodel", "saved_model")
     (copy / "assets").mkdir(exist_ok=True)
     (copy / "assets" / "vocab.txt").write_text("a\n")
-    assert convert_mod._hash_source(copy, "saved_model") != before
+    assert hash_source(copy, "saved_model") != before
 
 
 def test_a_tflite_is_taken_as_given(variants, tmp_path, cache):

@@ -74,7 +74,7 @@ def test_select_devices_by_name_tag_and_all():
     "raw, message",
     [
         ({"models": [{"source": "m.keras", "variants": ["fp33"]}]},
-         "sweep.yaml: model 'm.keras': variants: unknown variant 'fp33' (known: fp32, fp16, dynamic, int8, int16x8, edgetpu)"),
+         "sweep.yaml: model 'm.keras': variants: unknown variant 'fp33' (known: fp32, fp16, dynamic, int8, int16x8, edgetpu, qat, pruned, pruned-int8, onnx)"),
         ({"models": [{"source": "m.keras"}], "delegates": ["gpuu"]}, "sweep.yaml: delegates: unknown delegate 'gpuu'"),
         ({"models": [{"source": "m.keras"}], "threads": [0]}, "sweep.yaml: threads: threads must be positive"),
         ({"models": []}, "sweep.yaml: models: "),

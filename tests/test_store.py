@@ -84,9 +84,12 @@ def test_a_store_of_schema_1_is_upgraded_by_a_writer_and_keeps_its_results(sqlit
     store.finish_job(job.id, result([1000, 2000]), [1000, 2000])
     store.engine.dispose()
     # Back to the first schema as an older tflite-farm wrote it: other metric names, no memory_kind or warnings,
-    # no leases, no op profiles.
+    # no leases, no op profiles, no source validation, regression scores or compressed sizes.
     with sqlite3.connect(tmp_path / "farm.db") as connection:
-        for statement in ("ALTER TABLE results RENAME COLUMN agreement_with_fp32 TO agreement",
+        for statement in ("ALTER TABLE variants DROP COLUMN gzip_size", "DROP TABLE source_outputs",
+                          *(f"ALTER TABLE results DROP COLUMN {name}" for name in (
+                              "agreement_with_source", "rmse", "max_abs_error", "rmse_vs_source", "max_abs_vs_source")),
+                          "ALTER TABLE results RENAME COLUMN agreement_with_fp32 TO agreement",
                           "ALTER TABLE results DROP COLUMN memory_kind", "ALTER TABLE results DROP COLUMN warnings",
                           "ALTER TABLE devices ADD COLUMN connection TEXT NOT NULL DEFAULT '{}'",
                           "ALTER TABLE models ADD COLUMN task VARCHAR NOT NULL DEFAULT 'classification'",
@@ -98,12 +101,14 @@ def test_a_store_of_schema_1_is_upgraded_by_a_writer_and_keeps_its_results(sqlit
         Store(tmp_path / "farm.db", readonly=True)  # a reader never changes the store
     upgraded = Store(tmp_path / "farm.db", create=False)
     (row,) = [r for r in upgraded.report(sweep.id) if r["result_id"]]
-    assert (row["p50_ms"], row["memory_kind"], row["agreement_with_fp32"]) == (1.5, "peak_rss", None)
+    assert (row["p50_ms"], row["memory_kind"], row["agreement_with_fp32"], row["rmse"], row["gzip_bytes"]) == \
+        (1.5, "peak_rss", None, None, None)
     assert upgraded.samples(row["result_id"]) == [1000, 2000]
     with sqlite3.connect(tmp_path / "farm.db") as connection:
         assert connection.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
         assert connection.execute("SELECT count(*) FROM leases").fetchone()[0] == 0
         assert connection.execute("SELECT count(*) FROM ops").fetchone()[0] == 0
+        assert connection.execute("SELECT count(*) FROM source_outputs").fetchone()[0] == 0
         columns = {name for _, name, *_ in connection.execute("PRAGMA table_info(devices)")}
     assert "connection" not in columns
 
