@@ -45,7 +45,8 @@ Request (one JSON object on stdin, or in the file given by --request)
     eval_limit   int >= 1, optional: evaluate at most this many samples
     eval_outputs bool, default false (needs eval): the eval result carries
                  each sample's first output too, for tasks other than
-                 classification (e.g. regression)
+                 classification (e.g. regression); "y" is then not read
+                 (targets are scored by the coordinator)
     seed         int, default 0: seed of the random benchmark inputs
     exit_with_coordinator  bool, default false: the coordinator keeps stdin
                  open for as long as it wants the result, so its end (the
@@ -1317,7 +1318,8 @@ def prepare_eval(np, req, in_details):
                 raise AgentError("eval_error", "eval npz %s: model input is %s without "
                                  "per-tensor quantization parameters, so float x cannot "
                                  "be quantized; give %s values" % (path, model_dt, model_dt))
-    labels = load_labels(np, path)
+    # With eval_outputs the coordinator scores the values itself (a regression's y holds targets, not labels).
+    labels = None if req["eval_outputs"] else load_labels(np, path)
     count = len(xs)
     if req["eval_limit"] is not None:
         count = min(count, req["eval_limit"])

@@ -1,0 +1,121 @@
+"""The whole conversion pipeline in one sweep, validated against the source model: fp32, int8, qat, pruned-int8 and
+onnx of the demo's digits CNN on this machine (real TensorFlow, tfmot, tf2onnx, LiteRT and ONNX Runtime), and a
+regression model scored by RMSE."""
+import csv
+
+import numpy as np
+import pytest
+from conftest import REPO, farm
+
+from farm.plan import PlannedVariant, SweepSpec, plan_jobs
+from farm.inventory import load_inventory
+from farm.run import onnx_skip_reason
+from farm.store import Store
+
+LOCAL = REPO / "inventory" / "local.yaml"
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, digits_dir):
+    """The issue's sweep, as a user types it (default delegate: xnnpack)."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    run = farm("sweep", "run", "--model", digits_dir / "digits.keras", "--name", "pipeline",
+               "--variants", "fp32,int8,qat,pruned-int8,onnx", "--calibration", digits_dir / "digits_calib.npz",
+               "--train", digits_dir / "digits_train.npz", "--eval", digits_dir / "digits_eval.npz",
+               "--inventory", LOCAL, "--repeats", "1", "--runs", "20", "--db", tmp / "farm.db")
+    store = Store(tmp / "farm.db", create=False)
+    return run, store, store.report(store.sweep("pipeline").id), tmp
+
+
+def test_every_variant_is_measured_and_scored(pipeline):
+    run, _, rows, _ = pipeline
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    done = {row["variant"]: row for row in rows if row["status"] == "done"}
+    assert sorted(done) == ["fp32", "int8", "onnx", "pruned-int8", "qat"], [(r["variant"], r["error"]) for r in rows]
+    for row in done.values():
+        assert row["accuracy"] is not None and row["agreement_with_source"] is not None, row
+    assert done["fp32"]["accuracy"] > 0.95
+    assert abs(done["qat"]["accuracy"] - done["fp32"]["accuracy"]) <= 0.02
+    # fp32 TFLite and ONNX compute what Keras computes: the same top-1 on every held-out digit.
+    assert done["fp32"]["agreement_with_source"] == done["onnx"]["agreement_with_source"] == 1.0
+    assert (done["onnx"]["runtime"], done["onnx"]["delegate"]) == ("onnxruntime", "none")
+    assert done["int8"]["runtime"] == "ai_edge_litert"
+    assert done["pruned-int8"]["gzip_bytes"] < done["int8"]["gzip_bytes"] < done["fp32"]["gzip_bytes"]
+
+
+def test_onnx_on_xnnpack_is_skipped_with_what_the_device_has(pipeline):
+    _, _, rows, _ = pipeline
+    [onnx_xnnpack] = [row for row in rows if (row["variant"], row["delegate"]) == ("onnx", "xnnpack")]
+    assert onnx_xnnpack["status"] == "skipped"
+    assert "has no XnnpackExecutionProvider (it has: " in onnx_xnnpack["error"]
+    assert "CPUExecutionProvider" in onnx_xnnpack["error"]
+
+
+def test_the_csv_carries_runtime_sizes_and_scores(pipeline):
+    _, _, _, tmp = pipeline
+    export = farm("export", "--db", tmp / "farm.db", "--sweep", "pipeline", "--out", tmp / "reports")
+    assert export.returncode == 0, export.stderr
+    with open(tmp / "reports" / "pipeline-local.csv", newline="") as f:
+        rows = {(row["variant"], row["delegate"]): row for row in csv.DictReader(f)}
+    onnx = rows[("onnx", "none")]
+    assert onnx["runtime"] == "onnxruntime" and float(onnx["agreement_with_source"]) == 1.0
+    assert float(rows[("qat", "xnnpack")]["gzip_kb"]) < float(rows[("qat", "xnnpack")]["size_kb"])
+    assert rows[("fp32", "xnnpack")]["rmse"] == ""  # a classification has no RMSE
+
+
+def test_a_regression_model_is_scored_by_its_errors(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(3)
+    rng = np.random.default_rng(3)
+    x = rng.random((300, 6), dtype=np.float32)
+    y = (x @ rng.normal(size=(6, 1)).astype(np.float32) + 0.5).astype(np.float32)
+    model = keras.Sequential([keras.Input((6,), name="features"), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    model.fit(x[:200], y[:200], epochs=80, batch_size=32, verbose=0)
+    model.save(tmp_path / "linear.keras")
+    np.savez(tmp_path / "train.npz", x=x[:200], y=y[:200])
+    np.savez(tmp_path / "eval.npz", x=x[200:], y=y[200:])
+    keras_rmse = float(np.sqrt(np.mean((model.predict(x[200:], verbose=0) - y[200:]) ** 2)))
+
+    run = farm("sweep", "run", "--model", tmp_path / "linear.keras", "--variants", "fp32,int8,qat,onnx",
+               "--calibration", tmp_path / "train.npz", "--train", tmp_path / "train.npz", "--eval",
+               tmp_path / "eval.npz", "--inventory", LOCAL, "--repeats", "1", "--runs", "10", "--db",
+               tmp_path / "farm.db")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    store = Store(tmp_path / "farm.db", create=False)
+    done = {row["variant"]: row for row in store.report(store.sweep().id) if row["status"] == "done"}
+    assert sorted(done) == ["fp32", "int8", "onnx", "qat"]
+    for row in done.values():
+        assert row["accuracy"] is None and row["agreement_with_source"] is None and row["predictions"] is None
+        assert row["max_abs_error"] >= row["rmse"] > 0 and row["max_abs_vs_source"] >= row["rmse_vs_source"]
+    for exact in ("fp32", "onnx"):
+        assert done[exact]["rmse"] == pytest.approx(keras_rmse, rel=1e-3)
+        assert done[exact]["rmse_vs_source"] < 1e-5
+    assert 1e-5 < done["int8"]["rmse_vs_source"] < 0.1  # quantization moves the outputs, a little
+
+
+def test_onnx_variants_are_planned_on_onnx_runtimes_default_too():
+    spec = SweepSpec.model_validate({"models": [{"source": "m.keras"}], "delegates": ["xnnpack"], "repeats": 1})
+    [local] = load_inventory(LOCAL).devices
+    jobs = plan_jobs(spec, [local], [PlannedVariant(1, "m", "int8"), PlannedVariant(2, "m", "onnx")])
+    assert [(job["variant_id"], job["delegate"]) for job in jobs] == [(1, "xnnpack"), (2, "xnnpack"), (2, "none")]
+
+
+@pytest.mark.parametrize("facts, kind, delegate, reason", [
+    ({"onnxruntime": {"version": "1.32.0", "providers": ["CPUExecutionProvider"]}}, "onnx", "none", None),
+    ({"onnxruntime": {"version": "1.32.0", "providers": ["CPUExecutionProvider"]}}, "int8", "xnnpack", None),
+    ({"onnxruntime": {"version": "1.32.0", "providers": ["XnnpackExecutionProvider", "CPUExecutionProvider"]}},
+     "onnx", "xnnpack", None),
+    ({"onnxruntime": {"version": "1.32.0", "providers": ["CPUExecutionProvider"]}}, "onnx", "xnnpack",
+     "this device's onnxruntime 1.32.0 has no XnnpackExecutionProvider (it has: CPUExecutionProvider)"),
+    ({"onnxruntime": {"version": None, "providers": [], "error": "No module named 'onnxruntime'"}}, "onnx", "none",
+     "no onnxruntime on the device to run onnx models (farm provision --onnxruntime installs it)"),
+    ({"onnxruntime": {"version": "1.32.0", "providers": ["CPUExecutionProvider"]}}, "onnx", "gpu",
+     "gpu is a TFLite delegate; ONNX Runtime runs onnx models with delegate none"),
+    ({"battery": {"level": 80}}, "onnx", "nnapi", None),  # a phone: no agent probe, its plan decided
+])
+def test_what_a_devices_probe_says_it_cannot_run(facts, kind, delegate, reason):
+    found = onnx_skip_reason(facts, kind, delegate)
+    assert found == reason if reason is None else found.startswith(reason)
