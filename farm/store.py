@@ -415,13 +415,14 @@ class Store:
     # --- reading for the dashboard: SQL run in the database, filters in WHERE, aggregates in GROUP BY ---------------
 
     def _frame(self, sql: str, params: dict | None = None, filters: "Filters | None" = None) -> pd.DataFrame:
-        """One SELECT as a DataFrame: `{filters}` becomes AND clauses over aliases m, v, j; a list feeds `IN :name`."""
+        """One SELECT as a DataFrame: `{filters}` becomes AND clauses over aliases m, v, j and r (a query with filters
+        joins results as r: the runtime is a result's); a list feeds `IN :name`."""
         import pandas as pd
 
         params = dict(params or {})
         clauses = []
         for name, column in (("models", "m.name"), ("variants", "v.kind"), ("delegates", "j.delegate"),
-                             ("devices", "j.device")):
+                             ("devices", "j.device"), ("runtimes", "r.runtime")):
             values = getattr(filters, name) if filters else None
             if values is not None:
                 clauses.append(f"AND {column} IN :{name}")
@@ -473,11 +474,12 @@ class Store:
         return frame
 
     def choices(self) -> dict[str, list[str]]:
-        """The models, variants and delegates in the store, for pickers."""
+        """The models, variants, delegates and runtimes in the store, for pickers."""
         return {
             "model": self._frame("SELECT DISTINCT name FROM models ORDER BY name")["name"].tolist(),
             "variant": self._frame("SELECT DISTINCT kind FROM variants ORDER BY kind")["kind"].tolist(),
             "delegate": self._frame("SELECT DISTINCT delegate FROM jobs ORDER BY delegate")["delegate"].tolist(),
+            "runtime": self._frame("SELECT DISTINCT runtime FROM results ORDER BY runtime")["runtime"].tolist(),
         }
 
     def device_table(self) -> pd.DataFrame:
@@ -494,19 +496,38 @@ class Store:
                           {"sweep": sweep_id})["device"].tolist()
 
     def configs(self, sweep_id: int, filters: "Filters", metrics: list[str]) -> pd.DataFrame:
-        """Per device and configuration of a sweep: `metrics` (results columns) averaged over repeats, size, repeats."""
+        """Per device, configuration and runtime of a sweep: `metrics` (results columns) averaged over repeats, the
+        variant's size, gzip size and sparsity (pruned variants), the repeats."""
         unknown = set(metrics) - set(ResultRow.model_fields)
         if unknown:
             raise ValueError(f"not a results column: {sorted(unknown)}")
         averages = ", ".join(f"AVG(r.{column}) AS {column}" for column in metrics)
-        return self._frame(f"""
-            SELECT j.device, m.name AS model, v.kind AS variant, j.delegate, j.threads, COUNT(*) AS repeats,
-                   {averages}, MAX(v.size) AS size_bytes
+        # The runtime (and its version) is part of the group: a board whose runtime was upgraded mid-sweep measured
+        # two things, and the same variant on two boards may run on two runtimes.
+        frame = self._frame(f"""
+            SELECT j.device, m.name AS model, v.kind AS variant, j.delegate, j.threads, r.runtime, r.runtime_version,
+                   COUNT(*) AS repeats, {averages}, MAX(v.size) AS size_bytes, MAX(v.gzip_size) AS gzip_bytes,
+                   MAX(v.id) AS variant_id
             FROM results r JOIN jobs j ON j.id = r.job_id JOIN variants v ON v.id = j.variant_id
                  JOIN models m ON m.id = v.model_id
             WHERE j.sweep_id = :sweep {{filters}}
-            GROUP BY j.device, m.name, v.kind, j.delegate, j.threads
-            ORDER BY j.device, m.name, v.kind, j.delegate, j.threads""", {"sweep": sweep_id}, filters)
+            GROUP BY j.device, m.name, v.kind, j.delegate, j.threads, r.runtime, r.runtime_version
+            ORDER BY j.device, m.name, v.kind, j.delegate, j.threads, r.runtime, r.runtime_version""",
+                            {"sweep": sweep_id}, filters)
+        variant_ids = frame.pop("variant_id")
+        frame["sparsity"] = variant_ids.map(self._sparsities(variant_ids.unique().tolist()))
+        return frame
+
+    def _sparsities(self, variant_ids: list[int]) -> dict[int, float]:
+        """The sparsity a pruned variant's description records, by variant id (JSON decoded here, not in SQL: SQLite
+        and PostgreSQL spell it differently, and there are few variants)."""
+        descriptions = self._frame("SELECT id, description FROM variants WHERE id IN :ids", {"ids": variant_ids})
+        sparsities = {}
+        for variant_id, description in zip(descriptions["id"], descriptions["description"]):
+            value = json.loads(description or "{}").get("sparsity")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                sparsities[variant_id] = float(value)
+        return sparsities
 
     def device_results(self, sweep_id: int, device: str, filters: "Filters") -> pd.DataFrame:
         """One device's results in a sweep, in the order they ran, with the environment before and after (decoded)."""
@@ -528,8 +549,8 @@ class Store:
     def op_profiles(self, sweep_id: int, device: str) -> pd.DataFrame:
         """Every op-profile row of one device's results in a sweep, with its configuration and repeat."""
         return self._frame("""
-            SELECT m.name AS model, v.kind AS variant, j.delegate, j.threads, j.repeat, o.result_id, o.position,
-                   o.node, o.op, o.name, o.first_ms, o.avg_ms, o.pct, o.times_called
+            SELECT m.name AS model, v.kind AS variant, j.delegate, j.threads, r.runtime, j.repeat, o.result_id,
+                   o.position, o.node, o.op, o.name, o.first_ms, o.avg_ms, o.pct, o.times_called
             FROM ops o JOIN results r ON r.id = o.result_id JOIN jobs j ON j.id = r.job_id
                  JOIN variants v ON v.id = j.variant_id JOIN models m ON m.id = v.model_id
             WHERE j.sweep_id = :sweep AND j.device = :device
@@ -539,8 +560,8 @@ class Store:
     def latency_samples(self, sweep_id: int, filters: "Filters", device: str | None = None) -> pd.DataFrame:
         """Every raw latency sample (µs, as an array per result) of a sweep's results, with the job they belong to."""
         frame = self._frame("""
-            SELECT j.device, m.name AS model, v.kind AS variant, j.delegate, j.threads, j.repeat, r.id AS result_id,
-                   s.latency_us
+            SELECT j.device, m.name AS model, v.kind AS variant, j.delegate, j.threads, r.runtime, r.runtime_version,
+                   j.repeat, r.id AS result_id, s.latency_us
             FROM samples s JOIN results r ON r.id = s.result_id JOIN jobs j ON j.id = r.job_id
                  JOIN variants v ON v.id = j.variant_id JOIN models m ON m.id = v.model_id
             WHERE j.sweep_id = :sweep {device} {filters}
@@ -558,6 +579,7 @@ class Filters(NamedTuple):
     variants: tuple[str, ...] | None = None
     delegates: tuple[str, ...] | None = None
     devices: tuple[str, ...] | None = None
+    runtimes: tuple[str, ...] | None = None  # results.runtime: ai_edge_litert, onnxruntime, benchmark_model, ...
 
 
 def _utc(values: pd.Series) -> pd.Series:  # SQLite hands datetimes back as text; naive ones are UTC
