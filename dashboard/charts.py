@@ -12,9 +12,20 @@ _ROW_PX = 22
 
 
 def config_label(frame: pd.DataFrame) -> pd.Series:
-    """'model · variant · delegate · N thr' for each row: how a configuration is named on every page."""
-    return (frame["model"].astype(str) + " · " + frame["variant"].astype(str) + " · " + frame["delegate"].astype(str)
-            + " · " + frame["threads"].astype(str) + " thr")
+    """'model · variant · delegate · N thr · runtime' for each row: how a configuration is named on every page."""
+    label = (frame["model"].astype(str) + " · " + frame["variant"].astype(str) + " · "
+             + frame["delegate"].astype(str) + " · " + frame["threads"].astype(str) + " thr")
+    return label + " · " + runtime_label(frame) if "runtime" in frame else label
+
+
+def runtime_label(frame: pd.DataFrame) -> pd.Series:
+    """Each row's runtime, with its version where that runtime comes with several versions in `frame` (ai_edge_litert
+    2.3.0 on one board and 2.4.0 on another are two things to rank; one version everywhere is just noise)."""
+    runtime = frame["runtime"].astype(str)
+    if "runtime_version" not in frame or frame.empty:
+        return runtime
+    versions = frame.groupby(runtime)["runtime_version"].transform("nunique")
+    return runtime.where(versions <= 1, runtime + " " + frame["runtime_version"].astype(str))
 
 
 def _tall(rows: int, base: int = 160) -> int:
@@ -33,20 +44,29 @@ def heatmap(matrix: pd.DataFrame, metric: str, higher_better: bool) -> go.Figure
     return figure
 
 
-def tradeoff(points: pd.DataFrame, latency: str, latency_label: str, color: str) -> go.Figure:
-    """Latency against accuracy, marker area by model size, and each device's Pareto front as a staircase."""
+def tradeoff(points: pd.DataFrame, latency: str, latency_label: str, y: str, y_label: str, color: str,
+             size: str | None = None, size_label: str = "") -> go.Figure:
+    """Latency against `y` (a score, or a size), marker area by `size` when given, and each device's Pareto front
+    (the points' `on_front`) as a staircase."""
     spread = points[latency].max() / max(points[latency].min(), 1e-9)
-    points = _plain(points, "config", "device", "variant")
-    figure = px.scatter(points, x=latency, y="accuracy", size="size_kb", color=color, size_max=28,
+    points = _plain(points, *{"config", "device", color})
+    hover = {"device": True, latency: ":.3f", y: ":.4g", color: False, "config": False}  # the legend names colours
+    marker = None
+    if size:
+        hover[size] = ":.0f"
+        if points[size].notna().any():  # an unknown size (NaN in the hover) gets the smallest marker
+            points, marker = points.assign(marker=points[size].fillna(0.0)), "marker"
+            hover["marker"] = False
+    figure = px.scatter(points, x=latency, y=y, size=marker, color=color, size_max=28,
                         log_x=bool(spread > 50),  # latencies over orders of magnitude (fast boards and slow ones)
-                        hover_name="config", hover_data={"device": True, "size_kb": ":.0f", latency: ":.3f",
-                                                         "accuracy": ":.4f", color: False, "config": False},
-                        labels={latency: latency_label, "size_kb": "size (KB)"})
-    figure.update_traces(marker={"sizemin": 6})  # a 40 KB model next to a 7 MB one must still be visible
+                        hover_name="config", hover_data=hover,
+                        labels={latency: latency_label, y: y_label, **({size: size_label} if size else {})})
+    if marker:
+        figure.update_traces(marker={"sizemin": 6})  # a 40 KB model next to a 7 MB one must still be visible
     colors = {trace.name: trace.marker.color for trace in figure.data} if color == "device" else {}
     for device, front in points[points["on_front"]].groupby("device", sort=True):
         front = front.sort_values(latency)
-        figure.add_trace(go.Scatter(x=front[latency], y=front["accuracy"], mode="lines", line_shape="hv",
+        figure.add_trace(go.Scatter(x=front[latency], y=front[y], mode="lines", line_shape="hv",
                                     line={"dash": "dot", "width": 1.5, "color": colors.get(device, "#444")},
                                     hoverinfo="skip", name=f"Pareto front · {device}", legendgroup=device,
                                     showlegend=not colors))
@@ -54,14 +74,15 @@ def tradeoff(points: pd.DataFrame, latency: str, latency_label: str, color: str)
     return figure
 
 
-def latency_boxes(boxes: pd.DataFrame) -> go.Figure:
-    """One box per configuration from precomputed quartiles and whiskers (the raw samples stay on the server)."""
+def latency_boxes(boxes: pd.DataFrame, color: str = "variant") -> go.Figure:
+    """One box per configuration from precomputed quartiles and whiskers (the raw samples stay on the server), a
+    colour per value of `color`."""
     figure = go.Figure()
-    boxes = _plain(boxes, "config", "variant")
-    for variant, rows in boxes.groupby("variant", sort=True):
+    boxes = _plain(boxes, "config", color)
+    for value, rows in boxes.groupby(color, sort=True):
         figure.add_trace(go.Box(
             y=rows["config"], q1=rows["q1"], median=rows["median"], q3=rows["q3"], lowerfence=rows["lowerfence"],
-            upperfence=rows["upperfence"], mean=rows["mean"], orientation="h", name=str(variant), boxpoints=False))
+            upperfence=rows["upperfence"], mean=rows["mean"], orientation="h", name=str(value), boxpoints=False))
     figure.update_layout(height=_tall(len(boxes), 120), margin={"l": 10, "r": 10, "t": 30, "b": 10},
                          xaxis_title="latency (ms)", yaxis={"autorange": "reversed", "type": "category",
                                                             "categoryorder": "array",

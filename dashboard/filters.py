@@ -1,4 +1,4 @@
-"""The sidebar: the sweep and the models, variants, delegates and device tags that every page shows.
+"""The sidebar: the sweep and the models, variants, delegates, runtimes and device tags that every page shows.
 
 The choices live in the session (they carry from page to page) and in the query string (a view can be shared as a link).
 """
@@ -13,7 +13,8 @@ from farm.dashboard import queries
 from farm.dashboard.plain import md
 
 # sidebar field (also its session key and query-string key) -> label
-FIELDS = {"model": "Models", "variant": "Variants", "delegate": "Delegates", "tag": "Device tags"}
+FIELDS = {"model": "Models", "variant": "Variants", "delegate": "Delegates", "runtime": "Runtimes",
+          "tag": "Device tags"}
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def sidebar(db: str, sweeps: pd.DataFrame) -> Selection:
     wanted = set(picked["tag"] or ())
     devices = tuple(n for n, tags in zip(table["name"], table["tags"]) if not wanted or wanted & set(tags or ()))
     filters = queries.Filters(picked["model"], picked["variant"], picked["delegate"],
-                              devices if picked["tag"] else None)
+                              devices if picked["tag"] else None, picked["runtime"])
     st.query_params.from_dict({"sweep": name, **{field: list(values) for field, values in picked.items() if values}})
     selection = Selection(db, sweeps, sweeps[sweeps["name"] == name].iloc[0], filters, devices)
     st.session_state["selection"] = selection
@@ -76,7 +77,8 @@ def describe(selection: Selection) -> str:
     """One line that says what the filters keep, for the top of a page."""
     f = selection.filters
     parts = [f"{label.lower()}: {md(', '.join(values))}" for label, values in
-             (("Models", f.models), ("Variants", f.variants), ("Delegates", f.delegates)) if values]
+             (("Models", f.models), ("Variants", f.variants), ("Delegates", f.delegates), ("Runtimes", f.runtimes))
+             if values]
     if f.devices is not None:
         parts.append(f"devices: {md(', '.join(f.devices)) or 'none with those tags'}")
     return f"Sweep **{md(selection.sweep['name'])}**" + (f" · {' · '.join(parts)}" if parts else " · no filters")

@@ -30,8 +30,24 @@ METRICS = {
     "peak memory (MB)": ("peak_mb", False),
     "accuracy": ("accuracy", True),
     "agreement with fp32": ("agreement_with_fp32", True),
+    "agreement with source": ("agreement_with_source", True),
+    "RMSE": ("rmse", False),
+    "max abs error": ("max_abs_error", False),
+    "RMSE vs source": ("rmse_vs_source", False),
+    "max abs vs source": ("max_abs_vs_source", False),
 }
+# How a model's outputs are scored: top-1 for a classification; for a regression (its rows have rmse), errors against
+# the eval targets and against the source model's own outputs.
+CLASSIFICATION_SCORES = ["accuracy", "agreement_with_fp32", "agreement_with_source"]
+REGRESSION_SCORES = ["rmse", "max_abs_error", "rmse_vs_source", "max_abs_vs_source"]
 CONFIG = ["model", "variant", "delegate", "threads"]  # a configuration: what runs, with what, on how many threads
+# What the pages colour or group configurations by.
+DIMENSIONS = ["device", "runtime", "variant", "model", "delegate"]
+# How a table shows a variant's sizes from configs(), side by side: plain, gzip-compressed (where pruning pays off),
+# and the share of zero weights of a pruned variant.
+SIZE_COLUMNS = {"size_kb": st.column_config.NumberColumn("size (KB)", format="%.0f"),
+                "gzip_kb": st.column_config.NumberColumn("gzip (KB)", format="%.0f"),
+                "sparsity": st.column_config.NumberColumn("sparsity", format="percent")}
 
 
 @st.cache_resource(show_spinner=False)
@@ -87,8 +103,14 @@ def devices(db: str) -> pd.DataFrame:
 
 @st.cache_data(ttl=RESULTS_TTL, show_spinner=False)
 def configs(db: str, sweep_id: int, filters: Filters) -> pd.DataFrame:
-    """Per device and configuration of a sweep: every metric (mean over repeats), the variant size, the repeats."""
-    return open_store(db).configs(sweep_id, filters, [column for column, _ in METRICS.values()])
+    """Per device, configuration and runtime of a sweep: every metric (mean over repeats), the variant's plain and gzip
+    size (KB) and sparsity, the repeats."""
+    metrics = [column for column, _ in METRICS.values()]
+    frame = open_store(db).configs(sweep_id, filters, metrics)
+    # NaN for what a result did not record (a column that is NULL throughout comes back as None objects).
+    numbers = [*metrics, "size_bytes", "gzip_bytes", "sparsity"]
+    frame[numbers] = frame[numbers].apply(pd.to_numeric).astype(np.float64)
+    return frame.assign(size_kb=frame["size_bytes"] / 1024.0, gzip_kb=frame["gzip_bytes"] / 1024.0)
 
 
 @st.cache_data(ttl=RESULTS_TTL, show_spinner=False)
@@ -121,18 +143,19 @@ def configurations(db: str, sweep_id: int, device: str, filters: Filters) -> pd.
     """One device's configurations in a sweep, repeats pooled: percentiles with 95% intervals, flags (farm.report)."""
     rows = [row for row in report.configurations(open_store(db), sweep_id, device) if row["repeats"]
             and all(values is None or row[field] in values for field, values in
-                    (("model", filters.models), ("variant", filters.variants), ("delegate", filters.delegates)))]
+                    (("model", filters.models), ("variant", filters.variants), ("delegate", filters.delegates),
+                     ("runtime", filters.runtimes)))]
     return pd.DataFrame(rows)
 
 
 @st.cache_data(ttl=RESULTS_TTL, show_spinner=False)
 def trials(db: str, sweep_id: int, filters: Filters) -> dict[tuple, Trials]:
-    """Per configuration (device, model, variant, delegate, threads) of a sweep: each done repeat's median latency and
-    the eval scores, the units `farm compare` tests on."""
-    chosen = {"device": filters.devices, "model": filters.models, "variant": filters.variants,
-              "delegate": filters.delegates}
-    return {key: found for key, found in trials_of(open_store(db), [sweep_id]).items()
-            if all(values is None or key[i] in values for i, values in enumerate(chosen.values()))}
+    """Per configuration (device, model, variant, delegate, threads) of a sweep that the filters let through: each
+    done repeat's median latency and the eval scores, the units `farm compare` tests on."""
+    # farm.compare keys configurations without their runtime: which ones pass the filters (the runtime's included)
+    # is what the store's filtered SQL selects.
+    chosen = set(configs(db, sweep_id, filters)[["device", *CONFIG]].itertuples(index=False, name=None))
+    return {key: found for key, found in trials_of(open_store(db), [sweep_id]).items() if key in chosen}
 
 
 @st.cache_data(ttl=RESULTS_TTL, show_spinner=False)

@@ -39,6 +39,7 @@ class SeedVariant:
     source_sha: str = "src"
     description: dict = field(default_factory=lambda: {"inputs": [], "outputs": [], "needs_flex": False})
     error: str | None = None
+    gzip_size: int | None = None
 
 
 FACTS = {
@@ -97,6 +98,7 @@ def shown(table) -> pd.DataFrame:
     """An st.table as a person reads it (its cells are markdown)."""
     frame = table.value.map(read)
     frame.index = frame.index.map(read)
+    frame.columns = frame.columns.map(read)
     return frame
 
 
@@ -178,6 +180,82 @@ def seeded(request, tmp_path_factory) -> tuple[Path | str, dict]:
     else:
         db = request.getfixturevalue("postgres_cluster").new_database()
     return db, seed_store(db)
+
+
+# A sweep of TFLite variants and the ONNX model beside them, on three devices and four runtimes, and a regression model.
+# (model, variant) -> (plain size, gzip size, description): pruned is as large as fp32, and half as large zipped.
+RUNTIME_VARIANTS = {
+    ("digits", "fp32"): (120_000, 110_000, {}),
+    ("digits", "int8"): (40_000, 30_000, {}),
+    ("digits", "pruned"): (120_000, 60_000, {"sparsity": 0.5, "target_sparsity": 0.5}),
+    ("digits", "onnx"): (130_000, 115_000, {}),
+    ("housing", "fp32"): (20_000, 18_000, {}),
+    ("housing", "int8"): (8_000, 7_000, {}),
+}
+# (device, model, variant, delegate, runtime, version) -> what its one repeat measured: p50 (ms) and scores. The phone's
+# tools print aggregates (no samples) and score nothing.
+RUNTIME_RESULTS = {
+    ("local", "digits", "fp32", "xnnpack", "ai_edge_litert", "2.3.0"):
+        {"p50": 2.0, "accuracy": 0.85, "agreement_with_fp32": 1.0, "agreement_with_source": 1.0},
+    ("local", "digits", "int8", "xnnpack", "ai_edge_litert", "2.3.0"):
+        {"p50": 1.0, "accuracy": 0.80, "agreement_with_fp32": 0.9, "agreement_with_source": 0.9},
+    ("local", "digits", "pruned", "xnnpack", "ai_edge_litert", "2.3.0"):
+        {"p50": 2.0, "accuracy": 0.84, "agreement_with_fp32": 0.95, "agreement_with_source": 0.95},
+    ("local", "digits", "onnx", "none", "onnxruntime", "1.23.2"):
+        {"p50": 1.5, "accuracy": 0.85, "agreement_with_fp32": 1.0, "agreement_with_source": 1.0},
+    ("local", "housing", "fp32", "xnnpack", "ai_edge_litert", "2.3.0"):
+        {"p50": 0.5, "rmse": 0.52, "max_abs_error": 1.9, "rmse_vs_source": 1e-4, "max_abs_vs_source": 4e-4},
+    ("local", "housing", "int8", "xnnpack", "ai_edge_litert", "2.3.0"):
+        {"p50": 0.3, "rmse": 0.55, "max_abs_error": 2.1, "rmse_vs_source": 0.04, "max_abs_vs_source": 0.2},
+    ("pi5", "digits", "int8", "xnnpack", "ai_edge_litert", "2.4.0"):
+        {"p50": 3.0, "accuracy": 0.80, "agreement_with_fp32": 0.9, "agreement_with_source": 0.9},
+    ("pixel", "digits", "int8", "xnnpack", "benchmark_model", "2.16.1"): {"p50": 4.0},
+    ("pixel", "digits", "onnx", "none", "onnxruntime_perf_test", "1.23.2"): {"p50": 6.0},
+}
+ORT_FACTS = {"version": "1.23.2", "providers": ["XnnpackExecutionProvider", "CPUExecutionProvider"]}
+
+
+def seed_runtimes(path: Path | str) -> None:
+    """Two sweeps, `runtimes` and `rerun`, each with RUNTIME_RESULTS (one repeat each) written through the store."""
+    store = Store(path)
+    for entry, facts in (({"name": "local", "kind": "local", "tags": ["x86"]},
+                          FACTS["local"] | {"onnxruntime": ORT_FACTS}),
+                         ({"name": "pi5", "kind": "linux", "host": "pi5.lab", "user": "farm", "tags": ["pi"]},
+                          FACTS["pi4"]),
+                         ({"name": "pixel", "kind": "android", "serial": "X1", "tags": ["phone"],
+                           "binaries": {"arm64-v8a": "bin/benchmark_model"},
+                           "onnxruntime_perf_test": {"arm64-v8a": "bin/onnxruntime_perf_test"}}, {"sdk": 34})):
+        store.upsert_device(parse_device({**entry, "delegates": ["xnnpack", "none"]}), facts)
+    ids = {key: store.add_variant(SeedVariant(*key, f"{i:064x}", size, gzip_size=gzip,
+                                              description={"inputs": [], "outputs": [], **described}))
+           for i, (key, (size, gzip, described)) in enumerate(RUNTIME_VARIANTS.items())}
+    for name in ("runtimes", "rerun"):
+        sweep = store.create_sweep(name, {"name": name}, [
+            {"device": device, "variant_id": ids[(model, variant)], "delegate": delegate, "threads": 1, "repeat": 0}
+            for device, model, variant, delegate, _, _ in RUNTIME_RESULTS])
+        for job, (key, measured) in zip(store.jobs(sweep.id), RUNTIME_RESULTS.items()):
+            runtime, version, p50 = key[4], key[5], measured["p50"]
+            scores = {name: value for name, value in measured.items() if name != "p50"}
+            samples = [] if key[0] == "pixel" else samples_around(p50)
+            figures = summarize(samples) if samples else {
+                "count": 50, "mean_ms": p50, "std_ms": 0.1, "min_ms": p50 * 0.9, "max_ms": p50 * 1.2, "p50_ms": p50}
+            store.start_job(job.id)
+            store.finish_job(job.id, {**figures, **scores, "init_ms": 20.0, "first_ms": 2 * p50,
+                                      "delegate_outcome": "applied" if key[3] != "none" else "cpu", "runtime": runtime,
+                                      "runtime_version": version}, samples)
+        store.set_sweep_state(sweep.id, "done")
+    store.engine.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def runtimes(request, tmp_path_factory) -> Path | str:
+    """The store of seed_runtimes, on each backend."""
+    if request.param == "sqlite":
+        db = tmp_path_factory.mktemp("runtimes") / "farm.db"
+    else:
+        db = request.getfixturevalue("postgres_cluster").new_database()
+    seed_runtimes(db)
+    return db
 
 
 # --- the math -------------------------------------------------------------------------------------------------------
@@ -275,27 +353,31 @@ def test_leaderboard_shows_the_known_figures(seeded, monkeypatch):
     db, expected = seeded
     app = visit(open_app(db, monkeypatch, "baseline"), "leaderboard")
     board = app.dataframe[0].value
-    assert board.loc["mnv2 · fp32 · xnnpack · 1 thr", "pi4"] == pytest.approx(40.0)
+    assert board.loc["mnv2 · fp32 · xnnpack · 1 thr · ai_edge_litert", "pi4"] == pytest.approx(40.0)
     local = np.mean([summarize(repeat)["p50_ms"] for repeat in expected["samples"][("baseline", "local", ("mnv2", "int8"))]])
-    assert board.loc["mnv2 · int8 · xnnpack · 1 thr", "local"] == pytest.approx(local)
-    assert board.index[0] == "digits · int8 · xnnpack · 1 thr"  # fastest first
+    assert board.loc["mnv2 · int8 · xnnpack · 1 thr · ai_edge_litert", "local"] == pytest.approx(local)
+    assert board.index[0] == "digits · int8 · xnnpack · 1 thr · ai_edge_litert"  # fastest first
     assert len(app.get("plotly_chart")) == 1
     best = shown(app.table[0])
-    assert best.loc["pi4", "config"] == "digits · int8 · xnnpack · 1 thr"
+    assert best.loc["pi4", "config"] == "digits · int8 · xnnpack · 1 thr · ai_edge_litert"
 
     app.radio(key="leaderboard_metric").set_value("agreement with fp32").run()
     board = app.dataframe[0].value
-    assert board.loc["mnv2 · int8 · xnnpack · 1 thr", "pi4"] == pytest.approx(0.9)
-    assert board.loc["mnv2 · fp32 · xnnpack · 1 thr", "pi4"] == pytest.approx(1.0)
+    assert board.loc["mnv2 · int8 · xnnpack · 1 thr · ai_edge_litert", "pi4"] == pytest.approx(0.9)
+    assert board.loc["mnv2 · fp32 · xnnpack · 1 thr · ai_edge_litert", "pi4"] == pytest.approx(1.0)
+    app.radio(key="leaderboard_metric").set_value("agreement with source").run()
+    assert ("No agreement with source in this selection: give the sweep's models an `eval:` set and a Keras or "
+            "SavedModel source") in texts(app)
     app.radio(key="leaderboard_metric").set_value("init (ms)").run()
-    assert app.dataframe[0].value.loc["mnv2 · fp32 · xnnpack · 1 thr", "pi4"] == pytest.approx(160.0)
+    board = app.dataframe[0].value
+    assert board.loc["mnv2 · fp32 · xnnpack · 1 thr · ai_edge_litert", "pi4"] == pytest.approx(160.0)
 
 
 def test_leaderboard_of_a_running_sweep_shows_what_is_done(seeded, monkeypatch):
     db, _ = seeded
     app = visit(open_app(db, monkeypatch), "leaderboard")
     assert "still running" in texts(app)
-    assert app.dataframe[0].value.to_dict() == {"pi4": {"mnv2 · fp32 · xnnpack · 1 thr": 40.0}}
+    assert app.dataframe[0].value.to_dict() == {"pi4": {"mnv2 · fp32 · xnnpack · 1 thr · ai_edge_litert": 40.0}}
 
 
 def test_tradeoffs_draw_the_pareto_front(seeded, monkeypatch):
@@ -312,6 +394,13 @@ def test_tradeoffs_draw_the_pareto_front(seeded, monkeypatch):
         [1.0, 0.80, 2.0, 0.85, 15.0, 0.90, 38.0, 0.92])  # means over the repeats
     fronts = [trace for trace in figure(app) if trace.get("name", "").startswith("Pareto front")]
     assert [trace["x"] for trace in fronts] == [[1.0, 2.0, 15.0, 38.0]]
+    # These variants were stored without a gzip size (as before tflite-farm kept it): said, and nothing breaks.
+    app.radio(key="tradeoffs_size").set_value("gzip").run()
+    assert not app.exception
+    assert "5 of 5 configurations have no gzip (KB) recorded" in texts(app)
+    assert "No configuration here has a gzip (KB) recorded." in texts(app)
+    assert len(app.get("plotly_chart")) == 1
+    assert "size" not in figure(app)[0]["marker"]  # markers all alike, none sized by an unknown
 
 
 def test_device_page_shows_facts_percentiles_and_temperatures(seeded, monkeypatch):
@@ -324,16 +413,16 @@ def test_device_page_shows_facts_percentiles_and_temperatures(seeded, monkeypatc
     assert facts["SoC / CPU"] == "Cortex-A72" and facts["runtime"] == "ai_edge_litert 2.3.0"
     assert facts["delegates"] == "xnnpack, none" and facts["tags"] == "pi, arm64"
     percentiles = app.dataframe[0].value.set_index("config")
-    fp32 = percentiles.loc["mnv2 · fp32 · xnnpack · 1 thr"]
+    fp32 = percentiles.loc["mnv2 · fp32 · xnnpack · 1 thr · ai_edge_litert"]
     assert fp32["p50_ms"] == pytest.approx(40.0) and fp32["count"] == REPEATS * RUNS and fp32["repeats"] == REPEATS
     assert fp32["p50_ci_low_ms"] <= 40.0 <= fp32["p50_ci_high_ms"]
     (bars,) = figure(app, 0)  # the p50s with the error bars of their intervals
-    at = bars["y"].index("mnv2 · fp32 · xnnpack · 1 thr")
+    at = bars["y"].index("mnv2 · fp32 · xnnpack · 1 thr · ai_edge_litert")
     assert bars["x"][at] == pytest.approx(40.0) and bars["error_x"]["array"][at] >= 0
     assert "Hottest zone 48.0–52.5 °C; a job warmed it by 4.5 °C" in texts(app)
     assert "CPU governor during the jobs: ondemand." in texts(app)
     medians = {y: m for trace in figure(app, 1) for y, m in zip(trace["y"], trace["median"])}
-    assert medians["mnv2 · fp32 · xnnpack · 1 thr"] == pytest.approx(40.0)
+    assert medians["mnv2 · fp32 · xnnpack · 1 thr · ai_edge_litert"] == pytest.approx(40.0)
 
     app.selectbox(key="device_name").set_value("orin").run()  # it only failed: facts, and no results to show
     assert not app.exception
@@ -349,12 +438,13 @@ def test_compare_flags_the_2x_slowdown_and_not_noise(seeded, monkeypatch):
     assert counts == {"slower": "1", "faster": "0", "within noise": "9", "too few repeats": "0", "only in A": "0",
                       "only in B": "0"}
     flagged = shown(app.table[0])
-    assert flagged.index.tolist() == ["pi4 · mnv2 · fp32 · xnnpack · 1 thr"]
+    assert flagged.index.tolist() == ["pi4 · mnv2 · fp32 · xnnpack · 1 thr · ai_edge_litert"]
     assert flagged["change"].tolist() == ["+100.0 %"]
     pairs = app.dataframe[0].value.set_index(["device", "model", "variant"])
     assert pairs.loc[("pi4", "mnv2", "fp32"), "verdict"] == "slower"
     assert pairs.loc[("local", "mnv2", "fp32"), "verdict"] == "noise"  # new draws from the same distribution
     assert pairs.loc[("pi4", "mnv2", "fp16"), "verdict"] == "noise"
+    assert pairs.loc[("pi4", "mnv2", "fp32"), ["runtime A", "runtime B"]].tolist() == ["ai_edge_litert 2.3.0"] * 2
 
     app.selectbox(key="compare_a").set_value("candidate").run()
     assert "Pick two different sweeps." in texts(app)
@@ -407,7 +497,8 @@ def test_filters_carry_across_pages_and_into_the_url(seeded, monkeypatch):
     app.multiselect(key="model").set_value(["digits"]).run()
     app.multiselect(key="tag").set_value(["pi"]).run()
     assert app.dataframe[0].value.columns.tolist() == ["pi4"]
-    assert set(app.dataframe[0].value.index) == {"digits · fp32 · xnnpack · 1 thr", "digits · int8 · xnnpack · 1 thr"}
+    assert set(app.dataframe[0].value.index) == {"digits · fp32 · xnnpack · 1 thr · ai_edge_litert",
+                                                 "digits · int8 · xnnpack · 1 thr · ai_edge_litert"}
     visit(app, "tradeoffs")
     assert app.multiselect(key="model").value == ["digits"]
     front = app.dataframe[0].value
@@ -422,6 +513,130 @@ def test_filters_carry_across_pages_and_into_the_url(seeded, monkeypatch):
     assert shared.selectbox(key="sweep").value == "candidate"
     assert shared.multiselect(key="variant").value == ["int8", "fp16"]
     assert shared.multiselect(key="model").value == []
+
+
+def points_of(app, index: int) -> dict[str, dict[str, tuple[float, float]]]:
+    """A scatter's points by trace (legend name), each by its configuration (the hover title): (x, y)."""
+    return {trace["name"]: {label: (x, y) for label, x, y in zip(trace["hovertext"], trace["x"], trace["y"])}
+            for trace in figure(app, index) if "hovertext" in trace}
+
+
+def test_the_runtime_filter_narrows_every_page(runtimes, monkeypatch):
+    app = visit(open_app(runtimes, monkeypatch), "leaderboard")
+    assert app.multiselect(key="runtime").options == ["ai_edge_litert", "benchmark_model", "onnxruntime",
+                                                      "onnxruntime_perf_test"]
+    board = app.dataframe[0].value
+    # ai_edge_litert in two versions (pi5's is newer): each is its own row. One version of a runtime: no version.
+    assert board.loc["digits · int8 · xnnpack · 1 thr · ai_edge_litert 2.3.0", "local"] == pytest.approx(1.0)
+    assert board.loc["digits · int8 · xnnpack · 1 thr · ai_edge_litert 2.4.0", "pi5"] == pytest.approx(3.0)
+    assert board.loc["digits · onnx · none · 1 thr · onnxruntime", "local"] == pytest.approx(1.5)
+    assert board.loc["digits · onnx · none · 1 thr · onnxruntime_perf_test", "pixel"] == pytest.approx(6.0)
+
+    app.multiselect(key="runtime").set_value(["onnxruntime", "onnxruntime_perf_test"]).run()
+    assert "runtimes: onnxruntime, onnxruntime_perf_test" in texts(app)
+    onnx = [f"digits · onnx · none · 1 thr · {runtime}" for runtime in ("onnxruntime", "onnxruntime_perf_test")]
+    board = app.dataframe[0].value
+    assert board.index.tolist() == onnx and board.columns.tolist() == ["local", "pixel"]
+    assert app.dataframe[1].value["config"].tolist() == onnx  # sizes and scores
+
+    visit(app, "tradeoffs")
+    front = app.dataframe[0].value  # the phone's tool scores nothing: only local's onnx has an accuracy
+    assert front[["device", "variant", "runtime"]].values.tolist() == [["local", "onnx", "onnxruntime"]]
+    assert {name: sorted(points) for name, points in points_of(app, 1).items()} == {
+        "local": [onnx[0]], "pixel": [onnx[1]]}  # latency against size: every configuration
+
+    visit(app, "device")
+    app.selectbox(key="device_name").set_value("local").run()
+    assert app.dataframe[0].value["config"].tolist() == [onnx[0]]
+    assert shown(app.table[0])["value"]["ONNX Runtime"] == "1.23.2 (XnnpackExecutionProvider, CPUExecutionProvider)"
+    app.selectbox(key="device_name").set_value("pixel").run()
+    assert not app.exception
+    assert app.dataframe[0].value[["config", "p50_ms"]].values.tolist() == [[onnx[1], 6.0]]
+    assert "No raw samples: benchmark_model and onnxruntime_perf_test print aggregates" in texts(app)
+
+    app.multiselect(key="runtime").set_value(["benchmark_model"]).run()
+    assert app.query_params["runtime"] == "benchmark_model"
+    assert app.dataframe[0].value["config"].tolist() == ["digits · int8 · xnnpack · 1 thr · benchmark_model"]
+
+    visit(app, "compare")  # one repeat per configuration: counted, not tested
+    assert {m.label: m.value for m in app.metric}["too few repeats"] == "1"
+    app.multiselect(key="runtime").set_value([]).run()
+    assert {m.label: m.value for m in app.metric}["too few repeats"] == str(len(RUNTIME_RESULTS))
+
+
+def test_sizes_show_plain_and_gzip_side_by_side_and_sparsity(runtimes, monkeypatch):
+    app = visit(open_app(runtimes, monkeypatch), "leaderboard")
+    sizes = app.dataframe[1].value.set_index("config")
+    pruned = sizes.loc["digits · pruned · xnnpack · 1 thr · ai_edge_litert 2.3.0"]
+    fp32 = sizes.loc["digits · fp32 · xnnpack · 1 thr · ai_edge_litert 2.3.0"]
+    # Pruning leaves the plain size as it was and halves the compressed one.
+    assert pruned[["size_kb", "gzip_kb", "sparsity"]].tolist() == pytest.approx([120_000 / 1024, 60_000 / 1024, 0.5])
+    assert fp32[["size_kb", "gzip_kb"]].tolist() == pytest.approx([120_000 / 1024, 110_000 / 1024])
+    assert np.isnan(fp32["sparsity"])
+    best = shown(app.table[0])
+    assert best.loc["pi5", ["size (KB)", "gzip (KB)", "sparsity"]].tolist() == ["39", "29", ""]
+    app.multiselect(key="variant").set_value(["pruned"]).run()
+    assert shown(app.table[0]).loc["local", ["size (KB)", "gzip (KB)", "sparsity"]].tolist() == ["117", "59", "50%"]
+
+    app.multiselect(key="variant").set_value([]).run()
+    visit(app, "tradeoffs")
+    app.selectbox(key="tradeoffs_scope").set_value("local").run()
+    plain = {label: y for label, (_, y) in points_of(app, 1)["local"].items()}
+    app.radio(key="tradeoffs_size").set_value("gzip").run()
+    gzip = {label: y for label, (_, y) in points_of(app, 1)["local"].items()}
+    pruned = "digits · pruned · xnnpack · 1 thr · ai_edge_litert"
+    assert (plain[pruned], gzip[pruned]) == pytest.approx((120_000 / 1024, 60_000 / 1024))
+    (accuracy,) = [trace for trace in figure(app, 0) if "hovertext" in trace]  # marker area by the gzip size
+    assert dict(zip(accuracy["hovertext"], accuracy["marker"]["size"]))[pruned] == pytest.approx(60_000 / 1024)
+    front = app.dataframe[0].value.set_index("variant")
+    assert front.loc["onnx", ["size_kb", "gzip_kb"]].tolist() == pytest.approx([130_000 / 1024, 115_000 / 1024])
+
+
+def test_tradeoffs_put_tflite_int8_beside_the_onnx_model(runtimes, monkeypatch):
+    app = visit(open_app(runtimes, monkeypatch), "tradeoffs")
+    app.multiselect(key="model").set_value(["digits"]).run()
+    app.selectbox(key="tradeoffs_color").set_value("runtime").run()
+    scored = points_of(app, 0)
+    assert set(scored) == {"ai_edge_litert", "onnxruntime"}
+    int8 = "digits · int8 · xnnpack · 1 thr · ai_edge_litert 2.3.0"
+    assert scored["ai_edge_litert"][int8] == pytest.approx((1.0, 0.80))
+    assert scored["onnxruntime"]["digits · onnx · none · 1 thr · onnxruntime"] == pytest.approx((1.5, 0.85))
+    front = app.dataframe[0].value
+    # On local, int8 is the fastest and onnx as accurate as fp32 and faster: both on its front, fp32 and pruned not.
+    assert front.loc[front["device"] == "local", ["variant", "runtime"]].values.tolist() == [
+        ["int8", "ai_edge_litert"], ["onnx", "onnxruntime"]]
+    # The phone's tools measure no accuracy; against size, every runtime is there.
+    assert set(points_of(app, 1)) == {"ai_edge_litert", "onnxruntime", "benchmark_model", "onnxruntime_perf_test"}
+    app.selectbox(key="tradeoffs_color").set_value("variant").run()
+    assert set(points_of(app, 0)) == {"fp32", "int8", "pruned", "onnx"}
+
+
+def test_regression_models_show_their_errors_instead_of_accuracy(runtimes, monkeypatch):
+    app = visit(open_app(runtimes, monkeypatch), "leaderboard")
+    classification, regression = app.dataframe[1].value, app.dataframe[2].value
+    assert sorted(regression["config"]) == ["housing · fp32 · xnnpack · 1 thr · ai_edge_litert 2.3.0",
+                                            "housing · int8 · xnnpack · 1 thr · ai_edge_litert 2.3.0"]
+    assert not classification["config"].str.startswith("housing").any()
+    assert "accuracy" not in regression and "RMSE" not in classification
+    fp32 = regression.set_index("config").loc["housing · fp32 · xnnpack · 1 thr · ai_edge_litert 2.3.0"]
+    assert fp32[["RMSE", "max abs error", "RMSE vs source", "max abs vs source"]].tolist() == pytest.approx(
+        [0.52, 1.9, 1e-4, 4e-4])
+
+    app.radio(key="leaderboard_metric").set_value("RMSE").run()
+    board = app.dataframe[0].value
+    assert board["local"].tolist() == pytest.approx([0.52, 0.55])  # the smallest error first
+    app.radio(key="leaderboard_metric").set_value("accuracy").run()
+    assert "2 configurations of regression models have RMSE and max abs error instead of accuracy" in texts(app)
+    app.multiselect(key="model").set_value(["housing"]).run()
+    assert ("No accuracy in this selection: these are regression models, scored by RMSE and max abs error"
+            in texts(app))
+
+    visit(app, "tradeoffs")
+    assert app.selectbox(key="tradeoffs_score").options == ["RMSE", "max abs error", "RMSE vs source",
+                                                            "max abs vs source"]
+    front = app.dataframe[0].value  # int8 is faster, fp32 more exact: both on the front, lower error being better
+    assert front["variant"].tolist() == ["int8", "fp32"]
+    assert front[["p50 latency (ms)", "RMSE"]].values.ravel().tolist() == pytest.approx([0.3, 0.55, 0.5, 0.52])
 
 
 def test_a_selection_without_results_says_why(seeded, monkeypatch):

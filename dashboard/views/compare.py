@@ -3,7 +3,8 @@
 The unit is the repeat, as in `farm compare`: each repeat's median is one observation, because the samples inside one
 run are not independent trials. A change is flagged when Welch's test on the repeats' log medians says the two differ
 (p below the level picked) and the median moved by at least the minimum picked; anything else is noise. A
-configuration with fewer than two repeats on a side cannot be tested, and says so.
+configuration with fewer than two repeats on a side cannot be tested, and says so. Each configuration carries the
+runtime it ran on in each sweep: an upgraded runtime is often what moved a median.
 """
 import numpy as np
 import pandas as pd
@@ -17,9 +18,23 @@ KEYS = ["device", "model", "variant", "delegate", "threads"]
 CHART_ROWS = 40
 
 
+def runtimes(db: str, sweep_id: int, filters: queries.Filters) -> dict[tuple, tuple[str, str]]:
+    """(runtime, version) of each configuration of a sweep, by its farm.compare key."""
+    found = queries.configs(db, sweep_id, filters)[[*KEYS, "runtime", "runtime_version"]]
+    return {tuple(row[:-2]): tuple(row[-2:]) for row in found.itertuples(index=False, name=None)}
+
+
 @st.cache_data(ttl=queries.RESULTS_TTL, show_spinner=False)
 def comparison(db: str, a: int, b: int, filters: queries.Filters, alpha: float, min_change: float) -> pd.DataFrame:
     trials_a, trials_b = queries.trials(db, a, filters), queries.trials(db, b, filters)
+    ran_a, ran_b = runtimes(db, a, filters), runtimes(db, b, filters)
+
+    def ran(key: tuple) -> dict:
+        runtime, version = ran_b.get(key) or ran_a.get(key) or (None, None)
+        return {"runtime": runtime, "runtime_version": version,
+                **{f"runtime_{side}": " ".join(found[key]) if key in found else None
+                   for side, found in (("a", ran_a), ("b", ran_b))}}
+
     rows = []
     for change in compare(trials_a, trials_b, None, None, alpha):
         if change.verdict.startswith("n/a: not in"):
@@ -30,17 +45,19 @@ def comparison(db: str, a: int, b: int, filters: queries.Filters, alpha: float, 
             verdict = change.verdict
         else:
             verdict = "noise"
-        rows.append({**{k: getattr(change, k) for k in KEYS}, "repeats_a": change.repeats[0],
+        key = tuple(getattr(change, k) for k in KEYS)
+        rows.append({**dict(zip(KEYS, key)), **ran(key), "repeats_a": change.repeats[0],
                      "repeats_b": change.repeats[1], "median_a": change.baseline_ms, "median_b": change.candidate_ms,
                      "change": change.change, "change_low": change.change_low, "change_high": change.change_high,
                      "p": change.p_welch, "p_mann_whitney": change.p_mann_whitney, "verdict": verdict})
     for key in sorted(set(trials_a) - set(trials_b), key=str):
-        rows.append({**dict(zip(KEYS, key)), "repeats_a": len(trials_a[key].medians), "repeats_b": 0,
+        rows.append({**dict(zip(KEYS, key)), **ran(key), "repeats_a": len(trials_a[key].medians), "repeats_b": 0,
                      "median_a": float(np.exp(np.mean(np.log(trials_a[key].medians)))), "median_b": np.nan,
                      "change": np.nan, "change_low": np.nan, "change_high": np.nan, "p": np.nan,
                      "p_mann_whitney": np.nan, "verdict": "only in A"})
-    return pd.DataFrame(rows, columns=[*KEYS, "repeats_a", "repeats_b", "median_a", "median_b", "change", "change_low",
-                                       "change_high", "p", "p_mann_whitney", "verdict"])
+    return pd.DataFrame(rows, columns=[*KEYS, "runtime", "runtime_version", "runtime_a", "runtime_b", "repeats_a",
+                                       "repeats_b", "median_a", "median_b", "change", "change_low", "change_high", "p",
+                                       "p_mann_whitney", "verdict"])
 
 
 selection = filters.current()
@@ -110,7 +127,9 @@ top = matched.reindex(matched["change_pct"].abs().sort_values(ascending=False).i
 st.subheader(f"Largest changes{f' (top {CHART_ROWS} of {len(matched)})' if len(matched) > CHART_ROWS else ''}")
 st.plotly_chart(charts.changes(top))
 st.subheader("Every configuration")
-st.dataframe(pairs.rename(columns={"median_a": "median A (ms)", "median_b": "median B (ms)"}), hide_index=True,
+st.dataframe(pairs.drop(columns="runtime_version").rename(columns={
+                 "median_a": "median A (ms)", "median_b": "median B (ms)", "runtime_a": "runtime A",
+                 "runtime_b": "runtime B"}), hide_index=True,
              column_config={column: st.column_config.NumberColumn(column, format="percent")
                            for column in ("change", "change_low", "change_high")}
             | {column: st.column_config.NumberColumn(column, format="%.2g") for column in ("p", "p_mann_whitney")})

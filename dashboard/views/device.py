@@ -1,4 +1,4 @@
-"""Device: what a device is (board, SoC, OS, runtime, delegates), and how its results of a sweep are spread:
+"""Device: what a device is (board, SoC, OS, runtimes, delegates), and how its results of a sweep are spread:
 latency distributions from the raw samples, percentiles, memory, and its temperature before and after each job."""
 import numpy as np
 import pandas as pd
@@ -36,18 +36,22 @@ def _fact(*keys: str) -> str:
 
 
 runtime = facts.get("runtime") or {}
+onnxruntime = facts.get("onnxruntime") or {}
 edgetpu = facts.get("edgetpu") or {}
 if facts.get("sdk"):
     system = f"Android (SDK {facts['sdk']}, {_fact('abi')})"
 else:
     system = " ".join(str(facts[k]) for k in ("platform", "os_release", "machine") if facts.get(k)) or "—"
 about = pd.DataFrame({"fact": [
-    "board", "Jetson", "SoC / CPU", "cores and memory", "OS", "runtime", "Python", "delegates", "tags", "governor",
-    "Edge TPU", "facts probed",
+    "board", "Jetson", "SoC / CPU", "cores and memory", "OS", "runtime", "ONNX Runtime", "Python", "delegates", "tags",
+    "governor", "Edge TPU", "facts probed",
 ], "value": [
     _fact("board", "model"), _fact("jetson"), _fact("soc", "cpu_model"),
     f"{_fact('cores')} cores, {_fact('ram_mb')} MB RAM", system,
-    f"{runtime.get('name') or '—'} {runtime.get('version') or ''}".strip(), _fact("python_version"),
+    f"{runtime.get('name') or '—'} {runtime.get('version') or ''}".strip(),
+    f"{onnxruntime['version']} ({', '.join(map(str, onnxruntime.get('providers') or [])) or 'no providers'})"
+    if onnxruntime.get("version") else "—",
+    _fact("python_version"),
     ", ".join(device["delegates"] or []) or "—", ", ".join(device["tags"] or []) or "—", _fact("governor"),
     "present" if edgetpu.get("present") else "absent",
     f"{device['last_seen']:%Y-%m-%d %H:%M UTC}" if pd.notna(device["last_seen"]) else "never probed",
@@ -82,19 +86,23 @@ st.dataframe(configurations[["config", "repeats", "count", "p50_ms", "p50_ci_low
                              "init_ms", "first_ms", "delegate_outcome", "flags"]], hide_index=True)
 
 samples = queries.latency_samples(selection.db, selection.sweep_id, selection.filters, name)
-samples = samples.assign(config=charts.config_label(samples))
-pooled = samples.groupby(["config", "variant"], sort=False)["samples_ms"].agg(list)  # repeats pooled
-boxes = pd.DataFrame([{"config": config, "variant": variant, **analysis.box_stats(np.concatenate(arrays))}
-                      for (config, variant), arrays in pooled.items()])
-boxes = boxes.sort_values("median")
 st.markdown("**Latency distributions (raw samples)**")
-if len(boxes) > MAX_BOXES:
-    st.caption(f"The {MAX_BOXES} fastest of {len(boxes)} configurations; narrow them with the sidebar's filters.")
-st.plotly_chart(charts.latency_boxes(boxes.head(MAX_BOXES)))
-one = st.selectbox("Samples in the order they ran", samples["config"] + " · repeat " + samples["repeat"].astype(str),
-                   key="device_samples")
-row = samples.loc[(samples["config"] + " · repeat " + samples["repeat"].astype(str)) == one].iloc[0]
-st.plotly_chart(charts.samples_in_order(row["samples_ms"], one))
+if samples.empty:
+    st.info("No raw samples: benchmark_model and onnxruntime_perf_test print aggregates, not every run's time. The "
+            "percentiles above are the tools' own.", icon=":material/info:")
+else:
+    samples = samples.assign(config=charts.config_label(samples))
+    by = st.radio("Colour by", ["variant", "runtime", "delegate"], horizontal=True, key="device_color")
+    pooled = samples.groupby(["config", by], sort=False)["samples_ms"].agg(list)  # repeats pooled
+    boxes = pd.DataFrame([{"config": config, by: value, **analysis.box_stats(np.concatenate(arrays))}
+                          for (config, value), arrays in pooled.items()])
+    boxes = boxes.sort_values("median")
+    if len(boxes) > MAX_BOXES:
+        st.caption(f"The {MAX_BOXES} fastest of {len(boxes)} configurations; narrow them with the sidebar's filters.")
+    st.plotly_chart(charts.latency_boxes(boxes.head(MAX_BOXES), by))
+    runs = samples["config"] + " · repeat " + samples["repeat"].astype(str)
+    one = st.selectbox("Samples in the order they ran", runs, key="device_samples")
+    st.plotly_chart(charts.samples_in_order(samples.loc[runs == one, "samples_ms"].iloc[0], one))
 
 left, right = st.columns(2)
 with left:

@@ -11,7 +11,7 @@ selection = filters.current()
 name = selection.sweep["name"]
 st.title("Export")
 st.markdown(f"Sweep **{md(name)}**: a row per configuration (its repeats pooled, with 95% intervals), as farm export writes it to reports/{md(name)}-DEVICE.csv. "
-            "The model, variant and delegate filters do not apply to the file.")
+            "The model, variant, delegate and runtime filters do not apply to the file.")
 if selection.sweep["state"] == "running":
     st.info("This sweep is still running: the file has the jobs as they stand now.", icon=":material/sync:")
 

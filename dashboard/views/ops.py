@@ -21,7 +21,7 @@ if not profiled:
 device = st.selectbox("Device", sorted(profiled), key="ops_device")
 rows = profiled[device]
 for column, values in (("model", selection.filters.models), ("variant", selection.filters.variants),
-                       ("delegate", selection.filters.delegates)):
+                       ("delegate", selection.filters.delegates), ("runtime", selection.filters.runtimes)):
     if values is not None:
         rows = rows[rows[column].isin(values)]
 if rows.empty:
