@@ -20,7 +20,7 @@ from farm.export import export_per_device
 from farm.stats import summarize
 from farm.store import Store
 from farm.tables import SCHEMA_VERSION
-from test_dashboard import FAILED_REASON, SKIPPED_REASON, samples_around, seed_store
+from test_dashboard import FAILED_REASON, SKIPPED_REASON, samples_around, seed_runtimes, seed_store
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts" / "dashboard"
@@ -116,8 +116,8 @@ def test_every_page_in_chromium(browser, tmp_path):
         go(page, "Leaderboard")
         settled(page)
         assert "40" in plot_texts(page)  # pi4's mnv2 fp32 p50, written in its heatmap cell
-        best = page.locator('[data-testid="stTable"]').filter(has_text="digits · int8 · xnnpack · 1 thr · ai_edge_litert")
-        assert best.count()
+        best = "digits · int8 · xnnpack · 1 thr · ai_edge_litert"
+        assert page.locator('[data-testid="stTable"]').filter(has_text=best).count()
         snapshot(page, "3-leaderboard")
 
         go(page, "Trade-offs")
@@ -166,6 +166,35 @@ def test_every_page_in_chromium(browser, tmp_path):
     assert outside == []  # the dashboard works without the internet: nothing is fetched from elsewhere
 
 
+def test_runtimes_side_by_side_in_chromium(browser, tmp_path):
+    """TFLite and ONNX results on four runtimes: the sidebar's runtime filter, and Trade-offs coloured by runtime."""
+    db = tmp_path / "runtimes.db"
+    seed_runtimes(db)
+    dashboard = Dashboard(db, tmp_path / "server.log")
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        page.set_default_timeout(WAIT_MS)
+        page.goto(dashboard.url, timeout=WAIT_MS)
+        go(page, "Trade-offs")
+        pick(page, "Colour by", "runtime")
+        settled(page)
+        texts = plot_texts(page)  # the legends: the accuracy plot's, then the size plot's with the phone's tools
+        assert {"ai_edge_litert", "onnxruntime", "benchmark_model", "onnxruntime_perf_test"} <= set(texts)
+        snapshot(page, "10-tradeoffs-runtimes")
+
+        runtimes = page.get_by_role("combobox", name="Runtimes", exact=True)
+        runtimes.click()
+        page.get_by_role("option", name="onnxruntime", exact=True).click()
+        shows(page, "runtimes: onnxruntime")
+        settled(page)
+        texts = plot_texts(page)
+        assert "onnxruntime" in texts and "ai_edge_litert" not in texts and "benchmark_model" not in texts
+        snapshot(page, "11-tradeoffs-onnxruntime")
+        page.close()
+    finally:
+        dashboard.stop()
+
+
 def test_a_store_of_an_older_schema_in_chromium(browser, tmp_path):
     db = tmp_path / "old.db"
     Store(db).engine.dispose()
@@ -188,6 +217,7 @@ HOSTILE_MODEL = f'![m](http://{EVIL}/model.png) <a href="http://{EVIL}/">m</a> [
 HOSTILE_REASON = f"[Click to re-authenticate](http://{EVIL}/login) ![e](http://{EVIL}/error.png) <b>now</b>"
 HOSTILE_BOARD = f"![b](http://{EVIL}/board.png) **Pi** <img src=http://{EVIL}/b.png>"
 HOSTILE_GOVERNOR = f"![g](http://{EVIL}/governor.png)"
+HOSTILE_RUNTIME = f"<img src=http://{EVIL}/r.png> [rt](http://{EVIL}/)"  # a result's runtime is the device's word
 
 
 def seed_hostile(path) -> None:
@@ -206,7 +236,7 @@ def seed_hostile(path) -> None:
     store.start_job(done.id)
     env = json.dumps({"governor": HOSTILE_GOVERNOR, "temps_c": {"cpu": 50.0}})
     store.finish_job(done.id, {**summarize(samples_around(5.0)), "init_ms": 10.0, "first_ms": 6.0, "accuracy": 0.9,
-                               "delegate_outcome": "applied", "runtime": "ai_edge_litert", "runtime_version": "2.3.0",
+                               "delegate_outcome": "applied", "runtime": HOSTILE_RUNTIME, "runtime_version": "2.3.0",
                                "env_before": env, "env_after": env}, samples_around(5.0))
     store.start_job(failed.id)
     store.fail_job(failed.id, HOSTILE_REASON)
@@ -235,7 +265,7 @@ def test_store_text_is_never_markup_in_chromium(browser, tmp_path):
             if title == "Sweeps":
                 assert HOSTILE_REASON in shown  # the reason, word for word, in the "why failed" table
             if title == "Leaderboard":
-                assert HOSTILE_MODEL in shown  # the configuration's name in the best-per-device table
+                assert HOSTILE_MODEL in shown and HOSTILE_RUNTIME in shown  # the configuration's name, best per device
                 assert any("<a href" in text for text in plot_texts(page))  # the heatmap's label, as text
             if title == "Device":
                 assert HOSTILE_BOARD in shown and HOSTILE_GOVERNOR in shown
