@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --no-compile -e '.[convert,ssh,adb,dashboard,postgres,test]'
+	@# qat and pruned variants: tf-keras and tensorflow-model-optimization, without the dependencies they declare (the
+	@# full tensorflow wheel beside tensorflow-cpu, absl-py < 2), which would break TensorFlow (see pyproject.toml).
+	$(BIN)/python -m pip install --quiet --no-compile --no-deps \
+		$$($(BIN)/python -c 'from farm.optimize import TFMOT_PACKAGES; print(*TFMOT_PACKAGES)')
 	@# Byte-compiled once, here, on every CPU (pip would do it on one, and not this editable checkout at all): every
 	@# process started later loads the compiled code (with PYTHONDONTWRITEBYTECODE set, nothing would keep a later compile).
 	$(BIN)/python -m compileall -q -j 0 $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') \

@@ -71,14 +71,17 @@ def demo_spec(workdir: Path, runs: int) -> dict:
     return {
         "name": "demo",
         "models": [
-            {"name": "digits", "source": "digits.keras", "variants": list(variants),
-             "calibration": "digits_calib.npz", "eval": "digits_eval.npz"},
+            # Every conversion path on the model with labelled data: post-training, fine-tuned (one epoch of
+            # quantization-aware training, one of pruning to 50%), and ONNX for ONNX Runtime beside LiteRT.
+            {"name": "digits", "source": "digits.keras", "variants": [*variants, "qat", "pruned-int8", "onnx"],
+             "calibration": "digits_calib.npz", "train": "digits_train.npz", "eval": "digits_eval.npz",
+             "qat": {"epochs": 1}, "pruning": {"sparsity": 0.5, "epochs": 1}},
             {"name": "mobilenet_v2", "source": "mobilenet_v2.keras", "variants": list(variants),
              "calibration": "mobilenet_v2_calib.npz", "calibration_samples": 32},
         ],
         "devices": ["local"],
         "delegates": ["xnnpack", "none"],
-        "threads": [1, 2],
+        "threads": [1],
         "runs": runs,
         "warmup_runs": 5,
     }

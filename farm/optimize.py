@@ -19,9 +19,10 @@ from farm.errors import one_line
 from farm.tensorflow_logs import dist_version, quiet_native_logs
 from farm.variants import VariantUnusable
 
-# tf-keras requires the full `tensorflow` wheel and tfmot pins numpy and absl to old ranges: installed with their
-# dependencies they would replace tensorflow-cpu and numpy 2, so they are installed without them.
-TFMOT_INSTALL = "pip install --no-deps tf-keras==2.21.0 tensorflow-model-optimization==0.8.1"
+# tf-keras requires the full `tensorflow` wheel (a second TensorFlow beside tensorflow-cpu) and tfmot pins absl-py
+# below 2 (TensorFlow's is 2.x): installed with their dependencies they would break TensorFlow, so they come without.
+TFMOT_PACKAGES = ("tf-keras==2.21.0", "tensorflow-model-optimization==0.8.1")  # `make` installs these too
+TFMOT_INSTALL = f"pip install --no-deps {' '.join(TFMOT_PACKAGES)}"
 SEED = 0
 
 

@@ -84,26 +84,45 @@ def make_console(stderr: bool = False) -> Console:
 
 def results_table(rows: list[dict], title: str) -> Table:
     """A sweep's results for the terminal: one row per configuration (farm.report), the figures a person compares
-    first, the p50 with the half-width of its 95% interval over the repeats, and the validity flags."""
+    first (speed, size plain and compressed, accuracy and agreement), the p50 with the half-width of its 95% interval
+    over the repeats, and the validity flags. Why a configuration failed or was skipped: `problems` below it."""
     from farm.report import half_width_pct
 
     table = plain_table(title, title_justify="left")
     for column in ("device", "model", "variant", "delegate", "thr", "rep", "status", "p50 ms", "p90 ms", "init ms",
-                   "peak MB", "size KB", "top-1", "agree", "flags"):
-        table.add_column(column, no_wrap=True, overflow="ellipsis", justify="right" if column[0].isdigit() or " " in column or column in (
-            "thr", "rep", "top-1", "agree") else "left")
+                   "peak MB", "size KB", "gzip KB", "top-1", "vs fp32", "vs source", "flags"):
+        # Every figure keeps its full width; on a narrow terminal the flags give way first.
+        table.add_column(column, no_wrap=True, overflow="ellipsis", min_width=8 if column == "flags" else len(column),
+                         justify="left" if column in ("device", "model", "variant", "delegate", "status", "flags")
+                         else "right")
 
     def number(value, digits=2):
         return "-" if value is None else f"{value:.{digits}f}"
 
+    def kb(size):
+        return "-" if size is None else f"{size / 1024:.1f}"
+
     for row in rows:
-        status = row["status"] if row["status"] == "done" else f"{row['status']}: {(row['error'] or '')[:70]}"
         p50 = number(row["p50_ms"], 3)
         spread = half_width_pct(row)
         if spread is not None:
             p50 += f" ±{spread:.1f}%"
+        # A regression has errors where a classification has top-1 and agreement.
+        score = number(row["accuracy"], 3) if row["rmse"] is None else f"rmse {row['rmse']:.3g}"
+        source = (number(row["agreement_with_source"], 3) if row["rmse_vs_source"] is None
+                  else f"rmse {row['rmse_vs_source']:.3g}")
         add_plain_row(table, row["device"], row["model"], row["variant"], row["delegate"], row["threads"],
-                      f"{row['repeats']}/{row['jobs']}", status, p50, number(row["p90_ms"], 3),
-                      number(row["init_ms"]), number(row["peak_mb"], 1), number(row["size_bytes"] / 1024, 1),
-                      number(row["accuracy"], 3), number(row["agreement_with_fp32"], 3), row["flags"] or "-")
+                      f"{row['repeats']}/{row['jobs']}", row["status"], p50, number(row["p90_ms"], 3),
+                      number(row["init_ms"]), number(row["peak_mb"], 1), kb(row["size_bytes"]), kb(row["gzip_bytes"]),
+                      score, number(row["agreement_with_fp32"], 3), source, row["flags"] or "-")
     return table
+
+
+def problems(rows: list[dict]) -> list[str]:
+    """One line per distinct reason configurations failed or were skipped for, with how many: under the table."""
+    counts: dict[tuple[str, str], int] = {}
+    for row in rows:
+        if row["status"] != "done" and row["error"]:
+            key = (row["status"], row["error"])
+            counts[key] = counts.get(key, 0) + 1
+    return [f"{status} ({n}): {reason}" for (status, reason), n in sorted(counts.items(), key=lambda kv: -kv[1])]

@@ -188,14 +188,16 @@ class SweepRunner:
     def _runnable(self, device: Device, jobs: list[JobRow], facts: dict) -> list[JobRow]:
         """The jobs the device's probed runtimes can run; the others are skipped with the reason (what only the device
         can tell: whether it has onnxruntime, and with which execution providers)."""
-        runnable = []
+        runnable, skipped = [], {}
         for job in jobs:
             reason = onnx_skip_reason(facts, self.store.variant_names(job.variant_id)[1], job.delegate)
             if reason is None:
                 runnable.append(job)
             else:
                 self.store.skip_job(job.id, reason)
-                self.notify(Event(device.name, self._label(job), "note", f"{self._label(job)} skipped: {reason}"))
+                skipped[reason] = skipped.get(reason, 0) + 1
+        for reason, count in skipped.items():
+            self.notify(Event(device.name, "", "note", f"{count} job{'s' * (count > 1)} skipped: {reason}"))
         return runnable
 
     async def _pin_governor(self, transport: Transport, device: Device) -> dict[str, str] | None:

@@ -9,12 +9,11 @@ import os
 import sys
 
 import numpy as np
+import onnx  # the convert extra's: every test venv has them
+import onnxruntime as ort
 import pytest
 
 from test_agent import _expect_error, run_agent
-
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
 
 CLASSES = 10
 W_REG = np.array([[1.5], [-2.0], [0.25], [3.0], [-0.5], [1.0], [0.0], [-4.0]], np.float32)

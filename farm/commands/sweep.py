@@ -34,7 +34,7 @@ def spec_from_args(args):
 def run_and_report(store, sweep, wait: bool = True, as_json: bool = False) -> int:
     """Run a recorded sweep with a live display, print its results; 0 when every job ran, 1 when some failed.
     With `as_json`, the display goes to stderr and stdout gets one JSON summary, for CI."""
-    from farm.progress import SweepDisplay, make_console, results_table
+    from farm.progress import SweepDisplay, make_console, problems, results_table
     from farm.report import configurations
     from farm.sweep import run_sweep
 
@@ -55,6 +55,8 @@ def run_and_report(store, sweep, wait: bool = True, as_json: bool = False) -> in
                           "bytes_uploaded": uploaded, "configurations": rows}, indent=2))
         return code
     console.print(results_table(rows, f"sweep {sweep.name}"))
+    for line in problems(rows):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"sweep {sweep.name}: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n)
                   + f"; {uploaded} bytes uploaded to devices", markup=False, highlight=False)
     return code
