@@ -5,8 +5,10 @@
 
 The store is made with farm.store's own tables (seeded numpy, bulk inserts): 10 sweeps × 25 devices × 400
 configurations (10 models × 5 variants × 2 delegates × 4 thread counts), 100 samples per result, plus failed and skipped
-jobs with reasons. Each page is run by Streamlit's AppTest as a first visit (caches empty: every query runs) and again
-(cached); the target is under 3 s for a first visit. Figures only: nothing here asserts them.
+jobs with reasons. The variants include a pruned one (gzip size, sparsity) and an ONNX one; the runtimes differ by
+device (ai_edge_litert in two versions, tflite_runtime, benchmark_model, onnxruntime and onnxruntime_perf_test), as the
+pages label and filter them. Each page is run by Streamlit's AppTest as a first visit (caches empty: every query runs)
+and again (cached); the target is under 3 s for a first visit. Figures only: nothing here asserts them.
 """
 from __future__ import annotations
 
@@ -27,12 +29,25 @@ from farm.store import Store  # noqa: E402
 from farm.tables import DeviceRow, JobRow, ModelRow, ResultRow, SampleRow, SweepRow, VariantRow  # noqa: E402
 
 SWEEPS, DEVICES, MODELS = 10, 25, 10
-VARIANTS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+VARIANTS = ("fp32", "fp16", "int8", "pruned", "onnx")
 DELEGATES = ("xnnpack", "none")
 THREADS = (1, 2, 4, 8)
 RUNS = 100
+KINDS = ("pi", "jetson", "coral", "phone", "x86")  # device i is a KINDS[i % 5]
 PAGES = ("sweeps", "leaderboard", "tradeoffs", "device", "compare", "export")
 TARGET_S = 3.0
+
+
+def runtime_of(device: int, kind: str) -> tuple[str, str]:
+    """(runtime, version) that device number `device` runs a variant `kind` with."""
+    phone = KINDS[device % 5] == "phone"
+    if kind == "onnx":
+        return ("onnxruntime_perf_test", "1.23.2") if phone else ("onnxruntime", "1.23.2")
+    if phone:
+        return "benchmark_model", "2.16.1"
+    if KINDS[device % 5] == "jetson":
+        return "tflite_runtime", "2.14.0"
+    return "ai_edge_litert", "2.3.0" if device % 2 else "2.4.0"  # half the boards upgraded
 
 
 def build(path: Path, seed: int = 0) -> None:
@@ -40,11 +55,10 @@ def build(path: Path, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     store = Store(path)
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    kinds = ("pi", "jetson", "coral", "phone", "x86")
-    devices = [{"name": f"{kinds[i % 5]}-{i:02d}", "kind": "linux",
-                "tags": json.dumps([kinds[i % 5], "arm64" if i % 5 != 4 else "x86_64"]),
+    devices = [{"name": f"{KINDS[i % 5]}-{i:02d}", "kind": "linux",
+                "tags": json.dumps([KINDS[i % 5], "arm64" if i % 5 != 4 else "x86_64"]),
                 "delegates": json.dumps(list(DELEGATES)),
-                "facts": json.dumps({"board": f"{kinds[i % 5]} board rev {i}", "cpu_model": "Cortex-A76", "cores": 4,
+                "facts": json.dumps({"board": f"{KINDS[i % 5]} board rev {i}", "cpu_model": "Cortex-A76", "cores": 4,
                                      "ram_mb": 8000, "platform": "Linux", "os_release": "6.6", "machine": "aarch64",
                                      "python_version": "3.11.2", "governor": "performance",
                                      "runtime": {"name": "ai_edge_litert", "version": "2.3.0"},
@@ -55,11 +69,16 @@ def build(path: Path, seed: int = 0) -> None:
               for m in range(MODELS)]
     variants, base = [], {}
     for m in range(MODELS):
+        fp32_size = int(rng.uniform(1e5, 2e7))
         for k, kind in enumerate(VARIANTS):
             vid = m * len(VARIANTS) + k + 1
-            size = int(rng.uniform(1e5, 2e7) / (1 + k))
+            size = {"fp16": fp32_size // 2, "int8": fp32_size // 4}.get(kind, fp32_size)
+            pruned = kind == "pruned"  # as large as fp32, half as large compressed
             variants.append({"id": vid, "model_id": m + 1, "kind": kind, "sha256": f"{vid:064x}", "size": size,
-                             "path": f"/cache/{vid}.tflite", "description": "{}", "needs_flex": False, "error": None})
+                             "gzip_size": int(size * (0.5 if pruned else 0.9)),
+                             "path": f"/cache/{vid}.{'onnx' if kind == 'onnx' else 'tflite'}",
+                             "description": json.dumps({"sparsity": 0.5} if pruned else {}), "needs_flex": False,
+                             "error": None})
             base[vid] = (rng.uniform(1.0, 50.0) / (1 + 0.3 * k), 0.95 - 0.01 * k - rng.uniform(0, 0.05))
 
     with store.engine.begin() as connection:
@@ -79,6 +98,7 @@ def build(path: Path, seed: int = 0) -> None:
             for variant in variants:
                 vid = variant["id"]
                 latency, accuracy = base[vid]
+                runtime, version = runtime_of(d, variant["kind"])
                 for delegate in DELEGATES:
                     for threads in THREADS:
                         job_id += 1
@@ -97,8 +117,9 @@ def build(path: Path, seed: int = 0) -> None:
                             "p50_ms": q[0], "p90_ms": q[1], "p95_ms": q[2], "p99_ms": q[3],
                             "peak_mb": 30 + variant["size"] / 1e6, "peak_delta_mb": variant["size"] / 1e6,
                             "accuracy": accuracy, "agreement_with_fp32": 1.0 if variant["kind"] == "fp32" else 0.97,
+                            "agreement_with_source": 1.0 if variant["kind"] in ("fp32", "onnx") else 0.97,
                             "predictions": None, "delegate_outcome": "applied", "delegated_nodes": 60,
-                            "total_nodes": 60, "runtime": "ai_edge_litert", "runtime_version": "2.3.0",
+                            "total_nodes": 60, "runtime": runtime, "runtime_version": version,
                             "env_before": json.dumps({"temps_c": {"cpu-thermal": 45.0 + d % 7},
                                                       "governor": "performance"}),
                             "env_after": json.dumps({"temps_c": {"cpu-thermal": 47.5 + d % 7},
