@@ -328,9 +328,13 @@ class SweepRunner:
         start = time.perf_counter()
         benchmark = self._benchmark_job(transport.device, job)
         measurement = parse(await transport.run_job(benchmark))
-        if benchmark.eval is not None and measurement.predictions is None:
+        if benchmark.eval is not None and measurement.predictions is None and measurement.outputs is None:
             # Only a run that counts is scored: a failed run or a delegate that did not apply has raised by now.
-            measurement.predictions = await transport.eval_predictions(benchmark)
+            found = await transport.eval_predictions(benchmark)
+            if benchmark.eval_outputs:
+                measurement.outputs = found
+            else:
+                measurement.predictions = found
         return measurement, (time.perf_counter() - start) * 1000
 
     def _benchmark_job(self, device: Device, job: JobRow) -> BenchmarkJob:

@@ -63,9 +63,12 @@ def test_the_csv_carries_runtime_sizes_and_scores(pipeline):
     assert rows[("fp32", "xnnpack")]["rmse"] == ""  # a classification has no RMSE
 
 
-def test_a_regression_model_is_scored_by_its_errors(tmp_path):
+@pytest.fixture(scope="module")
+def regression(tmp_path_factory):
+    """A small Keras regression model (6 features → 1 value), its training and eval sets, and its own eval RMSE."""
     import keras
 
+    tmp = tmp_path_factory.mktemp("regression")
     keras.utils.set_random_seed(3)
     rng = np.random.default_rng(3)
     x = rng.random((300, 6), dtype=np.float32)
@@ -74,15 +77,17 @@ def test_a_regression_model_is_scored_by_its_errors(tmp_path):
                               keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
     model.fit(x[:200], y[:200], epochs=80, batch_size=32, verbose=0)
-    model.save(tmp_path / "linear.keras")
-    np.savez(tmp_path / "train.npz", x=x[:200], y=y[:200])
-    np.savez(tmp_path / "eval.npz", x=x[200:], y=y[200:])
-    keras_rmse = float(np.sqrt(np.mean((model.predict(x[200:], verbose=0) - y[200:]) ** 2)))
+    model.save(tmp / "linear.keras")
+    np.savez(tmp / "train.npz", x=x[:200], y=y[:200])
+    np.savez(tmp / "eval.npz", x=x[200:], y=y[200:])
+    return tmp, float(np.sqrt(np.mean((model.predict(x[200:], verbose=0) - y[200:]) ** 2)))
 
-    run = farm("sweep", "run", "--model", tmp_path / "linear.keras", "--variants", "fp32,int8,qat,onnx",
-               "--calibration", tmp_path / "train.npz", "--train", tmp_path / "train.npz", "--eval",
-               tmp_path / "eval.npz", "--inventory", LOCAL, "--repeats", "1", "--runs", "10", "--db",
-               tmp_path / "farm.db")
+
+def test_a_regression_model_is_scored_by_its_errors(regression, tmp_path):
+    data, keras_rmse = regression
+    run = farm("sweep", "run", "--model", data / "linear.keras", "--variants", "fp32,int8,qat,onnx",
+               "--calibration", data / "train.npz", "--train", data / "train.npz", "--eval", data / "eval.npz",
+               "--inventory", LOCAL, "--repeats", "1", "--runs", "10", "--db", tmp_path / "farm.db")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     store = Store(tmp_path / "farm.db", create=False)
     done = {row["variant"]: row for row in store.report(store.sweep().id) if row["status"] == "done"}
@@ -94,6 +99,34 @@ def test_a_regression_model_is_scored_by_its_errors(tmp_path):
         assert done[exact]["rmse"] == pytest.approx(keras_rmse, rel=1e-3)
         assert done[exact]["rmse_vs_source"] < 1e-5
     assert 1e-5 < done["int8"]["rmse_vs_source"] < 0.1  # quantization moves the outputs, a little
+
+
+def test_a_phone_scores_a_regression_from_its_pulled_outputs(regression, tmp_path, adb_lab, benchmark_model_binary):
+    """A simulated phone (tests/phone: TEST CODE speaking the real ADB protocol; its benchmark_model stand-in runs real
+    LiteRT inference and writes the real output bytes) beside this machine, on the same variants."""
+    import yaml
+
+    data, _ = regression
+    with np.load(data / "eval.npz") as full:  # the stand-in runs once per sample: 12 keep it short
+        np.savez(tmp_path / "eval.npz", x=full["x"][:12], y=full["y"][:12])
+    inventory = tmp_path / "farm.yaml"
+    inventory.write_text(yaml.safe_dump({"devices": [
+        {"name": "pixel", "kind": "android", "serial": adb_lab["pixel"].serial,
+         "adb_server": f"127.0.0.1:{adb_lab.port}", "binaries": {"arm64-v8a": str(benchmark_model_binary)}},
+        {"name": "local", "kind": "local"}]}))
+    run = farm("sweep", "run", "--model", data / "linear.keras", "--variants", "fp32,int8", "--calibration",
+               data / "train.npz", "--eval", tmp_path / "eval.npz", "--inventory", inventory, "--repeats", "1",
+               "--runs", "5", "--db", tmp_path / "farm.db")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    store = Store(tmp_path / "farm.db", create=False)
+    done = {(row["device"], row["variant"]): row for row in store.report(store.sweep().id)
+            if row["status"] == "done"}
+    assert sorted(done) == [("local", "fp32"), ("local", "int8"), ("pixel", "fp32"), ("pixel", "int8")]
+    assert done[("pixel", "fp32")]["runtime"] == "benchmark_model"
+    assert done[("pixel", "fp32")]["rmse_vs_source"] < 1e-5
+    for variant in ("fp32", "int8"):  # the same model and inputs: the same outputs, whoever ran them (to float32's
+        for score in ("rmse", "max_abs_error", "rmse_vs_source", "max_abs_vs_source"):  # rounding, kernels differ)
+            assert done[("pixel", variant)][score] == pytest.approx(done[("local", variant)][score], abs=1e-6)
 
 
 def test_onnx_variants_are_planned_on_onnx_runtimes_default_too():

@@ -76,8 +76,9 @@ class Transport(Protocol):
         """The CPU frequency governor of each cpufreq policy, by policy; with `set_to`, those are written first (and
         DeviceRefused says why one could not be). Empty when the device has no cpufreq."""
 
-    async def eval_predictions(self, job: BenchmarkJob) -> list[int] | None:
-        """Top-1 predictions on the job's eval set, for devices whose benchmark run does not report them (else None)."""
+    async def eval_predictions(self, job: BenchmarkJob) -> list[int] | list[list[float]] | None:
+        """Top-1 predictions on the job's eval set (with job.eval_outputs: each sample's output values), for devices
+        whose benchmark run does not report them (else None)."""
 
     async def reconnect(self) -> None:
         """Re-establish the link after DeviceLost."""

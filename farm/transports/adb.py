@@ -292,8 +292,9 @@ class AdbTransport:
                  "host": {"serial": self.device.serial, "abi": self.abi}}
         return reply, extra
 
-    async def eval_predictions(self, job: BenchmarkJob) -> list[int] | None:
-        """benchmark_model reports no outputs: the phone runs the eval set in a second step (see _accuracy).
+    async def eval_predictions(self, job: BenchmarkJob) -> list[int] | list[list[float]] | None:
+        """benchmark_model reports no outputs: the phone runs the eval set in a second step (see _accuracy), for top-1
+        predictions, or with job.eval_outputs (a regression) the output values.
         onnxruntime_perf_test has no way to feed given inputs or write outputs: no predictions (its result says so)."""
         if job.eval is None or is_onnx(job):
             return None
@@ -307,8 +308,9 @@ class AdbTransport:
         return (f"cd {quote(ROOT)} && exec timeout -s KILL {int(timeout) + 1} {pinned}{quote(binary)} "
                 + " ".join(quote(flag) for flag in flags))
 
-    def _accuracy(self, job: BenchmarkJob) -> list[int]:
-        """Top-1 predictions on the eval set: one benchmark_model run per sample inside one on-device shell loop.
+    def _accuracy(self, job: BenchmarkJob) -> list[int] | list[list[float]]:
+        """Top-1 predictions (or output values) on the eval set: one benchmark_model run per sample inside one
+        on-device shell loop.
 
         Eval data goes to the phone as raw tensor files, one per sample, written for the model's input."""
         from farm.datasets import check_fits, load_npz
@@ -351,7 +353,10 @@ class AdbTransport:
             raise DeviceLost(f"phone {self.device.serial}: pulling outputs failed: {error}") from None
         finally:
             self._shell(f"rm -rf {quote(outputs_dir)}")
-        return _top1(data, outputs, len(tensors))
+        firsts = _first_outputs(data, outputs, len(tensors))
+        if job.eval_outputs:
+            return [values.tolist() for values in firsts]
+        return [int(np.argmax(values)) for values in firsts]
 
     async def reconnect(self) -> None:
         self._phone = None
@@ -425,19 +430,22 @@ def _to_input_dtype(x: np.ndarray, model_input: dict) -> np.ndarray:
     return x.astype(dtype)
 
 
-def _top1(data: bytes, outputs: list[dict], count: int) -> list[int]:
-    """benchmark_model writes every output tensor's raw bytes, in order: the first output gives the top-1 class."""
+def _first_outputs(data: bytes, outputs: list[dict], count: int) -> list[np.ndarray]:
+    """Each sample's first output, as float values: benchmark_model writes every output tensor's raw bytes, in order;
+    a quantized output is dequantized with its scale and zero point (argmax is the same either way)."""
     per_sample = sum(int(np.prod(o["shape"])) * np.dtype(o["dtype"]).itemsize for o in outputs)
     if len(data) != per_sample * count:
         raise JobFailed(f"benchmark_model wrote {len(data)} output bytes for {count} samples; expected {per_sample * count}")
     first = outputs[0]
-    size = int(np.prod(first["shape"])) * np.dtype(first["dtype"]).itemsize
-    predictions = []
+    dtype = np.dtype(first["dtype"])
+    size = int(np.prod(first["shape"])) * dtype.itemsize
+    quantization = first.get("quantization") or {}
+    scale, zero_point = quantization.get("scale") or 0.0, quantization.get("zero_point") or 0
+    values = []
     for index in range(count):
-        chunk = data[index * per_sample: index * per_sample + size]
-        values = np.frombuffer(chunk, dtype=np.dtype(first["dtype"]))
-        predictions.append(int(np.argmax(values)))  # argmax is the same on quantized values (monotonic scale)
-    return predictions
+        raw = np.frombuffer(data[index * per_sample: index * per_sample + size], dtype=dtype).astype(np.float64)
+        values.append((raw - zero_point) * scale if dtype.kind in "iu" and scale else raw)
+    return values
 
 
 DEVICE, TRANSPORT = AndroidDevice, AdbTransport

@@ -7,7 +7,7 @@ import pytest
 from farm.inventory import parse_device
 from farm.results import JobFailed
 from farm.transports import Delegate, delegate_flags
-from farm.transports.adb import _count_cpus, _to_input_dtype, _top1, parse_battery
+from farm.transports.adb import _count_cpus, _first_outputs, _to_input_dtype, parse_battery
 
 
 PHONE = parse_device(dict(
@@ -89,17 +89,20 @@ def test_battery_and_cpu_count():
     assert _count_cpus("0-7") == 8 and _count_cpus("0-3,6-7") == 6 and _count_cpus("0") == 1
 
 
-def test_eval_tensors_and_top1():
+def test_eval_tensors_and_first_outputs():
     import numpy as np
 
     int8_input = {"dtype": "int8", "quantization": {"scale": 1 / 255, "zero_point": -128}, "shape": [1, 2]}
     assert _to_input_dtype(np.array([[0.0, 1.0]], np.float32), int8_input).tolist() == [[-128, 127]]
-    outputs = [{"dtype": "int8", "shape": [1, 3]}, {"dtype": "float32", "shape": [1]}]
+    outputs = [{"dtype": "int8", "shape": [1, 3], "quantization": {"scale": 0.5, "zero_point": 1}},
+               {"dtype": "float32", "shape": [1]}]
     data = b"".join(np.array(v, np.int8).tobytes() + np.array([0.5], np.float32).tobytes()
                     for v in ([1, 9, 2], [7, -3, 0]))
-    assert _top1(data, outputs, 2) == [1, 0]
+    firsts = _first_outputs(data, outputs, 2)  # the first output of each sample, dequantized
+    assert [values.tolist() for values in firsts] == [[0.0, 4.0, 0.5], [3.0, -2.0, -0.5]]
+    assert [int(np.argmax(values)) for values in firsts] == [1, 0]
     with pytest.raises(JobFailed, match="output bytes"):
-        _top1(data[:-1], outputs, 2)
+        _first_outputs(data[:-1], outputs, 2)
 
 
 # --- whole sweeps: simulated phones (tests/phone: TEST CODE speaking the real ADB protocol to a real adb server) ---
