@@ -13,10 +13,11 @@ demo: $(STAMP)
 
 # The suite runs on TEST_WORKERS processes (pytest-xdist), one per CPU: it is CPU-bound, so more would only queue. The
 # tests that time this machine twice and compare the runs (marked `alone`) run after them, with nothing else running.
+# A module's tests stay on one worker (loadscope), so its module fixtures (a sweep, converted models) are built once.
 TEST_WORKERS ?= auto
 
 test: $(STAMP) system-packages
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not alone"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope -m "not alone"
 	$(BIN)/python -m pytest -q -m alone
 
 install: $(STAMP)

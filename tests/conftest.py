@@ -21,8 +21,14 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "benchmark_model"
 
 @pytest.fixture(scope="session", autouse=True)
 def farm_cache(tmp_path_factory) -> Path:
-    """Every test (and every `farm` subprocess) converts into a private cache, never the user's."""
-    cache = tmp_path_factory.mktemp("farm-cache")
+    """Every test (and every `farm` subprocess) converts into a private cache, never the user's: one per run, shared by
+    pytest-xdist's workers (the cache is content-addressed and written by atomic renames, so they can share it, and a
+    variant one worker converted is a cache hit for the others)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above every worker's own
+    cache = root / "farm-cache"
+    cache.mkdir(exist_ok=True)
     os.environ["FARM_CACHE"] = str(cache)
     return cache
 
