@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from farm import __version__
+from farm import __version__, hints
 from farm.commands import compare, convert, dashboard, demo, export, inventory, provision, sweep
 from farm.errors import FarmError
 from farm.variants import VARIANT_KINDS
@@ -168,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # What a suggested command must carry to work as printed (farm.hints): a store or inventories given here.
+    db = getattr(args, "db", None)
+    hints.given(db=db if db != DEFAULT_DB else None,
+                inventory=getattr(args, "inventory", None) or getattr(args, "files", None) or None)
     try:
         return args.func(args)
     except FarmError as error:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
 
 from farm.errors import FarmError
 
@@ -97,6 +98,12 @@ class Device(BaseModel):
     delegates: Delegates = Field(default_factory=lambda: ["xnnpack", "none"])
     delegate_options: dict[str, DelegateOptions] = Field(default_factory=dict)
     flex: bool = False  # the runtime on this device can run Flex (SELECT_TF_OPS) ops
+    # The inventory file that defines the device (None: this machine by default), for the commands farm suggests.
+    _file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def inventory_file(self) -> Path | None:
+        return self._file
 
     @field_validator("delegate_options")
     @classmethod
@@ -266,6 +273,7 @@ def _load_file(path: Path) -> Inventory:
             message = _describe(error) if isinstance(error, ValidationError) else f"kind: {error}"
             raise FarmError(f"{path}: {where}{message}") from None
         device.resolve_paths(path.parent)
+        device._file = path
         devices.append(device)
     try:
         return Inventory(devices=devices)

@@ -13,6 +13,7 @@ import shlex
 import socket
 from shlex import quote
 
+from farm import hints
 from farm.errors import FarmError
 from farm.transports.ssh import SshDevice, client_keys, known_hosts_path, password, untrusted
 
@@ -101,7 +102,7 @@ def provision(device: SshDevice, *, base_python: str = "python3", pip_args: str 
         return posixpath.join(venv, "bin", "python")
     except paramiko.BadHostKeyException as error:
         raise FarmError(f"device {device.name!r}: host key of {device.host}:{device.port} has changed "
-                        f"({error.key.get_name()}); check it, then: farm inventory trust {device.name}") from None
+                        f"({error.key.get_name()}); check it, then: {hints.for_device('inventory trust', device)}") from None
     except paramiko.SSHException as error:
         raise FarmError(f"device {device.name!r}: {device.host}:{device.port}: {error}") from None
     except (OSError, socket.timeout) as error:

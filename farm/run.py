@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from farm import hints
 from farm.datasets import load_npz
 from farm.errors import FarmError, one_line
 from farm.inventory import Device
@@ -36,14 +37,14 @@ PLATEAU_READINGS, PLATEAU_DROP_C = 4, 0.5
 log = logging.getLogger(__name__)
 
 
-def onnx_skip_reason(facts: dict, kind: str, delegate: str) -> str | None:
+def onnx_skip_reason(facts: dict, kind: str, delegate: str, onnxruntime_fix: str = "farm provision --onnxruntime") -> str | None:
     """Why an agent device can't run an onnx job, from its probe's onnxruntime facts (None: it can, or the device
     has no agent probe to tell)."""
     ort = facts.get("onnxruntime") if kind in ONNX_KINDS else None
     if not isinstance(ort, dict):
         return None
     if not ort.get("version"):
-        return "no onnxruntime on the device to run onnx models (farm provision --onnxruntime installs it)"
+        return f"no onnxruntime on the device to run onnx models (install it: {onnxruntime_fix})"
     if delegate not in ("none", "xnnpack"):
         return (f"{delegate} is a TFLite delegate; ONNX Runtime runs onnx models with delegate none (its "
                 f"CPUExecutionProvider) or xnnpack (its XnnpackExecutionProvider)")
@@ -189,8 +190,11 @@ class SweepRunner:
         """The jobs the device's probed runtimes can run; the others are skipped with the reason (what only the device
         can tell: whether it has onnxruntime, and with which execution providers)."""
         runnable, skipped = [], {}
+        # A board's runtimes are provisioned by farm; this machine's are its Python's (the coordinator's).
+        fix = (hints.for_device("provision", device, "--onnxruntime") if device.kind == "linux"
+               else "pip install onnxruntime")
         for job in jobs:
-            reason = onnx_skip_reason(facts, self.store.variant_names(job.variant_id)[1], job.delegate)
+            reason = onnx_skip_reason(facts, self.store.variant_names(job.variant_id)[1], job.delegate, fix)
             if reason is None:
                 runnable.append(job)
             else:

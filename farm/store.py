@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Session, SQLModel, create_engine, select
 
+from farm import hints
 from farm.errors import FarmError
 from farm.stats import agreement
 from farm.tables import (JOB_STATES, MIGRATIONS, SCHEMA_VERSION, DeviceRow, JobRow, LeaseRow, Meta, ModelRow, OpRow,
@@ -119,7 +120,8 @@ class Store:
         if found in MIGRATIONS and not self.readonly:
             found = self._migrate(found)
         if found != SCHEMA_VERSION:
-            fix = ("any farm command that writes to it upgrades it, e.g. farm sweep status" if found in MIGRATIONS
+            fix = (f"any farm command that writes to it upgrades it, e.g. {hints.command('sweep status')}"
+                   if found in MIGRATIONS
                    else "export what you need with the matching tflite-farm, then use a new --db")
             raise FarmError(f"{self.url}: store schema version {found}, this tflite-farm needs {SCHEMA_VERSION}; {fix}")
 

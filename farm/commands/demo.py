@@ -5,6 +5,7 @@ from pathlib import Path
 
 import yaml
 
+from farm import hints
 from farm.commands.sweep import run_and_report
 
 
@@ -38,5 +39,6 @@ def run_demo(workdir: Path, db: str | None = None, reports: Path | None = None, 
     counts = store.counts(sweep.id)
     if counts["failed"]:
         # Failed jobs are findings here (e.g. XNNPACK takes no node of a 16x8 model), not a broken demo.
-        print(f"demo: {counts['failed']} jobs failed, each with its reason: farm sweep status {sweep.name}")
+        print(f"demo: {counts['failed']} jobs failed, each with its reason: "
+              f"{hints.command('sweep status', sweep.name, db=db)}")
     return 0 if counts["pending"] == counts["running"] == 0 else 1

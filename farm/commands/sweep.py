@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+from farm import hints
 from farm.errors import FarmError
 
 
@@ -44,7 +45,7 @@ def run_and_report(store, sweep, wait: bool = True, as_json: bool = False) -> in
         with SweepDisplay(sweep.name, counts, console) as display:
             runner = run_sweep(store, sweep, display.notify, wait)
     except KeyboardInterrupt:
-        print(f"farm: interrupted; continue with: farm sweep resume {sweep.name}", file=sys.stderr)
+        print(f"farm: interrupted; continue with: {hints.command('sweep resume', sweep.name)}", file=sys.stderr)
         return 130
     rows = configurations(store, sweep.id)
     counts = runner.counts

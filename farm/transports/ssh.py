@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import model_validator
 
+from farm import hints
 from farm.errors import FarmError, last_line, one_line
 from farm.inventory import CpuMask, Device, EnvName, Program, RemotePath, local_file
 from farm.paths import atomic_write, sha256_file
@@ -113,7 +114,7 @@ def password(device: SshDevice) -> str | None:
 def untrusted(device: SshDevice, known_hosts: Path) -> str:
     """Why a board without a known_hosts file is refused, and what to do."""
     return (f"device {device.name!r}: no known_hosts file at {known_hosts}; "
-            f"check the host key, then: farm inventory trust {device.name}")
+            f"check the host key, then: {hints.for_device('inventory trust', device)}")
 
 
 async def connect(device: SshDevice, host: str | None = None, port: int | None = None) -> asyncssh.SSHClientConnection:
@@ -137,7 +138,7 @@ async def connect(device: SshDevice, host: str | None = None, port: int | None =
                                       **options)
     except asyncssh.HostKeyNotVerifiable as error:
         raise DeviceRefused(f"device {device.name!r}: host key of {target} is unknown or has changed ({error.reason}); "
-                            f"check it, then: farm inventory trust {device.name}") from None
+                            f"check it, then: {hints.for_device('inventory trust', device)}") from None
     except asyncssh.PermissionDenied:
         raise DeviceRefused(f"device {device.name!r}: {target} refused the login of user {device.user!r} "
                             "(check key, ssh-agent or password_env)") from None
