@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, event, inspect, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from farm import hints
@@ -102,7 +102,7 @@ class Store:
     def _check_schema(self, create: bool) -> None:
         try:
             tables = set(inspect(self.engine).get_table_names())
-        except OperationalError as error:
+        except DatabaseError as error:  # OperationalError (can't open), or a file that is not a database at all
             raise FarmError(f"{self.url}: cannot open the store: {error.orig}") from None
         if "meta" not in tables:
             if tables - set(SQLModel.metadata.tables):  # only ours: a store another coordinator is creating now
