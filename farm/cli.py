@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     with_json(status).set_defaults(func=sweep.status)
     resume = with_db(sweep_commands.add_parser("resume", help="run what is left of a sweep (after a crash or Ctrl-C)"))
     resume.add_argument("sweep", help="sweep name")
+    resume.add_argument("--retry-failed", action="store_true",
+                        help="run the failed jobs again too (each keeps its earlier failure in its history)")
     with_json(with_no_wait(resume)).set_defaults(func=sweep.resume)
 
     export_parser = with_db(commands.add_parser("export", help="write a CSV report per device"))

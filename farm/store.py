@@ -284,6 +284,18 @@ class Store:
             )
             return result.rowcount
 
+    def retry_failed(self, sweep_id: int) -> int:
+        """A sweep's failed jobs back to pending, each failure kept in the job's history; returns how many."""
+        with self.session() as session:
+            jobs = session.exec(select(JobRow).where(JobRow.sweep_id == sweep_id, JobRow.state == "failed")).all()
+            for job in jobs:
+                past = {"error": job.error, "attempts": job.attempts,
+                        "started": job.started.isoformat() if job.started else None,
+                        "finished": job.finished.isoformat() if job.finished else None}
+                job.history = json.dumps([*json.loads(job.history or "[]"), past])
+                job.state, job.error, job.attempts, job.started, job.finished = "pending", None, 0, None, None
+            return len(jobs)
+
     def set_lease(self, name: str, sweep: str, pid: int, host: str, since: datetime) -> None:
         """Record a lease's holder: one atomic upsert (INSERT … ON CONFLICT), so writers never race on the row."""
         values = {"sweep": sweep, "pid": pid, "host": host, "since": since}

@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy import Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 JOB_STATES = ("pending", "running", "done", "failed", "skipped")
+# interrupted: its driver was stopped (Ctrl-C, SIGTERM) and put its running jobs back to pending; resume carries on.
+SWEEP_STATES = ("pending", "running", "interrupted", "done")
 # What a result's peak_mb is: the agent's peak RSS (VmHWM), or what benchmark_model printed (its peak footprint, or
 # only the footprint's rise over the tool's start).
 MEMORY_KINDS = ("peak_rss", "peak_footprint", "footprint_delta", "max_rss")
@@ -46,6 +48,9 @@ MIGRATIONS = {
         "CREATE TABLE source_outputs (model_id INTEGER NOT NULL REFERENCES models (id), eval_sha256 VARCHAR NOT NULL, "
         "eval_limit INTEGER NOT NULL, task VARCHAR NOT NULL, outputs TEXT NOT NULL, "
         "PRIMARY KEY (model_id, eval_sha256, eval_limit))",
+    ],
+    5: [  # a job's earlier failures, kept when `farm sweep resume --retry-failed` runs it again
+        "ALTER TABLE jobs ADD COLUMN history TEXT NOT NULL DEFAULT '[]'",
     ],
 }
 TASKS = ("classification", "regression")
@@ -117,7 +122,7 @@ class SweepRow(SQLModel, table=True):
     spec: str = _json()
     created: datetime = Field(default_factory=now)
     finished: datetime | None = None
-    state: str = "pending"  # pending, running, done
+    state: str = "pending"  # SWEEP_STATES
 
 
 class LeaseRow(SQLModel, table=True):
@@ -146,6 +151,8 @@ class JobRow(SQLModel, table=True):
     error: str | None = None
     started: datetime | None = None
     finished: datetime | None = None
+    # Earlier runs that failed, oldest first ({"error", "attempts", "started", "finished"}): a retried job keeps them.
+    history: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
 
 
 class ResultRow(SQLModel, table=True):

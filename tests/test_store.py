@@ -86,7 +86,8 @@ def test_a_store_of_schema_1_is_upgraded_by_a_writer_and_keeps_its_results(sqlit
     # Back to the first schema as an older tflite-farm wrote it: other metric names, no memory_kind or warnings,
     # no leases, no op profiles, no source validation, regression scores or compressed sizes.
     with sqlite3.connect(tmp_path / "farm.db") as connection:
-        for statement in ("ALTER TABLE variants DROP COLUMN gzip_size", "DROP TABLE source_outputs",
+        for statement in ("ALTER TABLE jobs DROP COLUMN history",
+                          "ALTER TABLE variants DROP COLUMN gzip_size", "DROP TABLE source_outputs",
                           *(f"ALTER TABLE results DROP COLUMN {name}" for name in (
                               "agreement_with_source", "rmse", "max_abs_error", "rmse_vs_source", "max_abs_vs_source")),
                           "ALTER TABLE results RENAME COLUMN agreement_with_fp32 TO agreement",

@@ -33,7 +33,7 @@ def run_demo(workdir: Path, db: str | None = None, reports: Path | None = None, 
     print(f"demo: sweep spec written to {spec_path}")
     store = Store(db)
     sweep = create_sweep(store, load_spec(spec_path), str(spec_path))
-    run_and_report(store, sweep)
+    run_and_report(store, sweep, db=db)
     for path in export_per_device(store, sweep.name, reports):
         print(f"demo: wrote {path}")
     counts = store.counts(sweep.id)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -32,24 +34,39 @@ def spec_from_args(args):
     return parse_spec(raw, "command line").resolve(Path.cwd()), "command line"
 
 
-def run_and_report(store, sweep, wait: bool = True, as_json: bool = False) -> int:
-    """Run a recorded sweep with a live display, print its results; 0 when every job ran, 1 when some failed.
-    With `as_json`, the display goes to stderr and stdout gets one JSON summary, for CI."""
+def exit_code(counts: dict[str, int]) -> int:
+    """A sweep's exit code from its job counts alone, so `run` and `resume` agree: 0 when every job ran (or was
+    skipped, with its reason), 1 when some failed or are still to run."""
+    return 0 if counts["failed"] == counts["pending"] == counts["running"] == 0 else 1
+
+
+def run_and_report(store, sweep, wait: bool = True, as_json: bool = False, db: str | None = None) -> int:
+    """Run a recorded sweep with a live display, print its results; exit_code() of its final state, 130 when
+    interrupted (Ctrl-C or SIGTERM: the running jobs go back to pending, the sweep is `interrupted`). With `as_json`,
+    the display goes to stderr and stdout gets one JSON summary, for CI. `db`: the store as hints should name it."""
     from farm.progress import SweepDisplay, make_console, problems, results_table
     from farm.report import configurations
     from farm.sweep import run_sweep
 
+    store_option = {"db": db} if db else {}
     console = make_console(stderr=as_json)
     counts = store.counts(sweep.id)
+    # SIGTERM (a CI runner cancelling, `kill`) ends the sweep the way Ctrl-C does, state kept true.
+    previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     try:
         with SweepDisplay(sweep.name, counts, console) as display:
             runner = run_sweep(store, sweep, display.notify, wait)
     except KeyboardInterrupt:
-        print(f"farm: interrupted; continue with: {hints.command('sweep resume', sweep.name)}", file=sys.stderr)
+        requeued = store.requeue_running(sweep.id)
+        store.set_sweep_state(sweep.id, "interrupted")
+        print(f"farm: interrupted; {requeued} running job{'s' * (requeued != 1)} back to pending; continue with: "
+              f"{hints.command('sweep resume', sweep.name, **store_option)}", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     rows = configurations(store, sweep.id)
     counts = runner.counts
-    code = 0 if counts["failed"] == 0 else 1
+    code = exit_code(counts)
     uploaded = sum(runner.bytes_uploaded.values())
     if as_json:
         print(json.dumps({"sweep": sweep.name, "store": store.url, "exit_code": code, "counts": counts,
@@ -60,6 +77,10 @@ def run_and_report(store, sweep, wait: bool = True, as_json: bool = False) -> in
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"sweep {sweep.name}: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n)
                   + f"; {uploaded} bytes uploaded to devices", markup=False, highlight=False)
+    if counts["failed"]:
+        console.print(f"once their cause is fixed, run the failed jobs again with: "
+                      f"{hints.command('sweep resume', sweep.name, '--retry-failed', **store_option)}",
+                      markup=False, highlight=False, soft_wrap=True)
     return code
 
 
@@ -67,8 +88,8 @@ def run(args) -> int:
     from farm.store import Store
     from farm.sweep import create_sweep
 
-    def say(line: str) -> None:  # on stderr when stdout is the JSON summary
-        print(line, file=sys.stderr if args.json else sys.stdout)
+    def say(line: str) -> None:  # on stderr when stdout is the JSON summary; at once, as progress (a pipe buffers)
+        print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
 
     spec, where = spec_from_args(args)
     store = Store(args.db)
@@ -82,6 +103,10 @@ def resume(args) -> int:
 
     store = Store(args.db, create=False)
     sweep = store.sweep(args.sweep)
+    if args.retry_failed:
+        retried = store.retry_failed(sweep.id)
+        print(f"sweep {sweep.name}: {retried} failed job{'s' * (retried != 1)} back to pending (each keeps its "
+              "failure in its history)", file=sys.stderr if args.json else sys.stdout)
     return run_and_report(store, sweep, args.wait, args.json)
 
 
@@ -101,17 +126,20 @@ def status(args) -> int:
     for sweep in sweeps:
         counts = store.counts(sweep.id)
         driver = held.get(sweep_lease(sweep.name))
-        # A sweep is running only while a live coordinator drives it; else it was interrupted (its driver died).
+        # A sweep is running only while a live coordinator drives it; else it was interrupted (its driver died), and
+        # the jobs it left `running` are pending: nothing runs them, and resume starts them again.
         state = "interrupted" if sweep.state == "running" and driver is None else sweep.state
-        rows.append((sweep.name, state))
+        if driver is None:
+            counts["pending"], counts["running"] = counts["pending"] + counts["running"], 0
+        rows.append((sweep.name, state, counts))
         add_plain_row(table, sweep.name, state, f"{sweep.created:%Y-%m-%d %H:%M}",
                       *(str(counts[s]) for s in ("pending", "running", "done", "failed", "skipped")),
                       f"pid {driver.pid} on {driver.host}" if driver else "-")
     if args.json:
         print(json.dumps({
             "sweeps": [{"sweep": sweep.name, "state": state, "created": sweep.created.isoformat(),
-                        "counts": store.counts(sweep.id), "driven_by": _holder(held.get(sweep_lease(sweep.name)))}
-                       for sweep, (_, state) in zip(sweeps, rows)],
+                        "counts": counts, "driven_by": _holder(held.get(sweep_lease(sweep.name)))}
+                       for sweep, (_, state, counts) in zip(sweeps, rows)],
             "devices_held": {name.removeprefix("device:"): _holder(holder)
                              for name, holder in sorted(held.items()) if name.startswith("device:")}}, indent=2))
         return 0
