@@ -12,10 +12,11 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -53,6 +54,7 @@ def convert_model(
     qat: FineTune | None = None,
     pruning: Pruning | None = None,
     cache: Path | str,
+    progress: Callable[[str], None] = lambda line: None,
 ) -> list[Variant]:
     """Convert ``source`` into the requested variant kinds (in the order asked).
 
@@ -62,7 +64,9 @@ def convert_model(
     images, capped to ``calibration_samples`` samples. qat/pruned/pruned-int8 are fine-tuned
     on ``train`` (an .npz with x and y) within the ``qat``/``pruning`` budgets; without
     ``train`` they come back unusable, with the reason. Bad input raises FarmError; a variant
-    that converts badly or fails validation comes back with ``error`` set.
+    that converts badly or fails validation comes back with ``error`` set. ``progress`` is
+    told, a line at a time, each variant's conversion as it starts and ends, or that it was
+    cached.
     """
     source = Path(source)
     cache = Path(cache)
@@ -92,7 +96,7 @@ def convert_model(
 
     source_sha = hash_source(source, fmt)
     tools = {"tensorflow": tf_version(), "ai_edge_litert": dist_version("ai-edge-litert")}
-    conversion = _Conversion(source, fmt, name, source_sha, calib_info, train_info, tools, cache)
+    conversion = _Conversion(source, fmt, name, source_sha, calib_info, train_info, tools, cache, progress)
     try:
         return [conversion.variant(kind) for kind in kinds]
     finally:
@@ -124,9 +128,10 @@ class _Conversion:
     converted (``_ensure_loaded``).
     """
 
-    def __init__(self, source, fmt, name, source_sha, calib, train, tools, cache):
+    def __init__(self, source, fmt, name, source_sha, calib, train, tools, cache, progress):
         self.source, self.fmt, self.name = source, fmt, name
         self.source_sha, self.calib, self.train, self.tools, self.cache = source_sha, calib, train, tools, cache
+        self.progress = progress
         self.done: dict[str, Variant] = {}
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._saved_model: Path | None = None
@@ -193,18 +198,27 @@ class _Conversion:
         if kind in self.done:
             return self.done[kind]
         options = self.options(kind)
+        what = f"converting {self.name} {kind} …"
         if kind in TRAINED_KINDS and self.train is None:
             self.done[kind] = self._failed(kind, options, f"{kind} {NO_TRAIN}")
+            self.progress(f"{what} unusable: no training data")
             return self.done[kind]
         key = conversion_key(self.source_sha, kind, options, self.tools)
         v = self.cached(key)
-        if v is None:
+        if v is not None:
+            self.progress(f"{what} cached" + (" (unusable)" if v.error else ""))
+        else:
+            # A conversion takes seconds (minutes when fine-tuned; TensorFlow's import with the first): said as it
+            # starts, so nobody watches a silent terminal.
+            self.progress(what)
+            start = time.monotonic()
             try:
                 v = self._make(kind, options)
             except VariantUnusable as e:  # a tool missing here: not remembered, so installing it is enough
                 v = self._failed(kind, options, f"{kind}: {e}")
             else:
                 remember(self.cache, key, v)
+            self.progress(f"{what} {'unusable after' if v.error else 'done in'} {time.monotonic() - start:.1f} s")
         if v.error:
             log.debug("%s %s: %s", self.name, kind, v.error)
         self.done[kind] = v

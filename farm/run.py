@@ -160,6 +160,11 @@ class SweepRunner:
 
     async def _run_lane(self, device: Device, jobs: list[JobRow]) -> None:
         transport = self.transport_for(device)
+        loop = asyncio.get_running_loop()
+        # Each upload is said as it starts, with its size (a phone's transport pushes from a worker thread: the event
+        # goes through the loop, as every other event does).
+        transport.on_upload = lambda note: loop.call_soon_threadsafe(
+            self.notify, Event(device.name, "", "note", note))
         try:
             try:
                 facts = await self._with_retries(transport.probe)
@@ -345,7 +350,7 @@ class SweepRunner:
         variant = self.store.variant(job.variant_id)
         model = self.models[self._model_name(job)]
         return BenchmarkJob(
-            model=LocalFile(Path(variant.path), variant.sha256),
+            model=LocalFile(Path(variant.path), variant.sha256, " ".join(self.store.variant_names(job.variant_id))),
             description=json.loads(variant.description),
             delegate=Delegate.of(device, job.delegate),
             threads=job.threads,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 from typing import Callable
 
@@ -19,8 +20,9 @@ from farm.tables import SweepRow
 
 
 def create_sweep(store: Store, spec: SweepSpec, where: str, name: str | None = None,
-                 log: Callable[[str], None] = print) -> SweepRow:
-    """Convert every model of the spec (cached), check the eval data, and record the sweep with all its jobs."""
+                 log: Callable[[str], None] = functools.partial(print, flush=True)) -> SweepRow:
+    """Convert every model of the spec (cached), check the eval data, and record the sweep with all its jobs. `log`
+    says what happens meanwhile: each variant's conversion as it starts and ends, and warnings."""
     devices = select_devices(spec, load_inventory(*spec.inventory).devices, where)
     names = [m.name for m in spec.models]
     if len(set(names)) != len(names):
@@ -30,7 +32,7 @@ def create_sweep(store: Store, spec: SweepSpec, where: str, name: str | None = N
         calibration = Path(model.calibration) if model.calibration else None
         variants = convert_model(Path(model.source), model.variants, name=model.name, calibration=calibration,
                                  calibration_samples=model.calibration_samples, train=model.train, qat=model.qat,
-                                 pruning=model.pruning, cache=cache_dir())
+                                 pruning=model.pruning, cache=cache_dir(), progress=log)
         if model.eval:
             x, _ = load_npz(model.eval)
             for variant in variants:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from farm.inventory import Device, kind_module
 from farm.replies import MAX_REPLY_BYTES
@@ -22,6 +22,7 @@ class LocalFile:
 
     path: Path
     sha256: str
+    label: str = field(default="", compare=False)  # what progress calls it (a model's name and variant); else its name
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class BenchmarkJob:
 class Transport(Protocol):
     device: Device
     bytes_uploaded: int  # what this transport had to copy to the device so far
+    on_upload: Callable[[str], None] | None  # told upload_note(...) as each upload starts (the runner sets it)
 
     async def probe(self) -> dict:
         """Facts about the device: CPU, cores, runtime and version, board, thermal zones, governor."""
@@ -84,6 +86,14 @@ class Transport(Protocol):
         """Re-establish the link after DeviceLost."""
 
     async def close(self) -> None: ...
+
+
+def upload_note(file: LocalFile | str, size: int) -> str:
+    """How progress says an upload, as it starts: `uploading digits int8 (45.1 KB)`."""
+    name = file if isinstance(file, str) else file.label or file.path.name
+    if size < 1024:
+        return f"uploading {name} ({size} B)"
+    return f"uploading {name} ({size / 1024:.1f} KB)" if size < 1 << 20 else f"uploading {name} ({size / (1 << 20):.1f} MB)"
 
 
 def delegate_flags(delegate: Delegate) -> list[str]:

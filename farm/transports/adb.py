@@ -28,7 +28,7 @@ from farm.errors import last_line, one_line
 from farm.onnxruntime_perf_test import EXECUTION_PROVIDERS, perf_test_flags
 from farm.results import BENCHMARK_MODEL, ONNXRUNTIME_PERF_TEST, DeviceLost, DeviceRefused, JobFailed, RawResult
 from farm.transports import (GOVERNORS, THERMAL_TRIPS, THERMAL_ZONES, BenchmarkJob, LocalFile, benchmark_model_flags,
-                              delegate_flags, parse_governors, parse_trips, parse_zones, set_governors)
+                              delegate_flags, parse_governors, parse_trips, parse_zones, set_governors, upload_note)
 
 ROOT = "/data/local/tmp/tflite-farm"
 PROPS = {
@@ -110,6 +110,7 @@ class AdbTransport:
         self.server = adb_server(device.adb_server)
         self.present: set[str] = set()
         self.bytes_uploaded = 0
+        self.on_upload = None  # called from the worker thread that pushes
         self.abi: str | None = None
         self._phone = None
 
@@ -207,7 +208,10 @@ class AdbTransport:
         # Checked, not assumed: reused only when the phone's copy hashes the same.
         found = self._shell(f"sha256sum {quote(remote)} 2>/dev/null")
         if not found.stdout.startswith(local.sha256):
-            self._push(local.path.read_bytes(), remote, mode)
+            data = local.path.read_bytes()
+            if self.on_upload:
+                self.on_upload(upload_note(local, len(data)))
+            self._push(data, remote, mode)
         self.present.add(local.sha256)
         return remote
 
@@ -326,6 +330,8 @@ class AdbTransport:
         folder = posixpath.join(ROOT, f"eval-{digest}")
         if self._shell(f"test -f {quote(folder)}/complete").returncode != 0:
             self._shell(f"mkdir -p {quote(folder)}")
+            if self.on_upload:
+                self.on_upload(upload_note(f"{job.eval.path.name} as {len(tensors)} input files", tensors.nbytes))
             for index, sample in enumerate(tensors):
                 self._push(sample.tobytes(), posixpath.join(folder, f"{index}.bin"), 0o644)
             self._shell(f"touch {quote(folder)}/complete")

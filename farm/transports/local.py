@@ -43,6 +43,7 @@ class LocalTransport:
         self.device = device
         self.python = device.python or sys.executable
         self.bytes_uploaded = 0  # the files are already here
+        self.on_upload = None  # nothing to upload
 
     async def probe(self) -> dict:
         raw = await self._agent(["--probe"], b"", PROBE_TIMEOUT_S)

@@ -23,7 +23,7 @@ from farm.inventory import CpuMask, Device, EnvName, Program, RemotePath, local_
 from farm.paths import atomic_write, sha256_file
 from farm.results import AGENT, DeviceLost, DeviceRefused, JobFailed, RawResult
 from farm.transports import (GOVERNORS, THERMAL_ZONES, BenchmarkJob, LocalFile, benchmark_model_flags,
-                              parse_governors, parse_zones, set_governors)
+                              parse_governors, parse_zones, set_governors, upload_note)
 from farm.replies import probe_facts, read_json
 from farm.transports.agent import STDERR_TAIL, Capped, ReplyTooLarge, agent_file, agent_request, decoded, request_line, together
 
@@ -158,6 +158,7 @@ class SshTransport:
         self.python = device.python or "python3"
         self.present: set[str] = set()  # files checked to be on the device, over this connection
         self.bytes_uploaded = 0
+        self.on_upload = None
 
     async def _connection(self) -> asyncssh.SSHClientConnection:
         if self.connection is None:
@@ -236,6 +237,8 @@ class SshTransport:
         found = await self._run(f"sha256sum -- {quote(remote)} 2>/dev/null", check=False)
         if not found.stdout.startswith(sha256):
             data = local.path.read_bytes()
+            if self.on_upload:
+                self.on_upload(upload_note(local, len(data)))
             partial = f"{remote}.part-{secrets.token_hex(4)}"
             # Published under its name only when whole: a coordinator that dies mid-upload ends cat's input early
             # (and cat exits 0), and a full disk fails the write; either way the partial copy is removed.
