@@ -324,6 +324,19 @@ def figure(app, index: int = 0) -> list[dict]:
             for trace in json.loads(app.get("plotly_chart")[index].proto.spec)["data"]]
 
 
+def test_an_interrupted_sweep_says_so_with_the_command_that_carries_on(tmp_path, monkeypatch):
+    db = tmp_path / "farm.db"
+    seed_store(db)
+    store = Store(db)
+    live = store.sweep("live")
+    store.requeue_running(live.id)  # what an interrupted coordinator does before it exits
+    store.set_sweep_state(live.id, "interrupted")
+    app = open_app(db, monkeypatch)
+    assert not app.exception
+    assert "Sweep live was interrupted: 1 of 5 jobs finished, 4 pending." in texts(app)
+    assert "farm sweep resume live --db" in texts(app).replace("\\", "")
+
+
 def test_sweeps_page_counts_jobs_and_gives_reasons(seeded, monkeypatch):
     db, _ = seeded
     app = open_app(db, monkeypatch)

@@ -5,6 +5,7 @@ While any sweep runs, the page redraws itself every few seconds.
 import pandas as pd
 import streamlit as st
 
+from farm import hints
 from farm.dashboard import analysis, filters, queries
 from farm.dashboard.plain import md, md_frame
 
@@ -45,6 +46,10 @@ def details(sweep: pd.Series, now: pd.Timestamp) -> None:
         if idle is not None and idle > STALLED_S:
             st.warning(f"No job of {name} has started or finished for {analysis.duration_text(idle)}. If its "
                        f"coordinator stopped, farm sweep resume {name} carries on without redoing a finished job.")
+    elif sweep["state"] == "interrupted":
+        st.info(f"Sweep {name} was interrupted: {finished} of {sweep['jobs']} jobs finished, {sweep['pending']} "
+                f"pending. {md(hints.command('sweep resume', sweep['name'], db=selection.db))} carries on without "
+                "redoing a finished job.")
     elif sweep["state"] == "pending":
         st.info(f"Sweep {name} is planned and has not started: farm sweep resume {name} runs it.")
     columns = st.columns(5)
