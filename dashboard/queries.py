@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from farm import export, report
-from farm.compare import Trials, trials_of
+from farm.compare import Difference, Trials, differences as compare_differences, trials_of
 from farm.dashboard.analysis import hottest
 from farm.store import Filters, Store
 
@@ -156,6 +156,12 @@ def trials(db: str, sweep_id: int, filters: Filters) -> dict[tuple, Trials]:
     # is what the store's filtered SQL selects.
     chosen = set(configs(db, sweep_id, filters)[["device", *CONFIG]].itertuples(index=False, name=None))
     return {key: found for key, found in trials_of(open_store(db), [sweep_id]).items() if key in chosen}
+
+
+@st.cache_data(ttl=RESULTS_TTL, show_spinner=False)
+def differences(db: str, a: int, b: int) -> list[Difference]:
+    """What sweeps a and b were not measured alike in (farm.compare.differences, as `farm compare` says it)."""
+    return compare_differences(open_store(db), [a], [b])
 
 
 @st.cache_data(ttl=RESULTS_TTL, show_spinner=False)

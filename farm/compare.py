@@ -8,11 +8,16 @@ interval and a p value from Welch's t-test on their logarithms (Mann-Whitney's p
 threshold: significantly worse than the slowdown allowed, not merely significantly slower. Two sweeps of one model run
 minutes apart differ by a few percent (clocks, heat, neighbours), and with a handful of repeats a side a 7% change whose
 interval reaches down to +0.5% is no evidence of a slowdown past 5%.
+
+A test can only say that two sets of numbers differ, not why: two sweeps measured differently (other run counts, another
+runtime version or kernel, a governor) differ for that alone. `differences` lists what was not alike, for the CLI and
+the dashboard to say before any verdict.
 """
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -31,6 +36,7 @@ class Trials:
     medians: list[float]
     correct: int = 0  # eval predictions equal to their label, over all repeats' first scored run
     scored: int = 0
+    sweeps: set[int] = field(default_factory=set)  # the sweeps the repeats are of
 
 
 @dataclass
@@ -74,6 +80,7 @@ def trials_of(store: Store, sweep_ids: list[int], per_configuration: int | None 
             median = job["p50_ms"] if job["p50_ms"] is not None else job["mean_ms"]
             trials = out.setdefault(key, Trials([]))
             trials.medians.append(median)
+            trials.sweeps.add(sweep_id)
             if job["accuracy"] is not None and job["predictions"]:
                 trials.correct += round(job["accuracy"] * len(job["predictions"]))
                 trials.scored += len(job["predictions"])
@@ -133,6 +140,64 @@ def _change(key: tuple, base: Trials | None, cand: Trials, max_slowdown: float |
                   repeats=(len(base.medians), len(cand.medians)), change=change, change_low=low, change_high=high,
                   p_welch=p_welch, p_mann_whitney=p_mw, accuracy_change=accuracy_change, p_accuracy=p_accuracy,
                   verdict=verdict, regressed=regressed)
+
+
+# What two sweeps must share for their latencies to compare: the spec's measuring options, and on each device the
+# runtime and the machine's facts as its results recorded them (the agent's host facts; a phone's serial and ABI).
+SPEC_FIELDS = ("runs", "warmup_runs", "min_secs", "max_secs", "threads", "pin_governor", "cooldown")
+HOST_FACTS = {"cpu_model": "CPU", "cores": "cores", "cpus_allowed": "CPUs allowed", "os_release": "kernel",
+              "governor": "governor", "board": "board", "serial": "serial", "abi": "ABI"}
+
+
+@dataclass
+class Difference:
+    """A condition the two sides of a comparison were not measured alike in: its values on each side."""
+
+    field: str  # a spec field (runs), or a device's fact ("pi4: kernel")
+    baseline: str
+    candidate: str
+    device: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def differences(store: Store, baseline: list[int], candidate: list[int]) -> list[Difference]:
+    """What the baseline's sweeps and the candidate's were measured under that differs (each side's values joined when
+    it has several sweeps, or a fact changed during one): the spec's measuring options first, then per device that
+    ran on both sides. A fact only one side recorded is not a difference: it is unknown on the other."""
+    a, b = _conditions(store, baseline), _conditions(store, candidate)
+    shared = [key for key in a if key in b and a[key] != b[key]]
+    shared.sort(key=lambda key: (0, SPEC_FIELDS.index(key[1])) if key[0] is None else (1, *key))
+    return [Difference(name if device is None else f"{device}: {name}", a[(device, name)], b[(device, name)], device)
+            for device, name in shared]
+
+
+def _conditions(store: Store, sweep_ids: list[int]) -> dict[tuple[str | None, str], str]:
+    """(device or None, field) -> the values the sweeps were measured under, sorted and joined."""
+    found: dict[tuple[str | None, str], set[str]] = {}
+    specs = {sweep.id: json.loads(sweep.spec or "{}") for sweep in store.sweeps() if sweep.id in set(sweep_ids)}
+    for sweep_id, spec in specs.items():
+        for name in SPEC_FIELDS:
+            if name in spec:
+                found.setdefault((None, name), set()).add(_text(spec[name]))
+        for row in store.run_conditions(sweep_id):
+            device = row["device"]
+            found.setdefault((device, "runtime"), set()).add(f"{row['runtime']} {row['runtime_version']}")
+            # The governor in force before the job, where the device said (a pinned one shows there), else the
+            # agent's at its start.
+            governor = row["env_before"].get("governor")
+            facts = {**row["host"], **({"governor": governor} if governor else {})}
+            for key, label in HOST_FACTS.items():
+                if facts.get(key) is not None:
+                    found.setdefault((device, label), set()).add(_text(facts[key]))
+    return {key: ", ".join(sorted(values)) for key, values in found.items()}
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return "none"
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
 def _geomean(values: list[float]) -> float:

@@ -414,6 +414,24 @@ class Store:
             out.append(row)
         return out
 
+    def run_conditions(self, sweep_id: int) -> list[dict]:
+        """What a sweep's results were measured under, per device and runtime: the runtime's version, and the host
+        facts and the environment before the job of its first and its last result (a fact that changed during the
+        sweep shows as two). Two rows a group, however many results: farm.compare reads them for every comparison."""
+        query = """
+            SELECT j.device, r.runtime, r.runtime_version, r.host, r.env_before
+            FROM results r JOIN jobs j ON j.id = r.job_id
+            WHERE r.id IN (SELECT {end}(r2.id) FROM results r2 JOIN jobs j2 ON j2.id = r2.job_id
+                           WHERE j2.sweep_id = :sweep GROUP BY j2.device, r2.runtime, r2.runtime_version)
+            ORDER BY r.id
+        """
+        rows = []
+        with self.session() as session:
+            for end in ("MIN", "MAX"):
+                rows += session.execute(text(query.format(end=end)), {"sweep": sweep_id}).mappings().all()
+        return [dict(row, host=json.loads(row["host"] or "{}"), env_before=json.loads(row["env_before"] or "{}"))
+                for row in rows]
+
     def samples(self, result_id: int) -> list[float]:
         return self.samples_of([result_id]).get(result_id, [])
 

@@ -16,9 +16,10 @@ from farm.store import Store
 LABELS = [i % 10 for i in range(2000)]
 
 
-def seed(db, sweeps: dict[str, dict[str, tuple[float, float]]], repeats=3, seed=0):
+def seed(db, sweeps: dict[str, dict[str, tuple[float, float]]], repeats=3, seed=0, specs=None, hosts=None, versions=None):
     """Sweeps of two configurations on `local`: {sweep: {variant: (median ms, accuracy)}}, each repeat's samples drawn
-    around the median with a run-to-run factor (±3%) and scatter inside the run (±5%)."""
+    around the median with a run-to-run factor (±3%) and scatter inside the run (±5%); optionally with each sweep's
+    spec fields, the host facts its results record, and its runtime version (by sweep name)."""
     rng = np.random.default_rng(seed)
     store = Store(db)
     store.upsert_device(parse_device({"name": "local", "kind": "local"}))
@@ -26,7 +27,7 @@ def seed(db, sweeps: dict[str, dict[str, tuple[float, float]]], repeats=3, seed=
     for name, figures in sweeps.items():
         jobs = [{"device": "local", "variant_id": ids[kind], "delegate": "xnnpack", "threads": 1, "repeat": r}
                 for r in range(repeats) for kind in figures]
-        sweep = store.create_sweep(name, {"name": name}, jobs)
+        sweep = store.create_sweep(name, {"name": name, **(specs or {}).get(name, {})}, jobs)
         for job in store.jobs(sweep.id):
             median_ms, accuracy = figures[store.variant_names(job.variant_id)[1]]
             run = median_ms * 1000 * rng.normal(1.0, 0.03)
@@ -35,8 +36,9 @@ def seed(db, sweeps: dict[str, dict[str, tuple[float, float]]], repeats=3, seed=
             predictions = [(label + 1) % 10 if i < wrong else label for i, label in enumerate(LABELS)]
             store.start_job(job.id)
             store.finish_job(job.id, {**summarize(samples), "init_ms": 1.0, "first_ms": 1.0, "runtime": "x",
-                                      "runtime_version": "1", "delegate_outcome": "applied", "accuracy": accuracy,
-                                      "predictions": json.dumps(predictions)}, samples)
+                                      "runtime_version": (versions or {}).get(name, "1"), "delegate_outcome": "applied",
+                                      "accuracy": accuracy, "predictions": json.dumps(predictions),
+                                      "host": json.dumps((hosts or {}).get(name, {}))}, samples)
         store.set_sweep_state(sweep.id, "done")
     store.engine.dispose()
 
@@ -88,6 +90,45 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
                          (["--history", "3"], "no finished sweep before base")):
         run = farm("compare", *args, "--db", db)
         assert run.returncode == 2 and needle in run.stderr and run.stderr.count("\n") == 1, (args, run.stderr)
+
+
+# Two sweeps of one model measured differently: 30 runs against 300, another runtime version, kernel and core count, and
+# a CPU name that a hostile device sent as markup.
+UNALIKE = dict(specs={"base": {"runs": 30, "warmup_runs": 5, "threads": [1]},
+                      "new": {"runs": 300, "warmup_runs": 5, "threads": [1]}},
+               hosts={"base": {"cpu_model": "Cortex-A72", "cores": 4, "os_release": "6.1.0", "governor": "ondemand"},
+                      "new": {"cpu_model": "**A72** [docs](http://x.example)", "cores": 2, "os_release": "6.6.51",
+                              "governor": "ondemand"}},
+               versions={"base": "2.3.0", "new": "2.4.0"})
+
+
+def test_sweeps_not_measured_alike_are_said_to_differ_before_any_verdict(tmp_path):
+    db = tmp_path / "farm.db"
+    seed(db, {"base": {"fp32": (10.0, 0.95)}, "new": {"fp32": (10.0, 0.95)}, "again": {"fp32": (10.0, 0.95)}},
+         specs={**UNALIKE["specs"], "again": UNALIKE["specs"]["new"]},
+         hosts={**UNALIKE["hosts"], "again": UNALIKE["hosts"]["new"]},
+         versions={**UNALIKE["versions"], "again": "2.4.0"})
+    expected = [("runs", "30", "300"), ("local: CPU", "Cortex-A72", "**A72** [docs](http://x.example)"),
+                ("local: cores", "4", "2"), ("local: kernel", "6.1.0", "6.6.51"), ("local: runtime", "x 2.3.0", "x 2.4.0")]
+
+    report = json.loads(farm("compare", "base", "new", "--db", db, "--json").stdout)
+    assert [(d["field"], d["baseline"], d["candidate"]) for d in report["differences"]] == expected
+    assert json.loads(farm("compare", "new", "again", "--db", db, "--json").stdout)["differences"] == []  # alike
+
+    table = farm("compare", "base", "new", "--db", db, "--max-slowdown", "5%")
+    assert table.returncode == 0, table.stdout + table.stderr
+    said = [f"  {field}: {a} in base, {b} in new" for field, a, b in expected]
+    lines = table.stdout.splitlines()
+    assert lines[:6] == ["warning: new and base were not measured alike; a change below may come from this, not from "
+                         "the model:", *said]  # first, before the table and its verdicts; device text as sent
+    assert "Welch's p below 0.05" in table.stdout and "whole interval lies beyond +5.0%" in table.stdout
+    alike = farm("compare", "new", "again", "--db", db)
+    assert "warning" not in alike.stdout and "Welch's p below 0.05" in alike.stdout
+
+    comment = farm("compare", "base", "new", "--db", db, "--markdown").stdout
+    assert comment.startswith("warning: new and base were not measured alike")
+    assert "- local: CPU: Cortex\\-A72 in base, \\*\\*A72\\*\\* \\[docs\\]\\(http://x\\.example\\) in new" in comment
+    assert comment.index("- runs: 30 in base, 300 in new") < comment.index("| device |")
 
 
 def test_noise_alone_is_flagged_at_most_5_percent_of_the_time(capsys):

@@ -458,9 +458,27 @@ def test_compare_flags_the_2x_slowdown_and_not_noise(seeded, monkeypatch):
     assert pairs.loc[("local", "mnv2", "fp32"), "verdict"] == "noise"  # new draws from the same distribution
     assert pairs.loc[("pi4", "mnv2", "fp16"), "verdict"] == "noise"
     assert pairs.loc[("pi4", "mnv2", "fp32"), ["runtime A", "runtime B"]].tolist() == ["ai_edge_litert 2.3.0"] * 2
+    assert not app.warning  # measured alike: nothing to warn of
+    assert "Welch's test on the repeats' log medians gives p below 0.05, and the median moved by at least 2.0%" in texts(app)
 
     app.selectbox(key="compare_a").set_value("candidate").run()
     assert "Pick two different sweeps." in texts(app)
+
+
+def test_compare_says_what_two_sweeps_were_not_measured_alike_in_before_its_verdicts(tmp_path, monkeypatch):
+    from test_compare import UNALIKE, seed
+
+    seed(tmp_path / "farm.db", {"base": {"fp32": (10.0, 0.95)}, "new": {"fp32": (10.0, 0.95)}}, **UNALIKE)
+    app = visit(open_app(tmp_path / "farm.db", monkeypatch, "new"), "compare")
+    (warning,) = app.warning
+    assert read(warning.value).splitlines() == [
+        "**base and new were not measured alike**, so a change below may come from this, not from the models:", "",
+        "- runs: 30 in A, 300 in B", "- local: CPU: Cortex-A72 in A, **A72** [docs](http://x.example) in B",
+        "- local: cores: 4 in A, 2 in B", "- local: kernel: 6.1.0 in A, 6.6.51 in B",
+        "- local: runtime: x 2.3.0 in A, x 2.4.0 in B"]
+    assert "\\*\\*A72\\*\\* \\[docs\\]" in warning.value  # the device's markup stays text
+    order = [type(element).__name__ for element in app.main]
+    assert order.index("Warning") < order.index("Metric")  # said before the verdicts
 
 
 def test_ops_page_shows_a_configurations_nodes_and_two_variants_by_op_type(seeded, monkeypatch):

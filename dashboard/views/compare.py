@@ -4,7 +4,9 @@ The unit is the repeat, as in `farm compare`: each repeat's median is one observ
 run are not independent trials. A change is flagged when Welch's test on the repeats' log medians says the two differ
 (p below the level picked) and the median moved by at least the minimum picked; anything else is noise. A
 configuration with fewer than two repeats on a side cannot be tested, and says so. Each configuration carries the
-runtime it ran on in each sweep: an upgraded runtime is often what moved a median.
+runtime it ran on in each sweep: an upgraded runtime is often what moved a median. Before any verdict, the page says
+what the two sweeps were not measured alike in (run counts, runtime versions, the devices' facts): a test finds that
+two sweeps differ, not why.
 """
 import numpy as np
 import pandas as pd
@@ -90,6 +92,13 @@ pairs = comparison(selection.db, int(ids[a]), int(ids[b]), selection.filters, al
 if pairs.empty:
     st.info("Neither sweep has results for the current filters.", icon=":material/filter_alt_off:")
     st.stop()
+shown_devices = set(pairs["device"])
+unalike = [d for d in queries.differences(selection.db, int(ids[a]), int(ids[b]))
+           if d.device is None or d.device in shown_devices]
+if unalike:  # before the verdicts: each may be what moved a median; values from devices, shown as plain text
+    st.warning(f"**{md(a)} and {md(b)} were not measured alike**, so a change below may come from this, not from the "
+               "models:\n\n" + "\n".join(f"- {md(d.field)}: {md(d.baseline)} in A, {md(d.candidate)} in B"
+                                         for d in unalike), icon=":material/warning:")
 counts = pairs["verdict"].value_counts()
 columns = st.columns(6)
 for column, (title, verdict) in zip(columns, (("slower", "slower"), ("faster", "faster"), ("within noise", "noise"),
@@ -107,6 +116,9 @@ if matched.empty:
     st.stop()
 flagged = matched[matched["verdict"] != "noise"].sort_values("change_pct", key=abs, ascending=False)
 st.subheader("Beyond noise")
+st.caption(f"Flagged when both hold: Welch's test on the repeats' log medians gives p below {alpha:g}, and the median "
+           f"moved by at least {min_change:.1%} (the smallest change that matters, picked above). Each shows its p and "
+           "its change with the 95% interval.")
 if flagged.empty:
     st.success("No configuration changed beyond noise.")
 else:

@@ -12,7 +12,7 @@ REGRESSION = 3  # the exit code a CI job fails on
 
 def compare(args) -> int:
     from farm.compare import compare as compare_trials
-    from farm.compare import percent, trials_of
+    from farm.compare import ALPHA, differences, percent, trials_of
     from farm.store import Store
 
     max_slowdown = percent(args.max_slowdown, "--max-slowdown") if args.max_slowdown is not None else None
@@ -38,15 +38,41 @@ def compare(args) -> int:
     if not changes:
         raise FarmError(f"sweep {candidate.name} has no finished job to compare")
     regressed = [c for c in changes if c.regressed]
+    devices = {c.device for c in changes}
+    differ = [d for d in differences(store, sorted(set().union(*(t.sweeps for t in baseline.values()))), [candidate.id])
+              if d.device is None or d.device in devices]
     if args.json:
         print(json.dumps({"baseline": baseline_name, "candidate": candidate.name, "max_slowdown": max_slowdown,
-                          "max_accuracy_drop": max_drop, "regressed": len(regressed),
+                          "max_accuracy_drop": max_drop, "alpha": ALPHA, "regressed": len(regressed),
+                          "differences": [d.to_dict() for d in differ],
                           "configurations": [c.to_dict() for c in changes]}, indent=2))
     elif args.markdown:
-        print(markdown(changes, baseline_name, candidate.name, len(regressed)))
+        print(markdown(changes, baseline_name, candidate.name, len(regressed), differ, rule(max_slowdown, max_drop)))
     else:
-        table(changes, baseline_name, candidate.name, len(regressed))
+        table(changes, baseline_name, candidate.name, len(regressed), differ, rule(max_slowdown, max_drop))
     return REGRESSION if regressed else 0
+
+
+def warning(differ, baseline: str, candidate: str) -> list[str]:
+    """What the two sides were not measured alike in, said before any verdict: a change may be that alone."""
+    if not differ:
+        return []
+    return ([f"warning: {candidate} and {baseline} were not measured alike; a change below may come from this, "
+             f"not from the model:"]
+            + [f"  {d.field}: {d.baseline} in {baseline}, {d.candidate} in {candidate}" for d in differ])
+
+
+def rule(max_slowdown: float | None, max_drop: float | None) -> str:
+    """What a verdict takes: the significance test and the size of the change, with their thresholds."""
+    from farm.compare import ALPHA
+
+    said = (f"slower or faster: Welch's p below {ALPHA:g} on the repeats' log medians and a 95% interval of the "
+            f"change clear of 0")
+    if max_slowdown is not None:
+        said += f"; a slowdown regresses when its whole interval lies beyond +{max_slowdown:.1%}"
+    if max_drop is not None:
+        said += f"; a top-1 drop regresses when significant (p below {ALPHA:g}) and larger than {max_drop:g}"
+    return said
 
 
 COLUMNS = ("device", "model", "variant", "delegate", "thr", "reps", "baseline p50", "candidate p50", "change (95% CI)",
@@ -74,26 +100,36 @@ def summary(baseline: str, candidate: str, regressed: int) -> str:
                                                    "no regression"))
 
 
-def table(changes, baseline: str, candidate: str, regressed: int) -> None:
+def table(changes, baseline: str, candidate: str, regressed: int, differ=(), said: str = "") -> None:
     from farm.progress import add_plain_row, make_console, plain_table
 
+    console = make_console()
+    for line in warning(differ, baseline, candidate):  # names and facts from users and devices: never markup
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     out = plain_table(f"{candidate} against {baseline}", title_justify="left")
     for column in COLUMNS:
         out.add_column(column, no_wrap=True)
     for change in changes:
         add_plain_row(out, *cells(change))
-    console = make_console()
     console.print(out)
     console.print(summary(baseline, candidate, regressed), markup=False, highlight=False)
+    if said:
+        console.print(said, markup=False, highlight=False, soft_wrap=True)
 
 
-def markdown(changes, baseline: str, candidate: str, regressed: int) -> str:
+def markdown(changes, baseline: str, candidate: str, regressed: int, differ=(), said: str = "") -> str:
     """A table for a CI comment. Names come from users and devices: every markdown character is escaped, so none
     becomes a link, an image or a table break."""
     def escape(text: str) -> str:
         return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~])", r"\\\1", text.replace("\n", " "))
 
-    lines = [f"**{escape(summary(baseline, candidate, regressed))}**", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines = []
+    heading, *items = warning(differ, baseline, candidate) or [""]
+    if heading:  # before any verdict, the summary's included
+        lines += [escape(heading), "", *(f"- {escape(item.strip())}" for item in items), ""]
+    lines += [f"**{escape(summary(baseline, candidate, regressed))}**", "",
+              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(escape(cell) for cell in cells(change)) + " |" for change in changes]
+    if said:
+        lines += ["", escape(said)]
     return "\n".join(lines)
