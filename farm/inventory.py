@@ -8,17 +8,21 @@ from __future__ import annotations
 import importlib
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
                       model_validator)
+from yaml.composer import ComposerError
 
 from farm.errors import FarmError
 
 DELEGATES = ("xnnpack", "none", "gpu", "nnapi", "hexagon", "edgetpu", "external")
 # Delegates that only run fully integer-quantized models.
 INT8_ONLY_DELEGATES = frozenset({"hexagon", "edgetpu"})
+# The agent (this machine, Linux boards) loads every delegate but xnnpack and none from a shared library; edgetpu's is
+# libedgetpu.so.1 unless another is named.
+AGENT_LIBRARY_DELEGATES = frozenset({"gpu", "nnapi", "hexagon", "external"})
 
 # Names go into file names (CSV reports) and never into a shell: anything printable but '/' and surrounding spaces.
 NAME = re.compile(r"^[^\s/\x00-\x1f\x7f](?:[^/\x00-\x1f\x7f]*[^\s/\x00-\x1f\x7f])?$")
@@ -98,6 +102,9 @@ class Device(BaseModel):
     delegates: Delegates = Field(default_factory=lambda: ["xnnpack", "none"])
     delegate_options: dict[str, DelegateOptions] = Field(default_factory=dict)
     flex: bool = False  # the runtime on this device can run Flex (SELECT_TF_OPS) ops
+    # Delegates this kind of device loads only from a shared library named in delegate_options (the agent takes every
+    # delegate but xnnpack and none as one; a phone's benchmark_model has flags for gpu, nnapi and hexagon).
+    LIBRARY_DELEGATES: ClassVar[frozenset[str]] = frozenset({"external"})
     # The inventory file that defines the device (None: this machine by default), for the commands farm suggests.
     _file: Path | None = PrivateAttr(default=None)
 
@@ -113,15 +120,18 @@ class Device(BaseModel):
                 raise ValueError(f"unknown delegate {delegate!r} (known: {', '.join(DELEGATES)})")
         return value
 
-    @model_validator(mode="after")
-    def _libraries(self) -> "Device":
-        for delegate in ("external",):
-            if delegate in self.delegates and not (self.delegate_options.get(delegate) or DelegateOptions()).library:
-                raise ValueError(f"delegate_options: {delegate}: library: required when the '{delegate}' delegate is listed")
-        return self
-
     def offers(self, delegate: str) -> bool:
         return delegate in self.delegates
+
+    def where(self) -> str:
+        """The device as an error names it: with the inventory file that defines it, when there is one."""
+        return f"{self._file}: device {self.name!r}" if self._file else f"device {self.name!r}"
+
+    def without_library(self) -> list[str]:
+        """The delegates it lists that this kind of device can load only from a library named in delegate_options,
+        and that name none (each kind says which: LIBRARY_DELEGATES)."""
+        return [delegate for delegate in self.delegates if delegate in self.LIBRARY_DELEGATES
+                and not (self.delegate_options.get(delegate) or DelegateOptions()).library]
 
     def reached_at(self) -> str:
         """How the coordinator reaches the device, in a few words (`farm inventory check`); each kind says better."""
@@ -129,6 +139,30 @@ class Device(BaseModel):
 
     def resolve_paths(self, base: Path) -> None:
         """Make the coordinator's files that the entry names (keys, binaries) absolute against `base`."""
+
+    def local_files(self) -> dict[str, str]:
+        """The files of this machine that the entry names, by field ('key', 'binaries: arm64-v8a'): `farm inventory
+        check` looks for each, and a job that needs a missing one could only fail."""
+        return {}
+
+    def missing_files(self) -> dict[str, str]:
+        """The local_files that are not there, by field, each as 'path: file not found' (or 'not a file')."""
+        missing = {}
+        for field, path in self.local_files().items():
+            found = Path(path).expanduser()
+            if not found.is_file():
+                missing[field] = f"{path}: {'not a file' if found.exists() else 'file not found'}"
+        return missing
+
+    def notes(self) -> list[str]:
+        """What is not ready yet although the entry is right (a host key not recorded yet), each as 'field: what to
+        do': the warnings of `farm inventory check`."""
+        return []
+
+    def runtime_fix(self, python: str) -> str | None:
+        """What installs a LiteRT runtime for `python`, the device's Python that runs the agent; None for a kind that
+        runs no agent."""
+        return None
 
 
 # Every kind of device and the module that owns it: its inventory entry (DEVICE, a Device) and its transport
@@ -169,12 +203,11 @@ class _BoundedAliases(yaml.SafeLoader):
             event = self.peek_event()
             target = self.anchors.get(event.anchor)
             self._aliases += 1
-            where = f"line {event.start_mark.line + 1}, column {event.start_mark.column + 1}"
             if target is not None and id(target) in self._holds_alias:
-                raise yaml.YAMLError(f"an alias of a node that itself holds aliases ({where}): refused, it could "
-                                     "expand without bound")
+                raise ComposerError(problem="an alias of a node that itself holds aliases: refused, it could expand "
+                                    "without bound", problem_mark=event.start_mark)
             if self._aliases > self.MAX_ALIASES:
-                raise yaml.YAMLError(f"more than {self.MAX_ALIASES} aliases ({where})")
+                raise ComposerError(problem=f"more than {self.MAX_ALIASES} aliases", problem_mark=event.start_mark)
             node = super().compose_node(parent, index)
             self._holds_alias.add(id(node))
             return node
@@ -187,13 +220,31 @@ class _BoundedAliases(yaml.SafeLoader):
 
 
 def read_yaml(path: Path) -> Any:
-    """A YAML file of the user's, aliases refused; a FarmError naming the file, line and column otherwise."""
+    """A YAML file of the user's, aliases bounded; else a FarmError as `file:line:column: not valid YAML: why`, the
+    form editors and terminals jump to."""
+    data = path.read_bytes()
     try:
-        return yaml.load(path.read_text(), Loader=_BoundedAliases)  # noqa: S506 - a SafeLoader
+        text = data.decode()
+    except UnicodeDecodeError as error:
+        raise FarmError(f"{path}:{_position(data, error.start)}: not valid YAML: not UTF-8 text "
+                        f"(byte 0x{data[error.start]:02x})") from None
+    try:
+        return yaml.load(text, Loader=_BoundedAliases)  # noqa: S506 - a SafeLoader
+    except yaml.reader.ReaderError as error:  # a character YAML refuses: it gives an offset, not a mark
+        raise FarmError(f"{path}:{_position(text, error.position)}: not valid YAML: character "
+                        f"#x{error.character:04x} is not allowed") from None
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise FarmError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', None) or error}") from None
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or getattr(error, "context", None) or error
+        raise FarmError(f"{path}{where}: not valid YAML: {' '.join(str(problem).split())}") from None
+
+
+def _position(text: str | bytes, offset: int) -> str:
+    """'line:column' (1-based) of an offset into a text."""
+    before = text[:offset]
+    newline = b"\n" if isinstance(text, bytes) else "\n"
+    return f"{before.count(newline) + 1}:{offset - (before.rfind(newline) + 1) + 1}"
 
 
 def local_file(base: Path, value: str) -> str:
@@ -244,10 +295,15 @@ def load_inventory(*paths: str | Path) -> Inventory:
         return Inventory(devices=[parse_device(THIS_MACHINE)])
     devices: list[Device] = []
     origin: dict[str, Path] = {}
+    read: set[Path] = set()
     for path in map(Path, paths):
+        if path.resolve() in read:  # else each of its devices would be "already defined" in itself
+            raise FarmError(f"{path}: inventory file given twice")
+        read.add(path.resolve())
         for device in _load_file(path).devices:
             if device.name in origin:
-                raise FarmError(f"{path}: device {device.name!r}: already defined in {origin[device.name]}")
+                raise FarmError(f"{path}: device {device.name!r}: name: already defined in {origin[device.name]} "
+                                "(device names are unique across inventory files)")
             origin[device.name] = path
             devices.append(device)
     return Inventory(devices=devices)
@@ -272,6 +328,12 @@ def _load_file(path: Path) -> Inventory:
         except ValueError as error:  # pydantic's ValidationError is a ValueError too
             message = _describe(error) if isinstance(error, ValidationError) else f"kind: {error}"
             raise FarmError(f"{path}: {where}{message}") from None
+        # Checked here rather than by the model: a device built in code (a store's, a test's) may list any delegate,
+        # but an inventory entry is what jobs run from, and such a delegate's every job would fail.
+        unloadable = device.without_library()
+        if unloadable:
+            raise FarmError(f"{path}: {where}delegate_options: {unloadable[0]}: library: required for the "
+                            f"'{unloadable[0]}' delegate on {device.kind} devices (the path of its shared library)")
         device.resolve_paths(path.parent)
         device._file = path
         devices.append(device)

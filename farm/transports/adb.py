@@ -17,7 +17,7 @@ import socket
 import time
 from pathlib import Path
 from shlex import quote
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -56,6 +56,8 @@ class AndroidDevice(Device):
     # ABI -> local path of ONNX Runtime's onnxruntime_perf_test, which runs the onnx variants; none: they are skipped
     onnxruntime_perf_test: dict[str, str] = Field(default_factory=dict)
     affinity: CpuMask | None = None  # taskset CPU mask, e.g. "f0" for the big cores
+    # benchmark_model has flags for xnnpack, gpu, nnapi and hexagon; the rest load with --external_delegate_path.
+    LIBRARY_DELEGATES: ClassVar[frozenset[str]] = frozenset({"external", "edgetpu"})
 
     @model_validator(mode="after")
     def _required(self) -> "AndroidDevice":
@@ -74,6 +76,10 @@ class AndroidDevice(Device):
         self.binaries = {abi: local_file(base, binary) for abi, binary in self.binaries.items()}
         self.flex_binaries = {abi: local_file(base, binary) for abi, binary in self.flex_binaries.items()}
         self.onnxruntime_perf_test = {abi: local_file(base, path) for abi, path in self.onnxruntime_perf_test.items()}
+
+    def local_files(self) -> dict[str, str]:
+        return {f"{field}: {abi}": path for field in ("binaries", "flex_binaries", "onnxruntime_perf_test")
+                for abi, path in getattr(self, field).items()}
 
 
 def adb_server(address: str | None) -> tuple[str, int]:
@@ -177,6 +183,9 @@ class AdbTransport:
         if self.abi not in self.device.binaries:
             raise DeviceRefused(f"device {self.device.name!r}: no benchmark_model for ABI {self.abi} "
                                 f"(inventory binaries: {', '.join(self.device.binaries) or 'none'})")
+        missing = self.device.missing_files().get(f"binaries: {self.abi}")
+        if missing:  # every job of the phone needs it: refused before any starts
+            raise DeviceRefused(f"{self.device.where()}: binaries: {self.abi}: {missing}")
         self._shell(f"mkdir -p {quote(ROOT)}")
         return facts
 

@@ -7,9 +7,10 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Literal
+from shlex import quote
+from typing import ClassVar, Literal
 
-from farm.inventory import Device, Program, local_file
+from farm.inventory import AGENT_LIBRARY_DELEGATES, Device, Program, local_file
 from farm.replies import MAX_REPLY_BYTES, probe_facts, read_json
 from farm.errors import last_line, one_line
 from farm.results import AGENT, BENCHMARK_MODEL, DeviceLost, DeviceRefused, JobFailed, RawResult
@@ -29,6 +30,7 @@ class LocalDevice(Device):
     # A TensorFlow Lite benchmark_model build of this machine, run for op profiles (LiteRT's Python API has no op
     # profiler): with `profile: true`, a second run of the job with --enable_op_profiling=true.
     benchmark_model: str | None = None
+    LIBRARY_DELEGATES: ClassVar[frozenset[str]] = AGENT_LIBRARY_DELEGATES
 
     def reached_at(self) -> str:
         return "this machine"
@@ -36,6 +38,17 @@ class LocalDevice(Device):
     def resolve_paths(self, base: Path) -> None:
         if self.benchmark_model:
             self.benchmark_model = local_file(base, self.benchmark_model)
+
+    def local_files(self) -> dict[str, str]:
+        # Everything is of this machine here; a bare name (python3, libedgetpu.so.1) is found on PATH or by the
+        # dynamic loader, so only paths are looked for.
+        named = {"python": self.python, "benchmark_model": self.benchmark_model}
+        named.update({f"delegate_options: {delegate}: library": options.library
+                      for delegate, options in self.delegate_options.items()})
+        return {field: path for field, path in named.items() if path and "/" in path}
+
+    def runtime_fix(self, python: str) -> str:
+        return f"{quote(python)} -m pip install ai-edge-litert"
 
 
 class LocalTransport:
@@ -46,6 +59,9 @@ class LocalTransport:
         self.on_upload = None  # nothing to upload
 
     async def probe(self) -> dict:
+        missing = self.device.missing_files().get("python")
+        if missing:  # refused, not lost: trying again would not make it appear
+            raise DeviceRefused(f"{self.device.where()}: python: {missing}")
         raw = await self._agent(["--probe"], b"", PROBE_TIMEOUT_S)
         if raw.exit_code != 0:
             raise DeviceLost(f"probe failed: {(raw.stdout or raw.stderr).strip()[-300:]}")

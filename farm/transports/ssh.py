@@ -13,13 +13,13 @@ import secrets
 import time
 from pathlib import Path
 from shlex import quote
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import model_validator
 
 from farm import hints
 from farm.errors import FarmError, last_line, one_line
-from farm.inventory import CpuMask, Device, EnvName, Program, RemotePath, local_file
+from farm.inventory import AGENT_LIBRARY_DELEGATES, CpuMask, Device, EnvName, Program, RemotePath, local_file
 from farm.paths import atomic_write, sha256_file
 from farm.results import AGENT, DeviceLost, DeviceRefused, JobFailed, RawResult
 from farm.transports import (GOVERNORS, THERMAL_ZONES, BenchmarkJob, LocalFile, benchmark_model_flags,
@@ -60,6 +60,7 @@ class SshDevice(Device):
     # A TensorFlow Lite benchmark_model build for the board, a file of the coordinator uploaded like a model, run for
     # op profiles (LiteRT's Python API has no op profiler): with `profile: true`, a second run of each job.
     benchmark_model: str | None = None
+    LIBRARY_DELEGATES: ClassVar[frozenset[str]] = AGENT_LIBRARY_DELEGATES
 
     @model_validator(mode="after")
     def _host(self) -> "SshDevice":
@@ -89,6 +90,24 @@ class SshDevice(Device):
             self.known_hosts = local_file(base, self.known_hosts)
         if self.benchmark_model:
             self.benchmark_model = local_file(base, self.benchmark_model)
+
+    def local_files(self) -> dict[str, str]:
+        # known_hosts is not one: `farm inventory trust` creates it (notes() says so).
+        return {field: path for field, path in (("key", self.key), ("benchmark_model", self.benchmark_model)) if path}
+
+    def notes(self) -> list[str]:
+        known_hosts = known_hosts_path(self)
+        if known_hosts.is_file():
+            return []
+        return [f"known_hosts: {known_hosts}: not there yet, so the board is refused; check its host key, then: "
+                f"{hints.for_device('inventory trust', self)}"]
+
+    def runtime_fix(self, python: str) -> str:
+        provision = hints.for_device("provision", self)
+        if self.python:  # the agent runs with that Python whatever farm provision installs in its venv
+            return (f"install ai-edge-litert for python: {self.python} on the board, or remove that line from its "
+                    f"inventory entry and run: {provision}")
+        return provision
 
 
 def known_hosts_path(device: SshDevice) -> Path:
@@ -124,6 +143,9 @@ async def connect(device: SshDevice, host: str | None = None, port: int | None =
     known_hosts = known_hosts_path(device)
     if not known_hosts.is_file():
         raise DeviceRefused(untrusted(device, known_hosts))
+    missing = device.missing_files().get("key")
+    if missing:  # refused, not lost: asyncssh's OSError would read as a board to retry
+        raise DeviceRefused(f"{device.where()}: key: {missing}")
     options = dict(known_hosts=str(known_hosts), keepalive_interval=KEEPALIVE_S, keepalive_count_max=KEEPALIVE_MISSES,
                    connect_timeout=CONNECT_TIMEOUT_S, password=password(device))
     if client_keys(device) is not None:
