@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = inventory_commands.add_parser("check", help="validate inventory files and list their devices")
     check.add_argument("files", nargs="*", help="inventory YAML files (default: inventory/local.yaml if it is here, "
                        "else this machine alone)")
+    check.add_argument("--probe", action="store_true", help="also connect to every device and show whether it is "
+                       "reachable and its runtimes (exit 1 when one is not, or cannot run benchmarks)")
     check.set_defaults(func=inventory.check)
     show = with_db(inventory_commands.add_parser("show", help="devices in the store with the facts probed from them"))
     show.set_defaults(func=inventory.show)

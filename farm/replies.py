@@ -146,25 +146,36 @@ class OnnxRuntimeFacts(_Reply):
     error: Text | None = None
 
 
+class RuntimeFacts(_Reply):
+    """A probe's `runtime`: the LiteRT runtime the agent would import (name, version), or none and why."""
+
+    name: Name | None = None
+    version: Name | None = None
+    error: Text | None = None
+
+
 class _ProbeRuntimes(_Reply):
-    onnxruntime: OnnxRuntimeFacts
+    # Absent: left out (an older agent); present, an object (a null is "not an object": defaults are not validated).
+    runtime: RuntimeFacts = None
+    onnxruntime: OnnxRuntimeFacts = None
 
 
 def probe_facts(value: Any) -> dict:
-    """A probe's decoded JSON: an object of bounded size, its `onnxruntime` (when there) as OnnxRuntimeFacts;
-    JobFailed otherwise."""
+    """A probe's decoded JSON: an object of bounded size, its `runtime` and `onnxruntime` (when there) checked as
+    RuntimeFacts and OnnxRuntimeFacts; JobFailed otherwise."""
     if not isinstance(value, dict):
         raise JobFailed(f"probe reply: expected an object, got {type(value).__name__}")
     try:
         facts = _bounded_facts(value, "probe reply")
     except ValueError as error:
         raise JobFailed(str(error)) from None
-    if "onnxruntime" in facts:
-        try:
-            checked = _ProbeRuntimes.model_validate({"onnxruntime": facts["onnxruntime"]})
-        except ValidationError as error:
-            raise JobFailed(f"probe reply: {describe(error)}") from None
-        facts["onnxruntime"] = checked.onnxruntime.model_dump()
+    runtimes = {key: facts[key] for key in _ProbeRuntimes.model_fields if key in facts}
+    try:
+        checked = _ProbeRuntimes.model_validate(runtimes)
+    except ValidationError as error:
+        raise JobFailed(f"probe reply: {describe(error)}") from None
+    for key in runtimes:
+        facts[key] = getattr(checked, key).model_dump()
     return facts
 
 

@@ -66,6 +66,38 @@ def test_inventory_typo(tmp_path, digits_dir):
     check_refused(run, db, f"{inventory}: device 'local': delegates: unknown delegate 'xnnpak'")
 
 
+def test_an_inventory_yaml_mistake_fails_the_sweep_with_file_line_column(tmp_path, digits_dir):
+    db = tmp_path / "farm.db"
+    inventory = tmp_path / "lab.yaml"
+    inventory.write_text("devices:\n  - {name: local, kind: local\n")
+    run = farm("sweep", "run", "--model", digits_dir / "digits.keras", "--inventory", inventory, "--db", db)
+    check_refused(run, db, f"{inventory}:3:1: not valid YAML: ")
+
+
+def test_a_delegate_without_its_library_fails_the_sweep_before_it_starts(tmp_path, digits_dir):
+    db = tmp_path / "farm.db"
+    inventory = tmp_path / "lab.yaml"
+    inventory.write_text("devices:\n  - {name: local, kind: local, delegates: [xnnpack, gpu]}\n")
+    run = farm("sweep", "run", "--model", digits_dir / "digits.keras", "--inventory", inventory, "--db", db)
+    check_refused(run, db, f"{inventory}: device 'local': delegate_options: gpu: library: required")
+
+
+def test_a_missing_key_fails_that_boards_jobs_at_once_and_the_rest_runs(tmp_path, digits_dir):
+    db = tmp_path / "farm.db"
+    (tmp_path / "known_hosts").write_text("")
+    inventory = tmp_path / "lab.yaml"
+    inventory.write_text("devices:\n  - {name: local, kind: local}\n"
+                         "  - {name: pi, kind: linux, host: 192.0.2.10, key: keys/pi, known_hosts: known_hosts}\n")
+    run = farm("sweep", "run", "--model", digits_dir / "digits.keras", "--runs", "5", "--repeats", "2",
+               "--inventory", inventory, "--db", db)
+    assert run.returncode == 1, run.stdout + run.stderr
+    jobs = sqlite3.connect(db).execute("SELECT device, state, error FROM jobs ORDER BY device").fetchall()
+    reason = f"device refused: {inventory}: device 'pi': key: {tmp_path}/keys/pi: file not found"
+    assert jobs == [("local", "done", None)] * 2 + [("pi", "failed", reason)] * 2
+    # The same line `farm inventory check` gives, before any sweep.
+    assert f"farm: error: {reason.removeprefix('device refused: ')}" in farm("inventory", "check", inventory).stderr
+
+
 def test_unknown_device(tmp_path, digits_dir):
     db = tmp_path / "farm.db"
     run = farm("sweep", "run", "--model", digits_dir / "digits.keras", "--inventory", LOCAL, "--devices", "rpi9",
@@ -92,8 +124,11 @@ def test_help_explains_commands(command):
 
 
 def test_inventory_check_and_show(tmp_path, digits_dir):
+    # The example lab is valid, but names a key and phone binaries this machine does not have: errors to fix.
     run = farm("inventory", "check", LOCAL, REPO / "inventory" / "example-lab.yaml")
-    assert run.returncode == 0 and "6 devices, inventory valid" in run.stdout and "coral-devboard" in run.stdout
+    assert run.returncode == 2 and "6 devices, 3 errors (above)" in run.stdout and "coral-devboard" in run.stdout
+    assert "device 'rpi4-a': key: " in run.stderr and "device 'pixel-7': binaries: arm64-v8a: " in run.stderr
+    assert farm("inventory", "check", LOCAL).returncode == 0
     db = tmp_path / "farm.db"
     swept = farm("sweep", "run", "--model", digits_dir / "digits.keras", "--runs", "5", "--repeats", "1", "--inventory", LOCAL,
                  "--db", f"sqlite:///{db}")  # any SQLAlchemy URL works as --db
