@@ -68,6 +68,9 @@ def test_onnxruntime_perf_test_inventory_field_is_checked(tmp_path):
     inventory.parent.mkdir()
     inventory.write_text("devices:\n  - {name: p, kind: android, serial: s, binaries: {arm64-v8a: bm},\n"
                          "     onnxruntime_perf_test: {arm64-v8a: ../tools/onnxruntime_perf_test}}\n")
+    (tmp_path / "tools").mkdir()  # inventory check looks for the files an entry names, relative to the inventory
+    for named in (tmp_path / "tools" / "onnxruntime_perf_test", inventory.parent / "bm"):
+        named.write_bytes(b"\x7fELF")
     checked = farm("inventory", "check", inventory)
     assert checked.returncode == 0, checked.stderr
     from farm.inventory import load_inventory
