@@ -239,3 +239,20 @@ def test_show_tells_each_devices_story_as_plain_text(tmp_path, ssh_fleet, adb_la
     assert not re.search("9{78}|z{78}|g{78}", shown.stdout)
     # Under the table, everything else each probe said.
     assert f"{host.name}: hostname=" in shown.stdout and f"workspace={tmp_path}/workspace" in shown.stdout
+
+
+def test_a_probe_line_says_what_each_kind_reported():
+    from farm.commands.inventory import probe_summary
+
+    agent = {"python_version": "3.11.2", "runtime": {"name": None, "version": None, "error": "none"},
+             "cpu_model": "Cortex-A72", "cores": 4, "ram_mb": 3792, "board": "Raspberry Pi 4 Model B Rev 1.4",
+             "governor": "ondemand", "edgetpu": {"present": True}, "onnxruntime": {"version": None}}
+    assert probe_summary(agent) == ("Python 3.11.2, no LiteRT runtime, Cortex-A72 x4, 3792 MB RAM, board Raspberry Pi "
+                                    "4 Model B Rev 1.4, governor ondemand, Edge TPU present, no onnxruntime")
+    phone = {"manufacturer": "Google", "model": "Pixel 8", "soc": "Tensor G3", "abi": "arm64-v8a", "release": "14",
+             "sdk": "34", "cores": 9, "battery": {"level": 85}}
+    assert probe_summary(phone) == ("Google Pixel 8, SoC Tensor G3, arm64-v8a, Android 14 (SDK 34), 9 cores, battery "
+                                    "85%, benchmark_model (arm64-v8a)")
+    # A kind farm does not know the facts of (tests/transports/toy_kind.py): as they came, bounded, never "None".
+    assert probe_summary({"toy": "red", "size": None, "notes": "n" * 500}) == f"toy=red, notes={'n' * 77}..."
+    assert probe_summary({}) == "no facts"

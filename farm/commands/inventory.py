@@ -153,8 +153,7 @@ def show(args) -> int:
             continue
         add_plain_row(table, device.name, device.kind, runtime_words(facts), onnxruntime_words(facts),
                       ", ".join(map(_said, delegates)), _edgetpu(facts), _hottest(facts), _seen(device.last_seen, now))
-        shown = ", ".join(f"{_said(key)}={_said(value)}" for key, value in facts.items()
-                          if value is not None and not isinstance(value, (dict, list)))
+        shown = _scalars(facts)
         if _object(facts.get("onnxruntime")).get("version"):
             shown += f", onnxruntime={_said(facts['onnxruntime']['version'])}"
         details.append(f"{device.name}: {shown}")
@@ -241,19 +240,28 @@ def probe(args) -> int:
 
 
 def probe_summary(facts: dict) -> str:
-    """What a probe found, in one line: a phone's model, SoC and Android; else the agent's Python, runtimes and host."""
+    """What a probe found, in one line: the agent's Python, runtimes and host; a phone's model, SoC and Android; else
+    (another kind) its facts as they came."""
     def said(key: str) -> str:
         return _said(facts[key]) if facts.get(key) not in (None, "") else "-"
 
-    if "runtime" not in facts:
+    if "runtime" in facts:
+        edgetpu = "Edge TPU present" if _object(facts.get("edgetpu")).get("present") else "no Edge TPU"
+        return (f"Python {said('python_version')}, {runtime_words(facts)}, {said('cpu_model')} x{said('cores')}, "
+                f"{said('ram_mb')} MB RAM, board {_said(facts.get('board') or facts.get('jetson') or '-')}, "
+                f"governor {said('governor')}, {edgetpu}, {onnxruntime_summary(facts)}")
+    if "abi" in facts:
         battery = _object(facts.get("battery")).get("level")
         return (f"{said('manufacturer')} {said('model')}, SoC {said('soc')}, {said('abi')}, Android {said('release')} "
                 f"(SDK {said('sdk')}), {said('cores')} cores, battery {battery if battery is not None else '-'}%, "
                 f"{runtime_words(facts)}")
-    edgetpu = "Edge TPU present" if _object(facts.get("edgetpu")).get("present") else "no Edge TPU"
-    return (f"Python {said('python_version')}, {runtime_words(facts)}, {said('cpu_model')} x{said('cores')}, "
-            f"{said('ram_mb')} MB RAM, board {_said(facts.get('board') or facts.get('jetson') or '-')}, "
-            f"governor {said('governor')}, {edgetpu}, {onnxruntime_summary(facts)}")
+    return _scalars(facts) or "no facts"
+
+
+def _scalars(facts: dict) -> str:
+    """The facts that are neither objects nor lists nor null, as 'key=value, ...', each bounded."""
+    return ", ".join(f"{_said(key)}={_said(value)}" for key, value in facts.items()
+                     if value is not None and not isinstance(value, (dict, list)))
 
 
 def discover(args) -> int:
