@@ -13,7 +13,8 @@ import streamlit as st
 from farm import export, report
 from farm.compare import Difference, Trials, differences as compare_differences, trials_of
 from farm.dashboard.analysis import hottest
-from farm.store import Filters, Store
+from farm.frames import Filters
+from farm.store import Store
 
 __all__ = ["CONFIG", "METRICS", "Filters", "open_store"]
 

@@ -37,13 +37,13 @@ def command(words: str, *arguments: str, **options: object) -> str:
         if value is None or f"--{name}" not in accepted:
             continue
         for one in value if isinstance(value, (list, tuple)) else [value]:
-            parts += [f"--{name}", _without_password(str(one))]
+            parts += [f"--{name}", without_password(str(one))]
     return " ".join(shlex.quote(part) for part in parts)
 
 
-def _without_password(value: str) -> str:
-    """A store URL as a hint prints it: no password (a terminal is often a CI log); libpq finds it in ~/.pgpass or
-    PGPASSWORD, where it belongs."""
+def without_password(value: str) -> str:
+    """A store as farm prints it, as the user gave it but without a password (a terminal is often a CI log); libpq
+    finds it in ~/.pgpass or PGPASSWORD, where it belongs."""
     return re.sub(r"(://[^/:@]+):[^@/]*@", r"\1@", value)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import signal
 import subprocess
 
+from farm import hints
+
 STOP_S = 10  # the server's time to stop after SIGTERM before it is killed
 
 
@@ -14,7 +16,7 @@ def dashboard(args) -> int:
     # A store that is missing, not a tflite-farm store or of another schema is one line and exit 2 here, not a page
     # that serves an error.
     Store(args.db, create=False, readonly=True).engine.dispose()
-    print(f"dashboard: http://{args.address}:{args.port}/ over {args.db} (read-only; Ctrl-C stops it)", flush=True)
+    print(f"dashboard: http://{args.address}:{args.port}/ over {hints.without_password(args.db)} (read-only; Ctrl-C stops it)", flush=True)
     server = subprocess.Popen(command(args.db, args.port, args.address))
     # SIGTERM (kill, a service manager) stops farm as Ctrl-C does. Either signal may reach farm alone (kill -INT
     # PID, not the terminal's whole process group), so the server is stopped here rather than left serving.

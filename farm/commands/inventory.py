@@ -1,6 +1,7 @@
 """`farm inventory`: check, show, probe, discover and trust the devices of the farm."""
 from __future__ import annotations
 
+from farm import hints
 from farm.errors import FarmError
 
 
@@ -88,14 +89,15 @@ def probe_each(devices) -> list:
     return asyncio.run(probe_all())
 
 
-# What a device said is not trusted: every value shown is one line of at most this many characters.
-SHOWN = 80
+# What a device said is not trusted: every value shown is one line of at most this many characters in a table cell,
+# and of LINE in the lines under a table (long enough for a path whole: a fix that names a cut path cannot work).
+SHOWN, LINE = 80, 300
 
 
-def _said(value) -> str:
+def _said(value, limit: int = SHOWN) -> str:
     from farm.errors import one_line
 
-    return one_line(str(value), SHOWN)
+    return one_line(str(value), limit)
 
 
 def _object(value) -> dict:
@@ -127,7 +129,7 @@ def runtime_problem(device, facts: dict) -> str | None:
     if not isinstance(runtime, dict) or runtime.get("name"):
         return None
     python = facts.get("python_executable")
-    python = _said(python) if isinstance(python, str) and python else device.python or "python3"
+    python = _said(python, LINE) if isinstance(python, str) and python else device.python or "python3"
     return f"no LiteRT runtime (ai-edge-litert or tflite-runtime) for {python}; fix: {device.runtime_fix(python)}"
 
 
@@ -138,9 +140,10 @@ def show(args) -> int:
     from farm.progress import add_plain_row, make_console, plain_table
     from farm.store import Store
 
-    devices = Store(args.db, create=False).devices()
+    store = Store(args.db, create=False)
+    devices = store.devices()
     now = datetime.now(timezone.utc)
-    table = plain_table(f"{_count(len(devices), 'device')} in {args.db}", title_justify="left")
+    table = plain_table(f"{_count(len(devices), 'device')} in {hints.without_password(args.db)}", title_justify="left")
     for column in ("name", "kind", "runtime", "onnxruntime", "delegates", "Edge TPU", "hottest", "last seen"):
         table.add_column(column)
     details = []
@@ -260,7 +263,7 @@ def probe_summary(facts: dict) -> str:
 
 def _scalars(facts: dict) -> str:
     """The facts that are neither objects nor lists nor null, as 'key=value, ...', each bounded."""
-    return ", ".join(f"{_said(key)}={_said(value)}" for key, value in facts.items()
+    return ", ".join(f"{_said(key)}={_said(value, LINE)}" for key, value in facts.items()
                      if value is not None and not isinstance(value, (dict, list)))
 
 

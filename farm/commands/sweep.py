@@ -94,7 +94,7 @@ def run(args) -> int:
     spec, where = spec_from_args(args)
     store = Store(args.db)
     sweep = create_sweep(store, spec, where, name=args.name if args.spec else None, log=say)
-    say(f"sweep {sweep.name}: {sum(store.counts(sweep.id).values())} jobs recorded in {args.db}")
+    say(f"sweep {sweep.name}: {sum(store.counts(sweep.id).values())} jobs recorded in {hints.without_password(args.db)}")
     return run_and_report(store, sweep, args.wait, args.json)
 
 
@@ -119,7 +119,7 @@ def status(args) -> int:
     sweeps = [store.sweep(args.sweep)] if args.sweep else store.sweeps()
     with Leases(store, "status") as leases:
         held = leases.held()
-    table = plain_table(f"sweeps in {args.db}", title_justify="left")
+    table = plain_table(f"sweeps in {hints.without_password(args.db)}", title_justify="left")
     for column in ("sweep", "state", "created", "pending", "running", "done", "failed", "skipped", "driven by"):
         table.add_column(column)
     rows = []
