@@ -32,8 +32,9 @@ $(STAMP): pyproject.toml
 		$$($(BIN)/python -c 'from farm.optimize import TFMOT_PACKAGES; print(*TFMOT_PACKAGES)')
 	@# Byte-compiled once, here, on every CPU (pip would do it on one, and not this editable checkout at all): every
 	@# process started later loads the compiled code (with PYTHONDONTWRITEBYTECODE set, nothing would keep a later compile).
-	$(BIN)/python -m compileall -q -j 0 $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') \
-		farm agents dashboard > /dev/null
+	@# The packages' own test suites are never imported: not compiled.
+	$(BIN)/python -m compileall -q -j 0 -x '/tests?/' \
+		$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') farm agents dashboard > /dev/null
 	touch $@
 
 # What the tests need from the system (real servers and tools: sshd, adb, Chromium, a PostgreSQL server for private

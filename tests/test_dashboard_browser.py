@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from conftest import Dashboard
 from farm.export import export_per_device
 from farm.stats import summarize
 from farm.store import Store
-from farm.tables import SCHEMA_VERSION
 from test_dashboard import FAILED_REASON, SKIPPED_REASON, samples_around, seed_runtimes, seed_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -190,23 +188,6 @@ def test_runtimes_side_by_side_in_chromium(browser, tmp_path):
         texts = plot_texts(page)
         assert "onnxruntime" in texts and "ai_edge_litert" not in texts and "benchmark_model" not in texts
         snapshot(page, "11-tradeoffs-onnxruntime")
-        page.close()
-    finally:
-        dashboard.stop()
-
-
-def test_a_store_of_an_older_schema_in_chromium(browser, tmp_path):
-    db = tmp_path / "old.db"
-    Store(db).engine.dispose()
-    with sqlite3.connect(db) as connection:
-        connection.execute("UPDATE meta SET value='0' WHERE key='schema_version'")
-    dashboard = Dashboard(db, tmp_path / "server.log")
-    try:
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(dashboard.url, timeout=WAIT_MS)
-        shows(page, f"store schema version 0, this tflite-farm needs {SCHEMA_VERSION}")
-        settled(page)
-        page.screenshot(path=str(ARTIFACTS / "8-older-schema.png"))
         page.close()
     finally:
         dashboard.stop()

@@ -43,7 +43,7 @@ def states(db) -> dict[str, int]:
         return {}
 
 
-@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
 def test_a_stopped_sweep_says_interrupted_and_its_hint_resumes_the_right_store(tmp_path, digits_dir, sent):
     work = tmp_path / "work"
     (work / "stores").mkdir(parents=True)
@@ -55,7 +55,7 @@ def test_a_stopped_sweep_says_interrupted_and_its_hint_resumes_the_right_store(t
     spec.write_text(yaml.safe_dump({
         "name": "slow", "inventory": [str(REPO / "inventory" / "local.yaml")],
         "models": [{"source": str(digits_dir / "digits.keras")}],
-        "delegates": ["xnnpack", "none"], "threads": [1, 2], "repeats": 2, "runs": 20,
+        "delegates": ["xnnpack", "none"], "threads": [1], "repeats": 2, "runs": 20,
         "min_secs": 0.5}))  # every job lasts long enough to be caught mid-run
     db = work / "stores" / "lab.db"
     coordinator = subprocess.Popen([sys.executable, "-m", "farm", "sweep", "run", "slow.yaml", "--db", "stores/lab.db"],
@@ -73,18 +73,14 @@ def test_a_stopped_sweep_says_interrupted_and_its_hint_resumes_the_right_store(t
     status = json.loads(farm("sweep", "status", "slow", "--db", "stores/lab.db", "--json", cwd=work).stdout)
     [sweep] = status["sweeps"]
     assert sweep["state"] == "interrupted" and sweep["counts"]["running"] == 0 and sweep["counts"]["pending"] > 0
-    if sent == signal.SIGKILL:  # nothing could be said or cleaned: status tells the truth all the same
-        assert states(db).get("running") == 1
-        hint = hints.command("sweep resume", "slow", db="stores/lab.db")
-    else:
-        assert coordinator.returncode == 130, stderr
-        assert states(db).get("running") is None  # put back to pending by the coordinator itself
-        hint = hint_after(stderr, "continue with:")
-        assert hint == "farm sweep resume slow --db stores/lab.db"
+    assert coordinator.returncode == 130, stderr
+    assert states(db).get("running") is None  # put back to pending by the coordinator itself
+    hint = hint_after(stderr, "continue with:")
+    assert hint == "farm sweep resume slow --db stores/lab.db"
 
     resumed = follow(hint, work)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr
-    assert states(db) == {"done": 8}
+    assert states(db) == {"done": 4}
     with sqlite3.connect(db) as connection:
         assert {n for (n,) in connection.execute(
             "SELECT count(r.id) FROM jobs j LEFT JOIN results r ON r.job_id = j.id GROUP BY j.id")} == {1}

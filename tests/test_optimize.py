@@ -1,15 +1,20 @@
 """The fine-tuned variants (qat, pruned, pruned-int8: real tfmot training in tf-keras) and the ONNX variant (real
-tf2onnx), converted from the demo's digits CNN and scored here with LiteRT and ONNX Runtime on its held-out digits."""
+tf2onnx), converted from the demo's digits CNN and scored here with LiteRT and ONNX Runtime on its held-out digits;
+then the whole pipeline in one `farm sweep run`, every variant scored against the source model."""
+import csv
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import refused
+from conftest import REPO, farm, refused
 
 from farm.convert import convert_model
 from farm.optimize import Pruning
+from farm.store import Store
+
+LOCAL = REPO / "inventory" / "local.yaml"
 
 KINDS = ["fp32", "int8", "qat", "pruned", "pruned-int8", "onnx"]
 
@@ -168,3 +173,53 @@ def test_an_onnx_file_is_taken_as_given(digits, tmp_path, cache):
     refused(lambda: convert_model(given, ["int8"], cache=cache), "mine.onnx: a .onnx file is benchmarked as given")
     (tmp_path / "broken.onnx").write_bytes(b"\x08\x07garbage" * 10)
     refused(lambda: convert_model(tmp_path / "broken.onnx", [], cache=cache), "broken.onnx: corrupt ONNX file")
+
+
+# --- the whole pipeline in one sweep, as a user types it; its conversions are the `digits` fixture's, from the cache --
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, digits_dir):
+    """The issue's sweep, as a user types it (default delegate: xnnpack)."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    run = farm("sweep", "run", "--model", digits_dir / "digits.keras", "--name", "pipeline",
+               "--variants", "fp32,int8,qat,pruned-int8,onnx", "--calibration", digits_dir / "digits_calib.npz",
+               "--train", digits_dir / "digits_train.npz", "--eval", digits_dir / "digits_eval.npz",
+               "--inventory", LOCAL, "--repeats", "1", "--runs", "20", "--db", tmp / "farm.db")
+    store = Store(tmp / "farm.db", create=False)
+    return run, store, store.report(store.sweep("pipeline").id), tmp
+
+
+def test_every_variant_is_measured_and_scored(pipeline):
+    run, _, rows, _ = pipeline
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    done = {row["variant"]: row for row in rows if row["status"] == "done"}
+    assert sorted(done) == ["fp32", "int8", "onnx", "pruned-int8", "qat"], [(r["variant"], r["error"]) for r in rows]
+    for row in done.values():
+        assert row["accuracy"] is not None and row["agreement_with_source"] is not None, row
+    assert done["fp32"]["accuracy"] > 0.95
+    assert abs(done["qat"]["accuracy"] - done["fp32"]["accuracy"]) <= 0.02
+    # fp32 TFLite and ONNX compute what Keras computes: the same top-1 on every held-out digit.
+    assert done["fp32"]["agreement_with_source"] == done["onnx"]["agreement_with_source"] == 1.0
+    assert (done["onnx"]["runtime"], done["onnx"]["delegate"]) == ("onnxruntime", "none")
+    assert done["int8"]["runtime"] == "ai_edge_litert"
+    assert done["pruned-int8"]["gzip_bytes"] < done["int8"]["gzip_bytes"] < done["fp32"]["gzip_bytes"]
+
+
+def test_onnx_on_xnnpack_is_skipped_with_what_the_device_has(pipeline):
+    _, _, rows, _ = pipeline
+    [onnx_xnnpack] = [row for row in rows if (row["variant"], row["delegate"]) == ("onnx", "xnnpack")]
+    assert onnx_xnnpack["status"] == "skipped"
+    assert "has no XnnpackExecutionProvider (it has: " in onnx_xnnpack["error"]
+    assert "CPUExecutionProvider" in onnx_xnnpack["error"]
+
+
+def test_the_csv_carries_runtime_sizes_and_scores(pipeline):
+    _, _, _, tmp = pipeline
+    export = farm("export", "--db", tmp / "farm.db", "--sweep", "pipeline", "--out", tmp / "reports")
+    assert export.returncode == 0, export.stderr
+    with open(tmp / "reports" / "pipeline-local.csv", newline="") as f:
+        rows = {(row["variant"], row["delegate"]): row for row in csv.DictReader(f)}
+    onnx = rows[("onnx", "none")]
+    assert onnx["runtime"] == "onnxruntime" and float(onnx["agreement_with_source"]) == 1.0
+    assert float(rows[("qat", "xnnpack")]["gzip_kb"]) < float(rows[("qat", "xnnpack")]["size_kb"])
+    assert rows[("fp32", "xnnpack")]["rmse"] == ""  # a classification has no RMSE

@@ -15,6 +15,7 @@ import pytest
 from conftest import Dashboard, farm, free_port
 
 from farm.store import Store
+from farm.tables import SCHEMA_VERSION
 
 
 def processes() -> dict[int, tuple[int, int]]:
@@ -65,8 +66,12 @@ def test_a_store_the_dashboard_cannot_show_is_one_line_before_serving(tmp_path):
     (tmp_path / "notes.db").write_text("not a database\n" * 100)
     with sqlite3.connect(tmp_path / "other.db") as other:
         other.execute("CREATE TABLE things (id INTEGER)")
+    Store(tmp_path / "old.db").engine.dispose()
+    with sqlite3.connect(tmp_path / "old.db") as old:  # a store of a schema this release cannot upgrade
+        old.execute("UPDATE meta SET value='0' WHERE key='schema_version'")
     for name, reason in (("nope.db", "no such store (run a sweep first, or pass --db)"),
-                         ("notes.db", "cannot open the store"), ("other.db", "not a tflite-farm store")):
+                         ("notes.db", "cannot open the store"), ("other.db", "not a tflite-farm store"),
+                         ("old.db", f"store schema version 0, this tflite-farm needs {SCHEMA_VERSION}")):
         port = free_port()
         run = farm("dashboard", "--db", tmp_path / name, "--port", port, timeout=120)
         assert run.returncode == 2, run.stdout + run.stderr

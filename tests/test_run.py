@@ -1,5 +1,6 @@
 """The scheduler survives its own death: SIGKILL mid-sweep, then `farm sweep resume` → exactly one result per job
 (on SQLite and on PostgreSQL)."""
+import json
 import os
 import signal
 import sqlite3
@@ -47,6 +48,10 @@ def test_sigkill_then_resume_gives_exactly_one_result_per_job(tmp_path, digits_d
     coordinator.wait(timeout=30)
     killed = counts(db)
     assert killed.get("running") == 1 and killed.get("pending", 0) > 0, killed
+    # Nothing could be said or cleaned up; status tells the truth all the same: nothing runs those jobs.
+    status = json.loads(farm("sweep", "status", "crash", "--db", db, "--json").stdout)["sweeps"][0]
+    assert status["state"] == "interrupted" and status["counts"]["running"] == 0
+    assert status["counts"]["pending"] == killed["pending"] + 1
 
     resumed = farm("sweep", "resume", "crash", "--db", db)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

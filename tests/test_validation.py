@@ -1,7 +1,6 @@
-"""The whole conversion pipeline in one sweep, validated against the source model: fp32, int8, qat, pruned-int8 and
-onnx of the demo's digits CNN on this machine (real TensorFlow, tfmot, tf2onnx, LiteRT and ONNX Runtime), and a
-regression model scored by RMSE."""
-import csv
+"""Validation against the source model beyond classification: a regression model scored by RMSE on this machine (real
+TensorFlow, tfmot, tf2onnx, LiteRT and ONNX Runtime) and on a simulated phone; and what a device's probe says it cannot
+run. The classification pipeline's sweep is tests/test_optimize.py's."""
 
 import numpy as np
 import pytest
@@ -13,54 +12,6 @@ from farm.run import onnx_skip_reason
 from farm.store import Store
 
 LOCAL = REPO / "inventory" / "local.yaml"
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, digits_dir):
-    """The issue's sweep, as a user types it (default delegate: xnnpack)."""
-    tmp = tmp_path_factory.mktemp("pipeline")
-    run = farm("sweep", "run", "--model", digits_dir / "digits.keras", "--name", "pipeline",
-               "--variants", "fp32,int8,qat,pruned-int8,onnx", "--calibration", digits_dir / "digits_calib.npz",
-               "--train", digits_dir / "digits_train.npz", "--eval", digits_dir / "digits_eval.npz",
-               "--inventory", LOCAL, "--repeats", "1", "--runs", "20", "--db", tmp / "farm.db")
-    store = Store(tmp / "farm.db", create=False)
-    return run, store, store.report(store.sweep("pipeline").id), tmp
-
-
-def test_every_variant_is_measured_and_scored(pipeline):
-    run, _, rows, _ = pipeline
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    done = {row["variant"]: row for row in rows if row["status"] == "done"}
-    assert sorted(done) == ["fp32", "int8", "onnx", "pruned-int8", "qat"], [(r["variant"], r["error"]) for r in rows]
-    for row in done.values():
-        assert row["accuracy"] is not None and row["agreement_with_source"] is not None, row
-    assert done["fp32"]["accuracy"] > 0.95
-    assert abs(done["qat"]["accuracy"] - done["fp32"]["accuracy"]) <= 0.02
-    # fp32 TFLite and ONNX compute what Keras computes: the same top-1 on every held-out digit.
-    assert done["fp32"]["agreement_with_source"] == done["onnx"]["agreement_with_source"] == 1.0
-    assert (done["onnx"]["runtime"], done["onnx"]["delegate"]) == ("onnxruntime", "none")
-    assert done["int8"]["runtime"] == "ai_edge_litert"
-    assert done["pruned-int8"]["gzip_bytes"] < done["int8"]["gzip_bytes"] < done["fp32"]["gzip_bytes"]
-
-
-def test_onnx_on_xnnpack_is_skipped_with_what_the_device_has(pipeline):
-    _, _, rows, _ = pipeline
-    [onnx_xnnpack] = [row for row in rows if (row["variant"], row["delegate"]) == ("onnx", "xnnpack")]
-    assert onnx_xnnpack["status"] == "skipped"
-    assert "has no XnnpackExecutionProvider (it has: " in onnx_xnnpack["error"]
-    assert "CPUExecutionProvider" in onnx_xnnpack["error"]
-
-
-def test_the_csv_carries_runtime_sizes_and_scores(pipeline):
-    _, _, _, tmp = pipeline
-    export = farm("export", "--db", tmp / "farm.db", "--sweep", "pipeline", "--out", tmp / "reports")
-    assert export.returncode == 0, export.stderr
-    with open(tmp / "reports" / "pipeline-local.csv", newline="") as f:
-        rows = {(row["variant"], row["delegate"]): row for row in csv.DictReader(f)}
-    onnx = rows[("onnx", "none")]
-    assert onnx["runtime"] == "onnxruntime" and float(onnx["agreement_with_source"]) == 1.0
-    assert float(rows[("qat", "xnnpack")]["gzip_kb"]) < float(rows[("qat", "xnnpack")]["size_kb"])
-    assert rows[("fp32", "xnnpack")]["rmse"] == ""  # a classification has no RMSE
 
 
 @pytest.fixture(scope="module")
@@ -107,26 +58,26 @@ def test_a_phone_scores_a_regression_from_its_pulled_outputs(regression, tmp_pat
     import yaml
 
     data, _ = regression
-    with np.load(data / "eval.npz") as full:  # the stand-in runs once per sample: 8 keep it short
-        np.savez(tmp_path / "eval.npz", x=full["x"][:8], y=full["y"][:8])
+    with np.load(data / "eval.npz") as full:  # the stand-in runs once per sample: 6 keep it short
+        np.savez(tmp_path / "eval.npz", x=full["x"][:6], y=full["y"][:6])
     inventory = tmp_path / "farm.yaml"
     inventory.write_text(yaml.safe_dump({"devices": [
         {"name": "pixel", "kind": "android", "serial": adb_lab["pixel"].serial,
          "adb_server": f"127.0.0.1:{adb_lab.port}", "binaries": {"arm64-v8a": str(benchmark_model_binary)}},
         {"name": "local", "kind": "local"}]}))
-    run = farm("sweep", "run", "--model", data / "linear.keras", "--variants", "fp32,int8", "--calibration",
+    run = farm("sweep", "run", "--model", data / "linear.keras", "--variants", "int8", "--calibration",
                data / "train.npz", "--eval", tmp_path / "eval.npz", "--inventory", inventory, "--repeats", "1",
                "--runs", "5", "--db", tmp_path / "farm.db")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     store = Store(tmp_path / "farm.db", create=False)
     done = {(row["device"], row["variant"]): row for row in store.report(store.sweep().id)
             if row["status"] == "done"}
-    assert sorted(done) == [("local", "fp32"), ("local", "int8"), ("pixel", "fp32"), ("pixel", "int8")]
-    assert done[("pixel", "fp32")]["runtime"] == "benchmark_model"
-    assert done[("pixel", "fp32")]["rmse_vs_source"] < 1e-5
-    for variant in ("fp32", "int8"):  # the same model and inputs: the same outputs, whoever ran them (to float32's
-        for score in ("rmse", "max_abs_error", "rmse_vs_source", "max_abs_vs_source"):  # rounding, kernels differ)
-            assert done[("pixel", variant)][score] == pytest.approx(done[("local", variant)][score], abs=1e-6)
+    assert sorted(done) == [("local", "int8"), ("pixel", "int8")]
+    phone, here = done[("pixel", "int8")], done[("local", "int8")]
+    assert phone["runtime"] == "benchmark_model" and 1e-5 < phone["rmse_vs_source"] < 0.1
+    # The same model and inputs: the same dequantized outputs, whoever ran them (to float32's rounding).
+    for score in ("rmse", "max_abs_error", "rmse_vs_source", "max_abs_vs_source"):
+        assert phone[score] == pytest.approx(here[score], abs=1e-6)
 
 
 def test_onnx_variants_are_planned_on_onnx_runtimes_default_too():
@@ -144,7 +95,7 @@ def test_onnx_variants_are_planned_on_onnx_runtimes_default_too():
     ({"onnxruntime": {"version": "1.32.0", "providers": ["CPUExecutionProvider"]}}, "onnx", "xnnpack",
      "this device's onnxruntime 1.32.0 has no XnnpackExecutionProvider (it has: CPUExecutionProvider)"),
     ({"onnxruntime": {"version": None, "providers": [], "error": "No module named 'onnxruntime'"}}, "onnx", "none",
-     "no onnxruntime on the device to run onnx models (farm provision --onnxruntime installs it)"),
+     "no onnxruntime on the device to run onnx models (install it: farm provision --onnxruntime)"),
     ({"onnxruntime": {"version": "1.32.0", "providers": ["CPUExecutionProvider"]}}, "onnx", "gpu",
      "gpu is a TFLite delegate; ONNX Runtime runs onnx models with delegate none"),
     ({"battery": {"level": 80}}, "onnx", "nnapi", None),  # a phone: no agent probe, its plan decided
