@@ -1,13 +1,16 @@
 """The sweep's progress as a person watches it: overall counts and each device's current job."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from farm.run import Event
+if TYPE_CHECKING:  # the display only reads events; importing the runner would load numpy for every command
+    from farm.run import Event
 
 
 def plain_table(title: str | None = None, **options) -> Table:

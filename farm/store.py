@@ -27,7 +27,6 @@ from sqlmodel import Session, SQLModel, create_engine, select
 from farm import hints
 from farm.errors import FarmError
 from farm.frames import FrameReads, decode_samples
-from farm.stats import agreement
 from farm.tables import (JOB_STATES, MIGRATIONS, SCHEMA_VERSION, DeviceRow, JobRow, LeaseRow, Meta, ModelRow, OpRow,
                          ResultRow, SampleRow, SourceOutputRow, SweepRow, VariantRow, now)
 
@@ -365,6 +364,8 @@ class Store(FrameReads):
 
     def update_agreement(self, sweep_id: int) -> None:
         """Fill results.agreement_with_fp32: per device, the share of eval predictions equal to the fp32 variant's."""
+        from farm.stats import agreement  # numpy: imported by the runs that score, not by every command
+
         rows = self.report(sweep_id)
         references: dict[tuple, list] = {}
         for row in rows:
