@@ -404,12 +404,12 @@ class SweepRunner:
 
     def _source(self, job: JobRow) -> list | None:
         """The source model's own outputs on this eval set (farm.sweep keeps them in the store), or None."""
-        variant = self.store.variant(job.variant_id)
-        if variant.model_id not in self._sources:
+        if job.variant_id not in self._sources:  # read once per variant, not per job
+            model_id = self.store.variant(job.variant_id).model_id
             model = self.models[self._model_name(job)]
-            kept = self.store.source_outputs(variant.model_id, self._sha256(model.eval), self.spec.eval_limit)
-            self._sources[variant.model_id] = kept[1] if kept else None
-        return self._sources[variant.model_id]
+            kept = self.store.source_outputs(model_id, self._sha256(model.eval), self.spec.eval_limit)
+            self._sources[job.variant_id] = kept[1] if kept else None
+        return self._sources[job.variant_id]
 
     def _regression_scores(self, job: JobRow, outputs: list[list[float]] | None) -> dict:
         """RMSE and max-abs error of a regression's outputs against the targets y and the source model's outputs."""

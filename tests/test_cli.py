@@ -58,28 +58,18 @@ def test_calibration_that_does_not_fit_the_model(tmp_path, digits_dir):
     check_refused(run, tmp_path / "farm.db", "calib.npz")
 
 
-def test_inventory_typo(tmp_path, digits_dir):
+@pytest.mark.parametrize("entries, message", [
+    ("  - {name: local, kind: local, delegates: [xnnpak]}\n", "{inventory}: device 'local': delegates: unknown delegate 'xnnpak'"),
+    ("  - {name: local, kind: local\n", "{inventory}:3:1: not valid YAML: "),
+    ("  - {name: local, kind: local, delegates: [xnnpack, gpu]}\n",
+     "{inventory}: device 'local': delegate_options: gpu: library: required"),
+], ids=["typo", "yaml-mistake-as-file-line-column", "delegate-without-its-library"])
+def test_an_inventory_mistake_fails_the_sweep_before_it_starts(tmp_path, digits_dir, entries, message):
     db = tmp_path / "farm.db"
     inventory = tmp_path / "lab.yaml"
-    inventory.write_text("devices:\n  - {name: local, kind: local, delegates: [xnnpak]}\n")
+    inventory.write_text("devices:\n" + entries)
     run = farm("sweep", "run", "--model", digits_dir / "digits.keras", "--inventory", inventory, "--db", db)
-    check_refused(run, db, f"{inventory}: device 'local': delegates: unknown delegate 'xnnpak'")
-
-
-def test_an_inventory_yaml_mistake_fails_the_sweep_with_file_line_column(tmp_path, digits_dir):
-    db = tmp_path / "farm.db"
-    inventory = tmp_path / "lab.yaml"
-    inventory.write_text("devices:\n  - {name: local, kind: local\n")
-    run = farm("sweep", "run", "--model", digits_dir / "digits.keras", "--inventory", inventory, "--db", db)
-    check_refused(run, db, f"{inventory}:3:1: not valid YAML: ")
-
-
-def test_a_delegate_without_its_library_fails_the_sweep_before_it_starts(tmp_path, digits_dir):
-    db = tmp_path / "farm.db"
-    inventory = tmp_path / "lab.yaml"
-    inventory.write_text("devices:\n  - {name: local, kind: local, delegates: [xnnpack, gpu]}\n")
-    run = farm("sweep", "run", "--model", digits_dir / "digits.keras", "--inventory", inventory, "--db", db)
-    check_refused(run, db, f"{inventory}: device 'local': delegate_options: gpu: library: required")
+    check_refused(run, db, message.format(inventory=inventory))
 
 
 def test_a_missing_key_fails_that_boards_jobs_at_once_and_the_rest_runs(tmp_path, digits_dir):
