@@ -10,6 +10,7 @@ phone is lost. Everything passed to the phone's shell is quoted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import posixpath
 import re
@@ -119,6 +120,11 @@ class AdbTransport:
         self.on_upload = None  # called from the worker thread that pushes
         self.abi: str | None = None
         self._phone = None
+        # Where a phone's time goes (benchmarks/phone_overhead.py reads them): seconds and adb round trips (each shell,
+        # push or pull is one) by phase, summed over the transport's life. A phase's time excludes the phases it calls.
+        self.seconds: dict[str, float] = {}
+        self.round_trips: dict[str, int] = {}
+        self._in_phase: str | None = None
 
     # --- the phone -------------------------------------------------------------------------------------------------
 
@@ -145,11 +151,30 @@ class AdbTransport:
         self._phone = client.device(serial)
         return self._phone
 
+    @contextlib.contextmanager
+    def _phase(self, name: str):
+        """Time spent in the block, and the adb round trips it makes, counted under `name`."""
+        outer, self._in_phase = self._in_phase, name
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
+            if outer is not None:  # counted once: the enclosing phase keeps only its own time
+                self.seconds[outer] = self.seconds.get(outer, 0.0) - elapsed
+            self._in_phase = outer
+
+    def _round_trip(self) -> None:
+        phase = self._in_phase or "other"
+        self.round_trips[phase] = self.round_trips.get(phase, 0) + 1
+
     def _shell(self, command: str, timeout: float = 60):
         """Run a command on the phone with its exit code and both streams; DeviceLost if the phone goes away."""
         from adbutils import AdbTimeout
 
         phone = self._phone or self._connect()
+        self._round_trip()
         try:
             return phone.shell2(command, timeout=timeout, v2=True)
         except AdbTimeout:
@@ -167,9 +192,16 @@ class AdbTransport:
         return await self._call(self._probe)
 
     def _probe(self) -> dict:
+        with self._phase("probe"):
+            return self._probe_facts()
+
+    def _probe_facts(self) -> dict:
         phone = self._phone or self._connect()
         try:
-            facts = {key: phone.getprop(prop) or None for key, prop in PROPS.items()}
+            facts = {}
+            for key, prop in PROPS.items():
+                self._round_trip()
+                facts[key] = phone.getprop(prop) or None
         except _lost_errors() as error:
             self._phone = None
             raise DeviceLost(f"phone {self.device.serial}: {one_line(error)}") from None
@@ -177,7 +209,7 @@ class AdbTransport:
         facts["soc"] = facts["soc"] or facts["platform"]
         cores = self._shell("cat /sys/devices/system/cpu/present")
         facts["cores"] = _count_cpus(cores.stdout.strip()) if cores.returncode == 0 else None
-        facts.update(self._environment())
+        facts.update(self._read_environment())  # counted as the probe's, not a job's
         facts["serial"] = self.device.serial
         facts["adb_server"] = f"{self.server[0]}:{self.server[1]}"
         if self.abi not in self.device.binaries:
@@ -191,16 +223,24 @@ class AdbTransport:
 
     def _environment(self) -> dict:
         """Battery, thermal zones and their throttling trip points now: taken before and after each job."""
+        with self._phase("environment"):
+            return self._read_environment()
+
+    def _read_environment(self) -> dict:
         battery = self._shell("dumpsys battery")
         zones, _, trips = self._shell(f"{THERMAL_ZONES}; echo '-- trips'; {THERMAL_TRIPS}").stdout.partition("-- trips\n")
         return {"battery": parse_battery(battery.stdout) if battery.returncode == 0 else {}, "temps_c": parse_zones(zones),
                 "trips_c": parse_trips(trips)}
 
     async def governors(self, set_to: dict[str, str] | None = None) -> dict[str, str]:
-        reply = await self._call(self._shell, set_governors(set_to) if set_to else GOVERNORS, 30)
+        reply = await self._call(self._governors, set_governors(set_to) if set_to else GOVERNORS)
         if set_to and (reply.stderr or "").strip():
             raise DeviceRefused(f"governor: {last_line(reply.stderr)}")
         return parse_governors(reply.stdout[:65536])
+
+    def _governors(self, command: str):
+        with self._phase("governor"):
+            return self._shell(command, 30)
 
     async def temperatures(self) -> dict[str, float]:
         environment = await self._call(self._environment)
@@ -227,6 +267,7 @@ class AdbTransport:
     def _push(self, data: bytes, remote: str, mode: int) -> None:
         partial = f"{remote}.part"
         phone = self._phone or self._connect()
+        self._round_trip()
         try:
             phone.sync.push(data, partial, mode=mode)
         except _lost_errors() as error:
@@ -265,9 +306,9 @@ class AdbTransport:
     def _run_job(self, job: BenchmarkJob) -> RawResult:
         if is_onnx(job):
             return self._run_perf_test(job)
-        binary = self._binary(job)
-        binary_remote = self._stage(binary, 0o755)
-        model = self._stage(job.model)
+        with self._phase("stage"):
+            binary = self._binary(job)
+            binary_remote, model = self._stage(binary, 0o755), self._stage(job.model)
         reply, extra = self._run(binary, binary_remote, benchmark_model_flags(job, model), job, "benchmark_model")
         extra.update(delegate=job.delegate.name, profile=job.profile)
         return RawResult(BENCHMARK_MODEL, reply.stdout, reply.stderr, reply.returncode, extra)
@@ -278,9 +319,9 @@ class AdbTransport:
         if provider is None:  # the planner skips these; a job from elsewhere fails with the same reason
             raise JobFailed(f"the {job.delegate.name} delegate has no onnxruntime_perf_test execution provider "
                             f"(onnx models run with: {', '.join(EXECUTION_PROVIDERS)})")
-        binary = self._perf_test_binary()
-        binary_remote = self._stage(binary, 0o755)
-        model = self._stage(job.model)
+        with self._phase("stage"):
+            binary = self._perf_test_binary()
+            binary_remote, model = self._stage(binary, 0o755), self._stage(job.model)
         flags = perf_test_flags(model, runs=job.runs, threads=job.threads, provider=provider)
         reply, extra = self._run(binary, binary_remote, flags, job, "onnxruntime_perf_test")
         extra.update(delegate=job.delegate.name, provider=provider, warnings=_not_applied(job))
@@ -291,7 +332,8 @@ class AdbTransport:
         timeout = job.timeout_s
         before = self._environment()
         start = time.perf_counter()
-        reply = self._shell(self._command(binary_remote, flags, timeout), timeout=timeout + 10)
+        with self._phase("run"):
+            reply = self._shell(self._command(binary_remote, flags, timeout), timeout=timeout + 10)
         wall_ms = (time.perf_counter() - start) * 1000
         after = self._environment()
         if reply.returncode == 137 and wall_ms >= timeout * 1000:
@@ -328,22 +370,23 @@ class AdbTransport:
         Eval data goes to the phone as raw tensor files, one per sample, written for the model's input."""
         from farm.datasets import check_fits, load_npz
 
-        binary, model = self._stage(self._binary(job), 0o755), self._stage(job.model)
         (model_input,), outputs = job.description["inputs"], job.description["outputs"]
-        x, _ = load_npz(job.eval.path)
-        x = check_fits(x, model_input["shape"], str(job.eval.path))
-        if job.eval_limit:
-            x = x[: job.eval_limit]
-        tensors = _to_input_dtype(x, model_input)
-        digest = hashlib.sha256(tensors.tobytes() + str(tensors.shape).encode()).hexdigest()[:16]
-        folder = posixpath.join(ROOT, f"eval-{digest}")
-        if self._shell(f"test -f {quote(folder)}/complete").returncode != 0:
-            self._shell(f"mkdir -p {quote(folder)}")
-            if self.on_upload:
-                self.on_upload(upload_note(f"{job.eval.path.name} as {len(tensors)} input files", tensors.nbytes))
-            for index, sample in enumerate(tensors):
-                self._push(sample.tobytes(), posixpath.join(folder, f"{index}.bin"), 0o644)
-            self._shell(f"touch {quote(folder)}/complete")
+        with self._phase("stage"):
+            binary, model = self._stage(self._binary(job), 0o755), self._stage(job.model)
+            x, _ = load_npz(job.eval.path)
+            x = check_fits(x, model_input["shape"], str(job.eval.path))
+            if job.eval_limit:
+                x = x[: job.eval_limit]
+            tensors = _to_input_dtype(x, model_input)
+            digest = hashlib.sha256(tensors.tobytes() + str(tensors.shape).encode()).hexdigest()[:16]
+            folder = posixpath.join(ROOT, f"eval-{digest}")
+            if self._shell(f"test -f {quote(folder)}/complete").returncode != 0:
+                self._shell(f"mkdir -p {quote(folder)}")
+                if self.on_upload:
+                    self.on_upload(upload_note(f"{job.eval.path.name} as {len(tensors)} input files", tensors.nbytes))
+                for index, sample in enumerate(tensors):
+                    self._push(sample.tobytes(), posixpath.join(folder, f"{index}.bin"), 0o644)
+                self._shell(f"touch {quote(folder)}/complete")
         name = model_input["name"].replace(":", "::")  # the tool's escape for ':' in layer names
         outputs_dir = posixpath.join(ROOT, f"out-{time.time_ns()}")
         # The tool reads value files only for layers it is told the name and shape of.
@@ -357,17 +400,20 @@ class AdbTransport:
                 f"--output_filepath={quote(outputs_dir)}/$i.bin >/dev/null 2>&1 || exit 3; i=$((i+1)); done; "
                 f"cat $(i=0; while [ $i -lt {len(tensors)} ]; do echo {quote(outputs_dir)}/$i.bin; i=$((i+1)); done) "
                 f"> {quote(outputs_dir)}/all && echo ok")
-        reply = self._shell(loop, timeout=job.timeout_s * 4 + 60)
+        with self._phase("eval"):
+            reply = self._shell(loop, timeout=job.timeout_s * 4 + 60)
         if reply.returncode != 0 or "ok" not in reply.stdout:
             raise JobFailed(f"accuracy run failed on the phone (exit {reply.returncode}): {reply.stderr.strip()[-200:]}")
-        phone = self._phone or self._connect()
-        try:
-            data = phone.sync.read_bytes(posixpath.join(outputs_dir, "all"))
-        except _lost_errors() as error:
-            self._phone = None
-            raise DeviceLost(f"phone {self.device.serial}: pulling outputs failed: {error}") from None
-        finally:
-            self._shell(f"rm -rf {quote(outputs_dir)}")
+        with self._phase("pull"):
+            phone = self._phone or self._connect()
+            self._round_trip()
+            try:
+                data = phone.sync.read_bytes(posixpath.join(outputs_dir, "all"))
+            except _lost_errors() as error:
+                self._phone = None
+                raise DeviceLost(f"phone {self.device.serial}: pulling outputs failed: {error}") from None
+            finally:
+                self._shell(f"rm -rf {quote(outputs_dir)}")
         firsts = _first_outputs(data, outputs, len(tensors))
         if job.eval_outputs:
             return [values.tolist() for values in firsts]
