@@ -7,12 +7,16 @@ Jetson, a workstation) and runs it with that host's Python (3.8 or newer):
     python litert_agent.py < request.json > result.json
     python litert_agent.py --request request.json > result.json
     python litert_agent.py --probe > facts.json     # what this host is and can run
+    python litert_agent.py --serve                  # a warm agent: many requests, see "Serve"
 
 The probe's facts include "onnxruntime": {"version", "providers": [str]} where
 it is importable, else {"version": null, "providers": [], "error"}.
 
-It handles exactly one request and exits, so every benchmark starts in a
-fresh process (cold caches, its own memory high-water mark). It imports only
+A one-shot run handles exactly one request and exits, so every benchmark
+starts in a fresh process (cold caches, its own memory high-water mark).
+The coordinator runs it with --serve instead: it imports numpy and the
+runtimes once, then forks a fresh child per request, which is the same
+fresh process for the benchmark without paying the imports again. It imports only
 the standard library, numpy and the first TFLite runtime it finds, in this
 order: ``ai_edge_litert.interpreter``, ``tflite_runtime.interpreter``,
 ``tensorflow.lite``; for a .onnx model, ``onnxruntime`` instead (optional: only
@@ -48,6 +52,9 @@ Request (one JSON object on stdin, or in the file given by --request)
                  classification (e.g. regression); "y" is then not read
                  (targets are scored by the coordinator)
     seed         int, default 0: seed of the random benchmark inputs
+    timeout_s    number > 0, optional (--serve): the child is killed past it
+    max_reply_bytes  int >= 1, optional (--serve): the child is killed once
+                 its stdout passes this many bytes, and none of it is sent
     exit_with_coordinator  bool, default false: the coordinator keeps stdin
                  open for as long as it wants the result, so its end (the
                  coordinator killed, its SSH connection gone) ends the agent
@@ -151,6 +158,25 @@ The same request and result, run with onnxruntime (without it: error
                  "allocate_tensors" are 0.
     runtime      {"name": "onnxruntime", "version": onnxruntime.__version__}
 A model onnxruntime cannot load is "invalid_model", with its message.
+
+Serve (--serve [--idle-exit SECONDS])
+-------------------------------------
+Reads requests, one JSON object per line on stdin ({"probe": true} is the
+probe), and answers each in turn from a child process forked for it, until
+stdin ends (a running child is then killed: nobody waits for it) or no
+request came for SECONDS (default 600: a coordinator that vanished without
+closing the stream). Before serving it imports numpy, the TFLite runtime and
+onnxruntime where installed, so memory.baseline_mb is this warm process's
+RSS (numpy and every runtime it has) and agent_ms counts from the fork.
+Each answer, on stdout:
+    a header of 128 bytes: one line of JSON padded with spaces,
+        {"exit": the child's exit code, or minus the signal that killed it,
+         "out": how many bytes of its stdout follow (its one JSON object),
+         "err": how many bytes of the tail of its stderr follow those,
+         "why": null | "timeout" (killed past timeout_s)
+                     | "too_large" (its stdout passed max_reply_bytes: it
+                       was killed, and "out" is 0)}
+    then those stdout bytes, then those stderr bytes (at most 64 KiB).
 """
 
 import gc
@@ -190,6 +216,12 @@ def _read_text(path):
 _AGE_AT_T0 = process_age_s()
 
 
+def restart_clock():
+    """A child of --serve counts its run time from its fork: its start-up is the fork."""
+    global _T0, _AGE_AT_T0
+    _T0, _AGE_AT_T0 = time.time(), 0.0
+
+
 def agent_ms():
     """The agent's own run time so far: the process's start-up before _T0 plus everything since."""
     return round((_AGE_AT_T0 + time.time() - _T0) * 1000.0, 3)
@@ -206,6 +238,8 @@ DEFAULTS = {
     "eval_outputs": False,
     "seed": 0,
     "exit_with_coordinator": False,
+    "timeout_s": None,
+    "max_reply_bytes": None,
 }
 KNOWN_KEYS = set(DEFAULTS) | {"model"}
 EDGETPU_LIBRARY = "libedgetpu.so.1"
@@ -313,6 +347,10 @@ def parse_request(raw):
         raise AgentError("bad_request", "request.seed must be an integer")
     if not isinstance(out["exit_with_coordinator"], bool):
         raise AgentError("bad_request", "request.exit_with_coordinator must be true or false")
+    if out["timeout_s"] is not None and (not _is_number(out["timeout_s"]) or out["timeout_s"] <= 0):
+        raise AgentError("bad_request", "request.timeout_s must be a number > 0 or null")
+    if out["max_reply_bytes"] is not None and (not _is_int(out["max_reply_bytes"]) or out["max_reply_bytes"] < 1):
+        raise AgentError("bad_request", "request.max_reply_bytes must be an integer >= 1 or null")
     out["warnings"] = warnings
     return out
 
@@ -1525,68 +1563,204 @@ def exit_with_coordinator(stream):
     threading.Thread(target=watch, name="coordinator-watch", daemon=True).start()
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    # Native libraries (delegates, vendor runtimes) sometimes print to fd 1.
-    # Point fd 1 at stderr for the whole run and keep a private handle on the
-    # real stdout, so it receives nothing but the final JSON object.
-    out_fd = None
-    try:
-        sys.stdout.flush()
-        out_fd = os.dup(1)
-        os.dup2(2, 1)
-    except (OSError, AttributeError, ValueError):
-        out_fd = None
+# --------------------------------------------------------------------------
+# serve: a warm agent, one forked child per request
 
-    code = 2
+
+SERVE_HEADER_BYTES = 128
+SERVE_IDLE_EXIT_S = 600.0
+SERVE_STDERR_TAIL = 64 << 10
+MAX_REQUEST_BYTES = 1 << 20
+
+
+def warm_imports():
+    """What every job would import: numpy (with numpy.random, for the benchmark inputs), the TFLite runtime and
+    onnxruntime, where this host has them. A missing one is not this process's error: the job that needs it reports
+    it, as a one-shot run does."""
+    import select  # noqa: F401 - and the standard modules a job imports on its way
+    import threading  # noqa: F401
+
+    for load in (lambda: __import__("numpy.random"), import_runtime, import_onnxruntime):
+        try:
+            load()
+        except BaseException:  # noqa: BLE001 - any failure to import is the job's to report
+            pass
+
+
+class Requests(object):
+    """Request lines from stdin (fd 0), read without Python's buffering, so select() sees what is pending."""
+
+    def __init__(self):
+        self.buffer = b""
+        self.closed = False
+
+    def fill(self):
+        """Read what stdin has; False once it has ended (the coordinator is gone)."""
+        chunk = os.read(0, 1 << 16)
+        if not chunk:
+            self.closed = True
+        self.buffer += chunk
+        return not self.closed
+
+    def next(self, idle_s):
+        """The next request line, or None at the end of stdin or after idle_s seconds without one."""
+        import select
+
+        deadline = time.monotonic() + idle_s
+        while b"\n" not in self.buffer and len(self.buffer) < MAX_REQUEST_BYTES and not self.closed:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([0], [], [], wait)[0]:
+                return None
+            self.fill()
+        if not self.buffer:
+            return None
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line
+
+
+def _serve_limits(line):
+    """(probe, timeout_s, max_reply_bytes) of a request line; anything malformed is left to the child to report."""
     try:
-        req = None
-        if len(argv) == 2 and argv[0] == "--request":
-            try:
-                with open(argv[1]) as f:
-                    raw = f.read()
-            except (OSError, IOError) as e:
-                raise AgentError("bad_request", "cannot read request file %s: %s"
-                                 % (argv[1], e))
-        elif len(argv) == 1 and argv[0].startswith("--request="):
-            path = argv[0].split("=", 1)[1]
-            try:
-                with open(path) as f:
-                    raw = f.read()
-            except (OSError, IOError) as e:
-                raise AgentError("bad_request", "cannot read request file %s: %s" % (path, e))
-        elif argv == ["--probe"]:
-            raw = None
-        elif not argv:
-            raw = read_request(sys.stdin)
-        else:
-            raise AgentError("bad_request", "usage: litert_agent.py [--request FILE] "
-                             "(or the request JSON on stdin); got %s" % " ".join(argv))
+        req = json.loads(line)
+    except ValueError:
+        return False, None, None
+    if not isinstance(req, dict):
+        return False, None, None
+    timeout, limit = req.get("timeout_s"), req.get("max_reply_bytes")
+    return (req.get("probe") is True, timeout if _is_number(timeout) and timeout > 0 else None,
+            limit if _is_int(limit) and limit > 0 else None)
+
+
+def serve(argv):
+    """Answer requests, one JSON line each on stdin, until stdin ends: each in a child forked from this process, so
+    numpy and the runtimes are imported once per device while every benchmark still runs in a process of its own
+    (a crash of the runtime ends that child, not this one). Each reply is a header of SERVE_HEADER_BYTES bytes, one
+    line of JSON padded with spaces: {"exit": the child's exit code, or minus the signal that killed it, "out": bytes
+    of its stdout (its one JSON result) that follow, "err": bytes of the tail of its stderr that follow those, "why":
+    null, or "timeout" (the child was killed past the request's timeout_s) or "too_large" (its stdout passed the
+    request's max_reply_bytes: it was killed and nothing of it is sent)}. A request {"probe": true} is the probe."""
+    idle_s = SERVE_IDLE_EXIT_S
+    if argv[:1] == ["--idle-exit"] and len(argv) == 2:
+        idle_s = float(argv[1])
+    out_fd = private_stdout()
+    if out_fd is None:
+        sys.stderr.write("litert_agent: --serve needs a stdout it can keep to itself\n")
+        os._exit(2)
+    warm_imports()
+    # Objects alive now stay untouched by the collector, so the children's pages stay shared with this process.
+    gc.collect()
+    if hasattr(gc, "freeze"):
+        gc.freeze()
+    requests = Requests()
+    while True:
+        line = requests.next(idle_s)
+        if line is None:
+            os._exit(0)
+        probe_, timeout, limit = _serve_limits(line)
+        code, out, err, why = _child(None if probe_ else line.decode("utf-8", "replace"), requests, timeout, limit)
+        header = json.dumps({"exit": code, "out": len(out), "err": len(err), "why": why}).encode()
+        _write_all(out_fd, header.ljust(SERVE_HEADER_BYTES - 1) + b"\n" + out + err)
+
+
+def _child(raw, requests, timeout, limit):
+    """Fork a child that answers `raw` (None: the probe) and collect (exit, stdout, stderr tail, why)."""
+    import select
+    import signal
+
+    r_out, w_out = os.pipe()
+    r_err, w_err = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            os.close(r_out)
+            os.close(r_err)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)  # stdin is the serving process's: a child never reads it
+            os.dup2(w_err, 1)
+            os.dup2(w_err, 2)
+            restart_clock()
+            result, code = answer(raw)
+            code = write_reply(result, code, w_out)
+        finally:
+            os._exit(code)
+    os.close(w_out)
+    os.close(w_err)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    out, size, err, why, status = [], 0, b"", None, None
+    open_fds = [r_out, r_err]
+    while open_fds and why is None:
+        wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+        if wait <= 0:
+            why = "timeout"
+            break
+        watched = open_fds + ([] if requests.closed else [0])
+        ready = select.select(watched, [], [], wait)[0]
+        if not ready:
+            # A process the child started may hold its pipes open after the child ended: the child's end is the end.
+            ended, status = os.waitpid(pid, os.WNOHANG)
+            if ended:
+                break
+            status = None
+        for fd in ready:
+            if fd == 0:
+                if not requests.fill():  # the coordinator is gone: so is its job
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    os._exit(0)
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                open_fds.remove(fd)
+            elif fd == r_err:
+                err = (err + chunk)[-SERVE_STDERR_TAIL:]
+            else:
+                size += len(chunk)
+                out.append(chunk)
+                if limit is not None and size > limit:
+                    why, out = "too_large", []
+    if why is not None:
+        os.kill(pid, signal.SIGKILL)
+    os.close(r_out)
+    os.close(r_err)
+    if status is None:
+        status = os.waitpid(pid, 0)[1]
+    code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    return code, b"".join(out), err, why
+
+
+def answer(raw, watch_stdin=False):
+    """(result, exit code) for one request: its JSON text, or None for the probe. Never raises: the contract is JSON,
+    never a bare traceback."""
+    try:
         if raw is None:
-            result = probe()
-        else:
-            req = parse_request(raw)
-            if req.get("exit_with_coordinator") and not argv:
-                exit_with_coordinator(sys.stdin)
-            result = run(req)
-        code = 0
+            return probe(), 0
+        req = parse_request(raw)
+        if watch_stdin and req.get("exit_with_coordinator"):
+            exit_with_coordinator(sys.stdin)
+        return run(req), 0
     except AgentError as e:
         result = {"ok": False, "agent_version": AGENT_VERSION,
                   "error": {"type": e.kind, "message": one_line(e.message)}}
         if e.delegate is not None:
             result["delegate"] = e.delegate
-    except BaseException as e:  # noqa: BLE001 - the contract is JSON, never a bare traceback
+        return result, 2
+    except BaseException as e:  # noqa: BLE001
         tb = traceback.extract_tb(sys.exc_info()[2])
         where = ("%s:%d in %s" % (os.path.basename(tb[-1][0]), tb[-1][1], tb[-1][2])
                  if tb else "?")
         sys.stderr.write("litert_agent: unexpected error\n")
         traceback.print_exc(limit=6, file=sys.stderr)
-        kind = "internal"
-        if isinstance(e, KeyboardInterrupt):
-            kind = "interrupted"
-        result = {"ok": False, "agent_version": AGENT_VERSION,
-                  "error": {"type": kind, "message": one_line(
-                      "%s: %s (at %s)" % (type(e).__name__, e, where))}}
+        kind = "interrupted" if isinstance(e, KeyboardInterrupt) else "internal"
+        return {"ok": False, "agent_version": AGENT_VERSION,
+                "error": {"type": kind, "message": one_line(
+                    "%s: %s (at %s)" % (type(e).__name__, e, where))}}, 2
+
+
+def write_reply(result, code, out_fd):
+    """The result as one line of JSON on `out_fd` (None: sys.stdout); returns the exit code (2 if unserialisable)."""
     try:
         text = json.dumps(result, allow_nan=False, default=_json_default)
     except (TypeError, ValueError) as e:
@@ -1600,14 +1774,65 @@ def main(argv=None):
             sys.stdout.write(data.decode("utf-8"))
             sys.stdout.flush()
         else:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(out_fd, view):]
+            _write_all(out_fd, data)
     finally:
         sys.stderr.flush()
+    return code
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def private_stdout():
+    """Native libraries (delegates, vendor runtimes) sometimes print to fd 1. Point fd 1 at stderr and return a
+    private handle on the real stdout, so it receives nothing but what this agent writes there (None if fd 1 can't
+    be moved)."""
+    try:
+        sys.stdout.flush()
+        out_fd = os.dup(1)
+        os.dup2(2, 1)
+        return out_fd
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--serve"]:
+        serve(argv[1:])
+    out_fd = private_stdout()
+    raw, code = None, 2
+    try:
+        if len(argv) == 2 and argv[0] == "--request":
+            raw = _request_file(argv[1])
+        elif len(argv) == 1 and argv[0].startswith("--request="):
+            raw = _request_file(argv[0].split("=", 1)[1])
+        elif argv == ["--probe"]:
+            raw = None
+        elif not argv:
+            raw = read_request(sys.stdin)
+        else:
+            raise AgentError("bad_request", "usage: litert_agent.py [--request FILE | --probe | --serve] "
+                             "(or the request JSON on stdin); got %s" % " ".join(argv))
+        result, code = answer(raw, watch_stdin=not argv)
+    except AgentError as e:
+        result = {"ok": False, "agent_version": AGENT_VERSION,
+                  "error": {"type": e.kind, "message": one_line(e.message)}}
+    code = write_reply(result, code, out_fd)
     # Skip interpreter teardown: some delegates crash while being destroyed
     # at exit, which would turn a complete, printed result into a failure.
     os._exit(code)
+
+
+def _request_file(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except (OSError, IOError) as e:
+        raise AgentError("bad_request", "cannot read request file %s: %s" % (path, e))
 
 
 def _json_default(o):

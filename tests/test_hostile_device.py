@@ -20,35 +20,39 @@ FAULTS = {
 }
 
 HOSTILE = r'''#!{python}
-import json, os, signal, subprocess, sys
-agent = sys.argv[1]
-if "--probe" in sys.argv:  # a believable probe: the real agent's
-    sys.exit(subprocess.call([{python!r}, agent, "--probe"]))
-request = json.loads(sys.stdin.readline())  # one line: the coordinator keeps stdin open
-reply = {{"ok": True, "runtime": {{"name": "ai_edge_litert", "version": "2.3.0"}}, "init_ms": 1.0, "first_ms": 1.0,
-         "samples_us": [100.0, 110.0, 120.0], "delegate": {{"name": request["delegate"]["name"], "outcome": "cpu"}}}}
-fault = request["threads"]
-out = sys.stdout.buffer
-if fault == 1:
-    del reply["delegate"]
-elif fault == 2:
-    out.write(json.dumps(reply).replace('"init_ms": 1.0', '"init_ms": NaN').encode())
-    sys.exit(0)
-elif fault == 3:
-    out.write(b" " * (2 << 20))
-elif fault == 4:
-    out.write(b"\xff\xfe" + json.dumps(reply).encode())
-    sys.exit(0)
-elif fault == 5:
-    out.write(b"[" * 200000 + b"]" * 200000)
-    sys.exit(0)
-elif fault == 6:
-    out.write(json.dumps(reply).encode() + b"\n")
+import json, subprocess, sys
+agent, out = sys.argv[1], sys.stdout.buffer
+
+
+def answer(reply, code=0):  # framed as the warm agent (agent --serve) frames each answer
+    out.write(json.dumps({{"exit": code, "out": len(reply), "err": 0, "why": None}}).encode().ljust(127) + b"\n" + reply)
     out.flush()
-    os.kill(os.getpid(), signal.SIGKILL)
-elif fault == 7:
-    reply["samples_us"][2] = -5.0
-out.write(json.dumps(reply).encode())
+
+
+for line in sys.stdin:
+    request = json.loads(line)
+    if request.get("probe"):  # a believable probe: the real agent's
+        answer(subprocess.run([{python!r}, agent, "--probe"], capture_output=True).stdout)
+        continue
+    reply = {{"ok": True, "runtime": {{"name": "ai_edge_litert", "version": "2.3.0"}}, "init_ms": 1.0, "first_ms": 1.0,
+             "samples_us": [100.0, 110.0, 120.0], "delegate": {{"name": request["delegate"]["name"], "outcome": "cpu"}}}}
+    fault = request["threads"]
+    if fault == 1:
+        del reply["delegate"]
+    if fault == 2:
+        answer(json.dumps(reply).replace('"init_ms": 1.0', '"init_ms": NaN').encode())
+    elif fault == 3:
+        answer(b" " * (2 << 20))
+    elif fault == 4:
+        answer(b"\xff\xfe" + json.dumps(reply).encode())
+    elif fault == 5:
+        answer(b"[" * 200000 + b"]" * 200000)
+    elif fault == 6:
+        answer(json.dumps(reply).encode() + b"\n", -9)
+    else:
+        if fault == 7:
+            reply["samples_us"][2] = -5.0
+        answer(json.dumps(reply).encode())
 '''
 
 

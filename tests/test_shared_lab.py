@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import yaml
 from conftest import farm, sql
@@ -153,21 +154,41 @@ def test_a_postgresql_store_without_its_driver_is_one_line_naming_the_extra(tmp_
     assert "pip install 'tflite-farm[postgres]'" in run.stderr and "secret" not in run.stderr, run.stderr
 
 
-def agents() -> set[int]:
-    """Agent processes on this machine: the local device's (agents/litert_agent.py) and the test fleet boards' (the
-    same file, staged in a board's workspace under its sha256)."""
-    from farm.transports.agent import agent_file
-
-    staged = agent_file().sha256.encode()
-    found = set()
+def agents(coordinator: int, workspace: Path) -> set[int]:
+    """The agent processes of one coordinator: the local device's (agents/litert_agent.py, started by the coordinator,
+    and the job processes those fork) and the test board's (the same file, staged in the board's workspace). Other
+    tests' agents may be running on this machine too (a warm agent lives as long as its lane), so only these count."""
+    parents, commands = {}, {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
-            except OSError:
+                commands[int(entry)] = open(f"/proc/{entry}/cmdline", "rb").read()
+                parents[int(entry)] = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 continue
-            if (b"litert_agent" in cmdline or staged in cmdline) and b"--probe" not in cmdline:
-                found.add(int(entry))
+
+    def started_by_coordinator(pid: int) -> bool:
+        for _ in range(64):  # bounded: a process tree is shallow
+            pid = parents.get(pid, 0)
+            if pid == coordinator:
+                return True
+            if pid <= 1:
+                return False
+        return False
+
+    return {pid for pid, command in commands.items()
+            if (b"litert_agent" in command and started_by_coordinator(pid)) or str(workspace).encode() in command}
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Those of `pids` still running (a zombie has no command line: it has ended)."""
+    found = set()
+    for pid in pids:
+        try:
+            if open(f"/proc/{pid}/cmdline", "rb").read():
+                found.add(pid)
+        except OSError:
+            pass
     return found
 
 
@@ -177,12 +198,14 @@ def test_the_agents_of_a_killed_coordinator_stop_with_it(tmp_path, ssh_fleet, ti
     coordinator = start("sweep", "run", spec(tmp_path, "orphans", inventory, tiny_tflite, min_secs=60, runs=5),
                         "--db", tmp_path / "farm.db")
     try:
-        running = wait_for(lambda: coordinator.poll() is not None or (len(agents()) >= 2 and agents()), 120,
-                           "an agent running on each device")
+        workspace = tmp_path / "board-workspace"
+        running = wait_for(lambda: coordinator.poll() is not None or (
+            len(found := agents(coordinator.pid, workspace)) >= 4 and found), 120,
+            "an agent and its job's process on each device")
         assert coordinator.poll() is None, coordinator.communicate()
         coordinator.kill()  # SIGKILL, the coordinator alone: each agent runs in a session of its own
         coordinator.wait(timeout=30)
-        wait_for(lambda: not (agents() & running), 10, f"the agents {sorted(running)} gone after the kill")
+        wait_for(lambda: not alive(running), 10, f"the agents {sorted(running)} gone after the kill")
     finally:
         if coordinator.poll() is None:
             coordinator.kill()

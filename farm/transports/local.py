@@ -13,13 +13,14 @@ from typing import ClassVar, Literal
 from farm.inventory import AGENT_LIBRARY_DELEGATES, Device, Program, local_file
 from farm.replies import MAX_REPLY_BYTES, probe_facts, read_json
 from farm.errors import last_line, one_line
-from farm.results import AGENT, BENCHMARK_MODEL, DeviceLost, DeviceRefused, JobFailed, RawResult
+from farm.results import BENCHMARK_MODEL, DeviceLost, DeviceRefused, JobFailed, RawResult
 from farm.transports import (GOVERNORS, THERMAL_ZONES, BenchmarkJob, benchmark_model_flags, parse_governors,
                               parse_zones, set_governors)
-from farm.transports.agent import (STDERR_TAIL, Capped, ReplyTooLarge, agent_file, agent_request, decoded, request_line,
+from farm.transports.agent import (STDERR_TAIL, AgentStopped, Capped, ReplyTooLarge, WarmAgent, agent_file, agent_request, decoded,
                                    together)
 
 PROBE_TIMEOUT_S = 120
+ANSWER_GRACE_S = 10  # past a job's timeout, how long the agent has to say it killed the job
 
 
 class LocalDevice(Device):
@@ -57,12 +58,16 @@ class LocalTransport:
         self.python = device.python or sys.executable
         self.bytes_uploaded = 0  # the files are already here
         self.on_upload = None  # nothing to upload
+        self.agent: WarmAgent | None = None
 
     async def probe(self) -> dict:
         missing = self.device.missing_files().get("python")
         if missing:  # refused, not lost: trying again would not make it appear
             raise DeviceRefused(f"{self.device.where()}: python: {missing}")
-        raw = await self._agent(["--probe"], b"", PROBE_TIMEOUT_S)
+        try:
+            raw = await self._ask({"probe": True, "timeout_s": PROBE_TIMEOUT_S}, MAX_REPLY_BYTES)
+        except AgentStopped as error:
+            raise DeviceLost(f"probe failed: {error}") from None
         if raw.exit_code != 0:
             raise DeviceLost(f"probe failed: {(raw.stdout or raw.stderr).strip()[-300:]}")
         return probe_facts(read_json(raw.stdout, "probe reply"))
@@ -73,17 +78,55 @@ class LocalTransport:
             if local is not None and not local.path.is_file():
                 raise JobFailed(f"{local.path}: missing (the conversion cache was cleared?)")
         request = agent_request(job, str(job.model.path), str(job.eval.path) if job.eval else None)
-        raw = await self._agent([], request_line(request), job.timeout_s, job.max_reply_bytes)
+        raw = await self._ask(request, job.max_reply_bytes)
         raw.extra["profile"] = job.profile
         if job.profile and self.device.benchmark_model and raw.exit_code == 0:
             raw.extra["op_profile"] = await self._op_profile(job)
         return raw
 
+    async def _ask(self, request: dict, limit: int) -> RawResult:
+        """The warm agent's answer (started on first use); any failure to get a whole answer closes it, so the next
+        request starts a new one."""
+        if self.agent is None or self.agent.stale():
+            await self._close_agent()
+            self.agent = await self._start_agent()
+        try:
+            # The agent kills a job past timeout_s itself; this bounds an agent that stopped answering at all.
+            return await asyncio.wait_for(self.agent.ask(request, limit), request["timeout_s"] + ANSWER_GRACE_S)
+        except asyncio.TimeoutError:
+            await self._close_agent()
+            raise TimeoutError(f"no result within {request['timeout_s']:g} s") from None
+        except BaseException:
+            await self._close_agent()
+            raise
+
+    async def _start_agent(self) -> WarmAgent:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                self.python, str(agent_file().path), "--serve",
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # its own process group: closing it ends every job process it forked
+            )
+        except OSError as error:
+            raise DeviceLost(f"cannot start {self.python}: {error}") from None
+
+        async def stop():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await self._reap(process)
+
+        return WarmAgent(process.stdin, process.stdout, process.stderr, stop)
+
+    async def _close_agent(self) -> None:
+        agent, self.agent = self.agent, None
+        if agent is not None:
+            await agent.close()
+
     async def _op_profile(self, job: BenchmarkJob) -> dict:
         """benchmark_model's op-profiling run of the job: its output, or why there is none (the job stands)."""
         argv = [self.device.benchmark_model, *benchmark_model_flags(job, str(job.model.path))]
         try:
-            run = await self._process(argv, b"", job.timeout_s, job.max_reply_bytes, BENCHMARK_MODEL)
+            run = await self._process(argv, job.timeout_s, job.max_reply_bytes)
         except (DeviceLost, JobFailed, TimeoutError) as error:  # a binary that is missing or hangs: no profile
             return {"error": one_line(error)}
         return {"delegate": job.delegate.name, "stdout": run.stdout, "stderr": run.stderr, "exit_code": run.exit_code}
@@ -108,23 +151,20 @@ class LocalTransport:
     async def eval_predictions(self, job: BenchmarkJob) -> None:
         return None  # the agent scores the eval set in the job's own run
 
-    async def _agent(self, args: list[str], stdin: bytes, timeout: float, limit: int = MAX_REPLY_BYTES) -> RawResult:
-        return await self._process([self.python, str(agent_file().path), *args], stdin, timeout, limit)
-
-    async def _process(self, argv: list[str], stdin: bytes, timeout: float, limit: int,
-                       format: str = AGENT) -> RawResult:
-        """Run a program of this machine with `stdin`, its output read within the caps, killed past `timeout`."""
+    async def _process(self, argv: list[str], timeout: float, limit: int) -> RawResult:
+        """Run a benchmark_model of this machine, its output read within the caps, killed past `timeout`."""
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,  # its own process group, so a timeout kills everything it started
             )
         except OSError as error:
             raise DeviceLost(f"cannot start {argv[0]}: {error}") from None
         stdout, stderr = Capped(limit), Capped(STDERR_TAIL, keep_tail=True)
         try:
-            await asyncio.wait_for(self._exchange(process, stdin, stdout, stderr), timeout)
+            await asyncio.wait_for(together(stdout.drain(process.stdout), stderr.drain(process.stderr),
+                                            process.wait()), timeout)
         except (asyncio.TimeoutError, asyncio.CancelledError, ReplyTooLarge) as error:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
@@ -132,37 +172,26 @@ class LocalTransport:
             if isinstance(error, asyncio.TimeoutError):
                 raise TimeoutError(f"no result within {timeout:g} s") from None
             raise
-        return RawResult(format, decoded(stdout.bytes()), stderr.bytes().decode(errors="replace"), process.returncode)
-
-    @staticmethod
-    async def _exchange(process, stdin: bytes, stdout: Capped, stderr: Capped) -> None:
-        """Write the request, read both streams within their caps, wait for the exit."""
-        async def feed():
-            # stdin stays open (an agent ends when it closes: this coordinator gone); the agent's exit closes it.
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                process.stdin.write(stdin)
-                await process.stdin.drain()
-
-        await together(feed(), stdout.drain(process.stdout), stderr.drain(process.stderr))
-        await process.wait()
+        return RawResult(BENCHMARK_MODEL, decoded(stdout.bytes()), stderr.bytes().decode(errors="replace"),
+                         process.returncode)
 
     @staticmethod
     async def _reap(process) -> None:
-        """Empty both pipes of a killed agent and wait for its exit. asyncio's wait() returns only once the pipes are
+        """Empty both pipes of a killed process and wait for its exit. asyncio's wait() returns only once the pipes are
         closed, and a reader that stopped at its cap is paused on a full buffer and would never see their end."""
         async def discard(stream):
             while await stream.read(1 << 16):
                 pass
 
-        # Bounded: a process that left the agent's group may hold the pipes open; the lane moves on without it.
+        # Bounded: a process that left the group may hold the pipes open; the lane moves on without it.
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(together(discard(process.stdout), discard(process.stderr), process.wait()), 10)
 
     async def reconnect(self) -> None:
-        return None
+        await self._close_agent()
 
     async def close(self) -> None:
-        return None
+        await self._close_agent()
 
 
 DEVICE, TRANSPORT = LocalDevice, LocalTransport

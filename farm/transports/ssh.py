@@ -10,7 +10,6 @@ import asyncio
 import os
 import posixpath
 import secrets
-import time
 from pathlib import Path
 from shlex import quote
 from typing import TYPE_CHECKING, ClassVar, Literal
@@ -21,11 +20,11 @@ from farm import hints
 from farm.errors import FarmError, last_line, one_line
 from farm.inventory import AGENT_LIBRARY_DELEGATES, CpuMask, Device, EnvName, Program, RemotePath, local_file
 from farm.paths import atomic_write, sha256_file
-from farm.results import AGENT, DeviceLost, DeviceRefused, JobFailed, RawResult
+from farm.results import DeviceLost, DeviceRefused, JobFailed, RawResult
 from farm.transports import (GOVERNORS, THERMAL_ZONES, BenchmarkJob, LocalFile, benchmark_model_flags,
                               parse_governors, parse_zones, set_governors, upload_note)
-from farm.replies import probe_facts, read_json
-from farm.transports.agent import STDERR_TAIL, Capped, ReplyTooLarge, agent_file, agent_request, decoded, request_line, together
+from farm.replies import MAX_REPLY_BYTES, probe_facts, read_json
+from farm.transports.agent import STDERR_TAIL, AgentStopped, Capped, ReplyTooLarge, WarmAgent, agent_file, agent_request, together
 
 if TYPE_CHECKING:  # asyncssh (the `ssh` extra) is imported when a board is reached, not when an inventory is read
     import asyncssh
@@ -34,6 +33,7 @@ PROBE_TIMEOUT_S = 120
 KEEPALIVE_S = 2.0  # with 3 missed answers: a frozen board is noticed within ~6-8 s
 KEEPALIVE_MISSES = 3
 CONNECT_TIMEOUT_S = 10.0
+ANSWER_GRACE_S = 10  # past a job's timeout, how long the agent has to say it killed the job
 
 
 def _lost() -> tuple:
@@ -181,6 +181,8 @@ class SshTransport:
         self.present: set[str] = set()  # files checked to be on the device, over this connection
         self.bytes_uploaded = 0
         self.on_upload = None
+        self.agent: WarmAgent | None = None
+        self.agent_path = ""
 
     async def _connection(self) -> asyncssh.SSHClientConnection:
         if self.connection is None:
@@ -224,29 +226,65 @@ class SshTransport:
         return DeviceLost(f"{self.device.host}:{self.device.port}: {why}")
 
     async def _drop(self) -> None:
+        self.agent = None  # it lived on that connection
         if self.connection is not None:
             self.connection.abort()
             self.connection = None
 
     async def probe(self) -> dict:
-        import asyncssh
-
-        await self._connection()
-        agent = await self._stage(agent_file())
         try:
-            # Bounded on the board too, as a job is, so a hung probe leaves nothing running there.
-            result = await self._run(f"exec timeout -s KILL {PROBE_TIMEOUT_S + 1} {quote(self.python)} "
-                                     f"{quote(agent)} --probe", timeout=PROBE_TIMEOUT_S + 5, check=False)
-        except asyncssh.TimeoutError:
+            raw = await self._ask({"probe": True, "timeout_s": PROBE_TIMEOUT_S}, MAX_REPLY_BYTES)
+            facts = read_json(raw.stdout, "probe reply")
+        except TimeoutError:
             raise TimeoutError(f"probe of {self.device.name}: no answer within {PROBE_TIMEOUT_S} s") from None
-        try:
-            facts = read_json(result.stdout, "probe reply")
-        except JobFailed:
-            raise DeviceLost(f"probe of {self.device.name} with {self.python} failed: "
-                             f"{(result.stderr or result.stdout).strip()[-300:]}") from None
+        except (JobFailed, AgentStopped) as error:  # the board answers, but its Python can't run the agent
+            why = one_line(error) if isinstance(error, AgentStopped) else (raw.stderr or raw.stdout).strip()[-300:]
+            raise DeviceLost(f"probe of {self.device.name} with {self.python} failed: {why}") from None
         facts = probe_facts(facts)
         facts["workspace"] = self.workspace
         return facts
+
+    async def _ask(self, request: dict, limit: int) -> RawResult:
+        """The warm agent's answer (started on first use, in the workspace's copy of the agent); any failure to get
+        a whole answer closes it, so the next request starts a new one."""
+        await self._connection()
+        agent = await self._stage(agent_file())
+        if self.agent is None or self.agent.stale() or self.agent_path != agent:
+            await self._close_agent()
+            self.agent, self.agent_path = await self._start_agent(agent), agent
+        try:
+            # The agent kills a job past timeout_s itself; this bounds an agent (or a board) that stopped answering.
+            return await asyncio.wait_for(self.agent.ask(request, limit), request["timeout_s"] + ANSWER_GRACE_S)
+        except asyncio.TimeoutError:
+            await self._close_agent()
+            raise TimeoutError(f"no result within {request['timeout_s']:g} s") from None
+        except _lost() as error:
+            if isinstance(error, TimeoutError):  # the agent's own word that it killed the job: the board is fine
+                await self._close_agent()
+                raise
+            raise await self._gone(one_line(error)) from None
+        except BaseException:
+            await self._close_agent()
+            raise
+
+    async def _start_agent(self, agent: str) -> WarmAgent:
+        # taskset pins the agent, and so every job process it forks, to the device's CPUs.
+        pinned = f"taskset {quote(self.device.affinity)} " if self.device.affinity else ""
+        try:
+            process = await self.connection.create_process(
+                f"exec {pinned}{quote(self.python)} {quote(agent)} --serve", encoding=None)
+        except _lost() as error:
+            raise await self._gone(one_line(error)) from None
+
+        async def stop():
+            process.close()  # the agent sees its stdin end, kills a running job and exits
+
+        return WarmAgent(process.stdin, process.stdout, process.stderr, stop)
+
+    async def _close_agent(self) -> None:
+        agent, self.agent = self.agent, None
+        if agent is not None:
+            await agent.close()
 
     async def _stage(self, local: LocalFile) -> str:
         """The file in the board's workspace, named by its sha256; uploaded only when the board has no such copy."""
@@ -274,26 +312,12 @@ class SshTransport:
         return remote
 
     async def run_job(self, job: BenchmarkJob) -> RawResult:
-        agent = await self._stage(agent_file())
         model = await self._stage(job.model)
         eval_data = await self._stage(job.eval) if job.eval else None
-        request = agent_request(job, model, eval_data)
-        timeout = job.timeout_s
-        # The board enforces the timeout too, so a timed-out agent does not keep running (and heating) there.
-        pinned = f"taskset {quote(self.device.affinity)} " if self.device.affinity else ""
-        command = f"exec timeout -s KILL {int(timeout) + 1} {pinned}{quote(self.python)} {quote(agent)}"
-        start = time.perf_counter()
-        stdout, stderr = Capped(job.max_reply_bytes), Capped(STDERR_TAIL, keep_tail=True)
-        result = await self._exchange(command, request_line(request), stdout, stderr, timeout + 5)
-        wall_ms = (time.perf_counter() - start) * 1000
-        code = result.exit_status
-        if result.exit_signal:
-            code = -_signal_number(result.exit_signal[0])
-        if code == 137 and wall_ms >= timeout * 1000:
-            raise TimeoutError(f"no result within {timeout:g} s")
-        raw = RawResult(AGENT, decoded(stdout.bytes()), stderr.bytes().decode(errors="replace"), code,
-                        {"profile": job.profile})
-        if job.profile and self.device.benchmark_model and code == 0:
+        raw = await self._ask(agent_request(job, model, eval_data), job.max_reply_bytes)
+        raw.extra["profile"] = job.profile
+        if job.profile and self.device.benchmark_model and raw.exit_code == 0:
+            pinned = f"taskset {quote(self.device.affinity)} " if self.device.affinity else ""
             raw.extra["op_profile"] = await self._op_profile(job, model, pinned)
         return raw
 
@@ -306,21 +330,20 @@ class SshTransport:
             flags = " ".join(quote(flag) for flag in benchmark_model_flags(job, model))
             command = (f"chmod +x -- {quote(binary)} && exec timeout -s KILL {int(job.timeout_s) + 1} {pinned}"
                        f"{quote(binary)} {flags}")
-            result = await self._exchange(command, b"", stdout, stderr, job.timeout_s + 5)
+            result = await self._exchange(command, stdout, stderr, job.timeout_s + 5)
         except (OSError, JobFailed) as error:  # TimeoutError is an OSError
             return {"error": one_line(error)}
         return {"delegate": job.delegate.name, "stdout": stdout.bytes().decode(errors="replace"),
                 "stderr": stderr.bytes().decode(errors="replace"), "exit_code": result.exit_status}
 
-    async def _exchange(self, command: str, stdin: bytes, stdout: Capped, stderr: Capped, timeout: float):
-        """Run a command with `stdin`, its output read within the caps; DeviceLost when the board goes away."""
+    async def _exchange(self, command: str, stdout: Capped, stderr: Capped, timeout: float):
+        """Run a command, its output read within the caps; DeviceLost when the board goes away."""
         process = None
 
         async def exchange():
             nonlocal process
             process = await self.connection.create_process(command, encoding=None)
-            process.stdin.write(stdin)  # and no EOF: the agent ends if the channel does (this coordinator gone)
-
+            process.stdin.write_eof()
             await together(stdout.drain(process.stdout), stderr.drain(process.stderr))
             return await process.wait()
 
@@ -331,7 +354,7 @@ class SshTransport:
                 process.close()
             raise TimeoutError(f"no result within {timeout:g} s") from None
         except ReplyTooLarge:
-            process.close()  # the agent dies on its next write; `timeout` on the board bounds it anyway
+            process.close()  # the tool dies on its next write; `timeout` on the board bounds it anyway
             raise
         except _lost() as error:
             raise await self._gone(one_line(error)) from None
@@ -360,6 +383,7 @@ class SshTransport:
         await self._connection()
 
     async def close(self) -> None:
+        await self._close_agent()
         if self.connection is not None:
             self.connection.close()
             try:
@@ -367,16 +391,6 @@ class SshTransport:
             except (asyncio.TimeoutError, *_lost()):
                 pass
             self.connection = None
-
-
-def _signal_number(name: str) -> int:
-    """The number of a signal asyncssh names without its SIG prefix ("KILL"); 0 for one this system lacks."""
-    import signal
-
-    try:
-        return int(signal.Signals["SIG" + name])
-    except KeyError:
-        return 0
 
 
 async def _presented_key(host: str, port: int, tunnel=None):

@@ -12,7 +12,7 @@ must fail with: the reason names the field or the fault.
 from __future__ import annotations
 
 import json
-import shlex
+import sys
 from pathlib import Path
 
 from hypothesis import strategies as st
@@ -23,11 +23,12 @@ from farm.errors import one_line
 class Fault:
     """A plain class, not a dataclass: hypothesis prints every fault of a failing example, and this repr is short."""
 
-    def __init__(self, kind: str, stdout: bytes, ends: str, reason: str):
+    def __init__(self, kind: str, stdout: bytes, ends: str, reason: str, header: bytes = b""):
         self.kind = kind  # which family of fault, for a failing test's message and the benchmark's table
         self.stdout = stdout
-        self.ends = ends  # how the agent's process ends: an exit code ("0", "3") or a signal ("TERM")
+        self.ends = ends  # how the job's process ends: an exit code ("0", "3") or a signal ("TERM")
         self.reason = reason  # what the job's failure reason starts with
+        self.header = header  # the warm agent's answer header, when it is the lie (else the true one is sent)
 
     def __repr__(self) -> str:
         return f"Fault({self.kind!r}, {len(self.stdout)} bytes {self.stdout[:60]!r}, ends {self.ends}, {self.reason!r})"
@@ -182,26 +183,55 @@ def agent_error(draw) -> Fault:
     return Fault("agent error", _json(reply), "1", one_line(f"{kind}: {message}"))
 
 
+@st.composite
+def bad_header(draw) -> Fault:
+    """The warm agent's answer header itself lies: not JSON, not its fields, or lengths past their caps."""
+    reply = _json(valid_reply())
+    fields = {"exit": 0, "out": len(reply), "err": 0, "why": None}
+    lie = draw(st.sampled_from(["garbage", "fields", "negative", "stderr", "why"]))
+    if lie == "garbage":
+        header = draw(st.binary(min_size=127, max_size=127).filter(lambda data: not data.strip().startswith(b"{")))
+        reason = "agent reply: not an answer header"
+    elif lie == "fields":
+        fields = {draw(st.text(max_size=5)): draw(st.integers() | st.none())}
+        reason = "agent reply: not an answer header"
+    else:
+        field, value = {"negative": ("out", -len(reply)), "stderr": ("err", (64 << 10) + draw(st.integers(1, 10 ** 9))),
+                        "why": ("why", draw(st.text(min_size=1, max_size=10).filter(
+                            lambda why: why not in ("timeout", "too_large"))))}[lie]
+        fields[field] = value
+        reason = "agent reply: header: "
+    if lie != "garbage":
+        header = json.dumps(fields).encode()
+    return Fault("bad answer header", reply, "0", reason, header.ljust(127)[:127] + b"\n")
+
+
 def faults(limit: int):
     """Any one crafted reply, for a sweep whose max_reply_bytes is `limit`."""
     return st.one_of(missing_field(), wrong_number(), bad_sample(), non_finite(), truncated(), not_utf8(), deep(limit),
                      oversize(limit), not_an_object(), too_long(), bad_outcome(), huge_facts(), bad_prediction(),
-                     unclean_exit(), agent_error())
+                     unclean_exit(), agent_error(), bad_header())
 
 
-REPLAYER = """#!/bin/sh
-# TEST CODE: a lying board's "python". A probe goes to the real agent; a job gets the next crafted reply.
-if [ "$2" = "--probe" ]; then exec {agent_python} "$1" --probe; fi
-head -n 1 >/dev/null  # the request: one line, on a stdin the coordinator keeps open
-folder={folder}
-n=$(cat "$folder/next")
-echo $((n + 1)) >"$folder/next"
-cat "$folder/reply-$n"
-read ends <"$folder/ends-$n"
-case $ends in
-  [A-Z]*) kill -s "$ends" $$ ;;
-  *) exit "$ends" ;;
-esac
+REPLAYER = """#!{python}
+# TEST CODE: a lying board's "python", run as `python agent --serve`: it answers a probe with the real agent's, and
+# each job with the next crafted reply, framed as a warm agent frames answers (or with the fault's own header).
+import json, signal, subprocess, sys
+from pathlib import Path
+
+agent, folder, out = sys.argv[1], Path({folder!r}), sys.stdout.buffer
+for line in sys.stdin.buffer:
+    if json.loads(line).get("probe"):
+        reply, ends, header = subprocess.run([{agent_python!r}, agent, "--probe"], capture_output=True).stdout, "0", b""
+    else:
+        n = int((folder / "next").read_text())
+        (folder / "next").write_text(f"{{n + 1}}\\n")
+        reply, ends = (folder / f"reply-{{n}}").read_bytes(), (folder / f"ends-{{n}}").read_text().strip()
+        header = (folder / f"header-{{n}}").read_bytes()
+    code = int(ends) if ends.isdigit() else -signal.Signals["SIG" + ends]
+    header = header or json.dumps({{"exit": code, "out": len(reply), "err": 0, "why": None}}).encode().ljust(127) + b"\\n"
+    out.write(header + reply)
+    out.flush()
 """
 
 
@@ -212,13 +242,14 @@ class Replayer:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.script = folder / "python"
-        self.script.write_text(REPLAYER.format(agent_python=shlex.quote(agent_python), folder=shlex.quote(str(folder))))
+        self.script.write_text(REPLAYER.format(python=sys.executable, agent_python=agent_python, folder=str(folder)))
         self.script.chmod(0o755)
 
     def load(self, replies: list[Fault]) -> None:
         for index, fault in enumerate(replies):
             (self.folder / f"reply-{index}").write_bytes(fault.stdout)
             (self.folder / f"ends-{index}").write_text(fault.ends + "\n")
+            (self.folder / f"header-{index}").write_bytes(fault.header)
         (self.folder / "next").write_text("0\n")
 
     def answered(self) -> int:

@@ -6,10 +6,22 @@ import pytest
 
 from farm.inventory import parse_device
 from farm.transports import BenchmarkJob, Delegate, LocalFile
+from farm.results import JobFailed
 from farm.transports.agent import ReplyTooLarge
 from farm.transports.local import LocalTransport
 
-FLOOD = "#!{python}\nimport sys\nsys.stdout.buffer.write(b' ' * (8 << 20))\nsys.stderr.buffer.write(b'e' * (1 << 20))\n"
+# TEST CODE: a "python" whose agent floods its pipes: for each request, an answer header that claims 8 MB (or, with
+# GARBAGE, 8 MB of no header at all), the 8 MB, and 1 MB of stderr.
+FLOOD = """#!{python}
+import sys
+for line in sys.stdin:
+    if {garbage}:
+        sys.stdout.buffer.write(b' ' * (8 << 20))
+    else:
+        sys.stdout.buffer.write(b'{{"exit": 0, "out": 8388608, "err": 0, "why": null}}'.ljust(127) + b'\\n' + b' ' * (8 << 20))
+    sys.stdout.flush()
+    sys.stderr.buffer.write(b'e' * (1 << 20))
+"""
 
 
 def job(model, **overrides) -> BenchmarkJob:
@@ -18,18 +30,22 @@ def job(model, **overrides) -> BenchmarkJob:
     return BenchmarkJob(**{**fields, **overrides})
 
 
-def test_a_reply_past_its_cap_fails_the_job_and_never_hangs_the_lane(tmp_path, tiny_tflite):
-    # The reader stops at the cap with the rest of the flood still in the pipe: the kill must not then wait forever
-    # for a pipe end that a paused reader never sees (Python's wait() returns only once both pipes are closed).
+@pytest.mark.parametrize("garbage, failure, reason", [(False, ReplyTooLarge, "more than 0.0625 MB"),
+                                                      (True, JobFailed, "not an answer header")])
+def test_a_reply_past_its_cap_fails_the_job_and_never_hangs_the_lane(tmp_path, tiny_tflite, garbage, failure, reason):
+    # The reader stops at the cap with the rest of the flood still in the pipe: closing the agent must not then wait
+    # forever for a pipe end that a paused reader never sees (Python's wait() returns only once both pipes are closed).
     python = tmp_path / "flooding-python"
-    python.write_text(FLOOD.format(python=sys.executable))
+    python.write_text(FLOOD.format(python=sys.executable, garbage=garbage))
     python.chmod(0o755)
     transport = LocalTransport(parse_device({"name": "flood", "kind": "local", "python": str(python)}))
 
     async def ten_jobs():
         for _ in range(10):
-            with pytest.raises(ReplyTooLarge, match="more than 0.0625 MB"):
+            with pytest.raises(failure, match=reason):
                 await asyncio.wait_for(transport.run_job(job(tiny_tflite, max_reply_bytes=64 << 10)), 30)
+            assert transport.agent is None  # closed: its stream's place is lost, the next job starts a new one
+        await transport.close()
 
     asyncio.run(ten_jobs())
 
