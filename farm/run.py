@@ -2,7 +2,8 @@
 
 Each device has one lane that runs its jobs one after another (a device never runs two benchmarks at once, or the
 numbers would measure the contention), and all lanes run concurrently (SSH and adb are I/O, so one coordinator drives
-many devices). Every state change goes to the store as it happens, so a coordinator that dies can be resumed.
+many devices). Every state change goes to the store as it happens, through the sweep's writer thread (farm.writer), so
+a coordinator that dies can be resumed and no lane waits on the store.
 """
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ from farm.plan import SweepSpec
 from farm.results import DeviceLost, DeviceRefused, JobFailed, Measurement
 from farm.stats import accuracy, agreement, errors, eval_task
 from farm.store import Store
-from farm.tables import JobRow, SweepRow
+from farm.tables import JobRow, SweepRow, VariantRow, now
 from farm.variants import ONNX_KINDS
 from farm.transports import BenchmarkJob, Delegate, LocalFile, Transport, open_transport
+from farm.writer import StoreWriteFailed, StoreWriter
 
 BACKOFF_S = (1.0, 3.0, 10.0, 30.0)
 # The thermal gate's "stopped falling": over the last PLATEAU_READINGS readings the hottest zone fell less than this.
@@ -96,6 +98,7 @@ class SweepRunner:
         self._labels: dict[str, np.ndarray | None] = {}
         self._tasks: dict[int, str] = {}
         self._sources: dict[int, list | None] = {}
+        self._variants: dict[int, VariantRow] = {}
         self._digests: dict[str, str] = {}
         self.bytes_uploaded: dict[str, int] = {}  # per device: what this run had to copy there
         self.counts: dict[str, int] = {}
@@ -108,7 +111,12 @@ class SweepRunner:
                 holder = self.leases.holder(sweep_lease(self.sweep.name))
                 who = f"pid {holder.pid} on {holder.host}" if holder else "another coordinator"
                 raise FarmError(f"sweep {self.sweep.name} is being run by {who}")
-            return await self._run()
+            self.writer = StoreWriter(self.store)
+            try:
+                return await self._run()
+            finally:
+                # Whatever ended the run (its end, a cancel, a lane's bug): what the lanes queued is committed first.
+                self.writer.close()
 
     async def _run(self) -> dict[str, int]:
         # Only this sweep's driver runs its jobs, so a job still `running` is one its dead driver left behind.
@@ -119,13 +127,15 @@ class SweepRunner:
             lanes.setdefault(job.device, []).append(job)
         for name in [name for name in lanes if name not in self.devices]:
             for job in lanes.pop(name):
-                self.store.fail_job(job.id, f"device {name!r} is no longer in the inventory")
-        # A lane that dies (a bug, the store gone) takes no other lane with it; its jobs stay for `resume`.
+                self.writer.submit(self.store.write_end, job.id, "failed",
+                                   f"device {name!r} is no longer in the inventory", now())
+        # A lane that dies (a bug) takes no other lane with it; its jobs stay for `resume`.
         outcomes = await asyncio.gather(*(self._lane(self.devices[name], jobs) for name, jobs in lanes.items()),
                                         return_exceptions=True)
         for name, outcome in zip(lanes, outcomes):
-            if isinstance(outcome, Exception):
+            if isinstance(outcome, Exception) and not isinstance(outcome, StoreWriteFailed):  # said once, below
                 log.error("lane %s stopped", name, exc_info=outcome)
+        await self.writer.flush()  # raises StoreWriteFailed when the writer stopped: every lane stopped with it
         self.store.update_agreement(self.sweep_id)
         self.counts = self.store.counts(self.sweep_id)
         if self.counts["pending"] == 0 and self.counts["running"] == 0:
@@ -149,13 +159,14 @@ class SweepRunner:
             reason = f"held by {holder}" if holder else "held by another coordinator"
             if not self.wait:
                 for job in jobs:
-                    self.store.start_job(job.id)
+                    self.writer.submit(self.store.write_start, job.id, now())
                     self._fail(job, self._label(job), f"device busy: {reason}")
                 return False
             if reason != shown:
                 self.notify(Event(device.name, "", "waiting", reason))
                 shown = reason
             await asyncio.sleep(POLL_S)
+            self.writer.check()  # a lane that waits for its device stops with the writer too
         return True
 
     async def _run_lane(self, device: Device, jobs: list[JobRow]) -> None:
@@ -174,11 +185,10 @@ class SweepRunner:
                     log.exception("probe of %s", device.name)
                     reason = f"probe failed: {type(error).__name__}: {one_line(error)}"
                 for job in jobs:
-                    self.store.start_job(job.id)
-                    self.store.fail_job(job.id, reason)
-                    self.notify(Event(device.name, self._label(job), "failed", reason))
+                    self.writer.submit(self.store.write_start, job.id, now())
+                    self._fail(job, self._label(job), reason)
                 return
-            self.store.upsert_device(device, facts)
+            self.writer.submit(self.store.write_device, device, facts, now())
             jobs = self._runnable(device, jobs, facts)
             previous = await self._pin_governor(transport, device) if self.spec.pin_governor else None
             try:
@@ -203,7 +213,7 @@ class SweepRunner:
             if reason is None:
                 runnable.append(job)
             else:
-                self.store.skip_job(job.id, reason)
+                self.writer.submit(self.store.write_end, job.id, "skipped", reason, now())
                 skipped[reason] = skipped.get(reason, 0) + 1
         for reason, count in skipped.items():
             self.notify(Event(device.name, "", "note", f"{count} job{'s' * (count > 1)} skipped: {reason}"))
@@ -244,18 +254,21 @@ class SweepRunner:
 
     async def _job(self, transport: Transport, job: JobRow) -> None:
         label = self._label(job)
+        attempt = job.attempts  # a sweep has one driver: it counts the attempts from the store's count at its start
         while True:
-            attempt = self.store.start_job(job.id)
+            attempt += 1
+            self.writer.submit(self.store.write_start, job.id, now())
             self.notify(Event(job.device, label, "running"))
             try:
                 cooldown = await self._cool_down(transport, job, label) if self.spec.cooldown else None
                 measurement, wall_ms = await self._measure(transport, job)
             except DeviceLost as error:
                 if attempt >= self.spec.attempts:
-                    self.store.fail_job(job.id, f"device lost on attempt {attempt} of {self.spec.attempts}: {error}")
+                    self.writer.submit(self.store.write_end, job.id, "failed",
+                                       f"device lost on attempt {attempt} of {self.spec.attempts}: {error}", now())
                     self.notify(Event(job.device, label, "failed", str(error)))
                     return
-                self.store.retry_job(job.id, f"device lost: {error}")
+                self.writer.submit(self.store.write_end, job.id, "pending", f"device lost: {error}", now())
                 self.notify(Event(job.device, label, "retry", str(error)))
                 await asyncio.sleep(BACKOFF_S[min(attempt - 1, len(BACKOFF_S) - 1)])
                 try:
@@ -264,7 +277,8 @@ class SweepRunner:
                     pass
                 continue
             except TimeoutError:  # the one timeout type of the transports (an OSError too, so caught first)
-                self.store.fail_job(job.id, f"timed out after {self.spec.timeout_s:g} s")
+                self.writer.submit(self.store.write_end, job.id, "failed", f"timed out after {self.spec.timeout_s:g} s",
+                                   now())
                 self.notify(Event(job.device, label, "failed", "timeout"))
                 return
             except (JobFailed, DeviceRefused, OSError) as error:
@@ -275,7 +289,9 @@ class SweepRunner:
                 self._fail(job, label, f"internal error: {type(error).__name__}: {one_line(error)}")
                 return
             try:
-                result = self._store_result(job, measurement, wall_ms, cooldown)
+                result = await self._store_result(job, measurement, wall_ms, cooldown)
+            except StoreWriteFailed:
+                raise  # the writer stopped: so does the lane
             except Exception as error:  # noqa: BLE001 - e.g. a value the store refuses: that job fails, not the lane
                 log.exception("storing the result of job %s on %s", job.id, job.device)
                 self._fail(job, label, f"result not stored: {type(error).__name__}: {one_line(error)}")
@@ -286,10 +302,11 @@ class SweepRunner:
             return
 
     def _fail(self, job: JobRow, label: str, reason: str) -> None:
-        self.store.fail_job(job.id, reason)
+        self.writer.submit(self.store.write_end, job.id, "failed", reason, now())
         self.notify(Event(job.device, label, "failed", reason))
 
-    def _store_result(self, job: JobRow, measurement: Measurement, wall_ms: float, cooldown: dict | None) -> dict:
+    async def _store_result(self, job: JobRow, measurement: Measurement, wall_ms: float,
+                            cooldown: dict | None) -> dict:
         result = dict(measurement.result, wall_ms=wall_ms)
         if cooldown is not None:  # the thermal gate's wait, kept with the state the device was in before the job
             result["env_before"] = json.dumps({**json.loads(result.get("env_before") or "{}"), "cooldown": cooldown})
@@ -302,7 +319,8 @@ class SweepRunner:
                 result["accuracy"] = accuracy(measurement.predictions, labels)
             if source is not None:
                 result["agreement_with_source"] = agreement(measurement.predictions, source)
-        self.store.finish_job(job.id, result, measurement.samples_us, measurement.ops)
+        # Waited for: the job is done (and said so) only once its result is stored.
+        await self.writer.wait(self.store.write_result, job.id, result, measurement.samples_us, measurement.ops, now())
         return result
 
     async def _cool_down(self, transport: Transport, job: JobRow, label: str) -> dict:
@@ -347,7 +365,7 @@ class SweepRunner:
         return measurement, (time.perf_counter() - start) * 1000
 
     def _benchmark_job(self, device: Device, job: JobRow) -> BenchmarkJob:
-        variant = self.store.variant(job.variant_id)
+        variant = self._variant(job)
         model = self.models[self._model_name(job)]
         return BenchmarkJob(
             model=LocalFile(Path(variant.path), variant.sha256, " ".join(self.store.variant_names(job.variant_id))),
@@ -365,6 +383,12 @@ class SweepRunner:
             eval_outputs=model.eval is not None and self._task(job) == "regression",
             profile=self.spec.profile,
         )
+
+    def _variant(self, job: JobRow) -> VariantRow:
+        """The job's variant, read once per run: a variant never changes while a sweep runs."""
+        if job.variant_id not in self._variants:
+            self._variants[job.variant_id] = self.store.variant(job.variant_id)
+        return self._variants[job.variant_id]
 
     def _model_name(self, job: JobRow) -> str:
         return self.store.variant_names(job.variant_id)[0]
@@ -397,7 +421,7 @@ class SweepRunner:
         if self.models[self._model_name(job)].eval is None:
             return None
         if job.variant_id not in self._tasks:
-            outputs = json.loads(self.store.variant(job.variant_id).description).get("outputs") or [{"shape": [1]}]
+            outputs = json.loads(self._variant(job).description).get("outputs") or [{"shape": [1]}]
             size = int(np.prod([max(int(d), 1) for d in outputs[0]["shape"]]))
             self._tasks[job.variant_id] = eval_task(self._targets(job), size)
         return self._tasks[job.variant_id]
@@ -405,7 +429,7 @@ class SweepRunner:
     def _source(self, job: JobRow) -> list | None:
         """The source model's own outputs on this eval set (farm.sweep keeps them in the store), or None."""
         if job.variant_id not in self._sources:  # read once per variant, not per job
-            model_id = self.store.variant(job.variant_id).model_id
+            model_id = self._variant(job).model_id
             model = self.models[self._model_name(job)]
             kept = self.store.source_outputs(model_id, self._sha256(model.eval), self.spec.eval_limit)
             self._sources[job.variant_id] = kept[1] if kept else None
