@@ -3,15 +3,21 @@
 
 Builds a seeded MobileNetV2 (keras.applications, weights=None, so nothing is
 downloaded), converts it to fp32 .tflite (or takes --model), then runs,
-interleaved round after round, in fresh processes each:
+interleaved round after round, each in a fresh process:
 
-  A  agents/litert_agent.py       Interpreter API, delegate "xnnpack", N threads
+  A  agents/litert_agent.py       Interpreter API, delegate "xnnpack", N threads,
+                                  as the coordinator runs it: a child forked by
+                                  one warm `--serve` agent for the whole run
+  A' agents/litert_agent.py       the same, one-shot: a process of its own that
+                                  imports numpy and the runtime for this request
   B  litert-benchmark             ai_edge_litert.tools.benchmark_litert_model:
                                   CompiledModel API, CPU accelerator, N threads
 
 and reports the ratio of medians agent / litert-benchmark (the median over
 rounds of the agent's round medians over the same for litert-benchmark) with
-its 95% confidence interval. Target: the ratio within 0.90-1.10.
+its 95% confidence interval. Target: the ratio within 0.90-1.10. The ratios
+one-shot / litert-benchmark and warm / one-shot are printed too: a warm
+agent's child must measure what a fresh process measures.
 
 What each one times: the agent puts perf_counter_ns around interpreter.invoke()
 only (inputs are set once before); litert-benchmark puts perf_counter around
@@ -20,8 +26,8 @@ buffers filled once before. Both run XNNPACK on the CPU with the same thread
 count, warmup and number of runs. litert-benchmark rounds its median to
 0.01 ms, so its figure carries +-5 us of rounding.
 
-Rounds alternate which tool goes first (A B, B A, ...) so that slow drift of
-a shared, noisy machine does not always favour the same one.
+Rounds rotate which tool goes first (A A' B, A' B A, B A A', ...) so that
+slow drift of a shared, noisy machine does not always favour the same one.
 
 When to stop. Rounds go on until the 95% CI's half-width is at most 3% of the
 ratio (--precision), after at least --min-rounds rounds, or until the time
@@ -100,16 +106,48 @@ def build_mobilenet(path, alpha, size, seed):
     return path
 
 
+def agent_request(model, threads, warmup, runs):
+    return {"model": str(model), "delegate": {"name": "xnnpack"}, "threads": threads,
+            "warmup_runs": warmup, "runs": runs, "min_secs": 0.0}
+
+
+class WarmAgent(object):
+    """The agent as the coordinator runs it: one `--serve` process for the whole run, each request answered by a
+    child it forks (farm/transports/agent.py speaks the same protocol)."""
+
+    def __init__(self):
+        self.process = subprocess.Popen([sys.executable, str(AGENT), "--serve"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    def ask(self, request):
+        self.process.stdin.write(json.dumps(request).encode() + b"\n")
+        self.process.stdin.flush()
+        header = json.loads(self.process.stdout.read(128))
+        out = self.process.stdout.read(header["out"])
+        self.process.stdout.read(header["err"])
+        try:
+            return agent_result(json.loads(out))
+        except ValueError:
+            raise RunFailed("warm agent answered no JSON (exit %s, %s)" % (header["exit"], header["why"]))
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait(30)
+
+
 def run_agent(model, threads, warmup, runs):
-    request = {"model": str(model), "delegate": {"name": "xnnpack"}, "threads": threads,
-               "warmup_runs": warmup, "runs": runs, "min_secs": 0.0}
-    proc = subprocess.run([sys.executable, str(AGENT)], input=json.dumps(request),
+    """The one-shot agent: a fresh process that imports everything for this one request."""
+    proc = subprocess.run([sys.executable, str(AGENT)], input=json.dumps(agent_request(model, threads, warmup, runs)),
                           capture_output=True, text=True, timeout=600)
     try:
         result = json.loads(proc.stdout)
     except ValueError:
         raise RunFailed("agent printed no JSON (exit %s): %s"
                         % (proc.returncode, proc.stderr[-2000:]))
+    return agent_result(result)
+
+
+def agent_result(result):
     if not result.get("ok"):
         raise RunFailed("agent failed: %s" % result.get("error"))
     return {"median_us": statistics.median(result["samples_us"]),
@@ -214,8 +252,10 @@ def main(argv=None):
         print("model %s, %d thread(s), %d warmup + %d runs per tool, %s"
               % (model, args.threads, args.warmup, args.runs, plan), flush=True)
 
+        warm = WarmAgent()
         tools = {
-            "agent": lambda: run_agent(model, args.threads, args.warmup, args.runs),
+            "agent": lambda: warm.ask(agent_request(model, args.threads, args.warmup, args.runs)),
+            "one-shot": lambda: run_agent(model, args.threads, args.warmup, args.runs),
             "litert-benchmark": lambda: run_litert_benchmark(model, args.threads, args.warmup,
                                                              args.runs, tmp),
         }
@@ -223,14 +263,12 @@ def main(argv=None):
         setups = {}
         stop = None
         last_round_s = 0.0
-        print("%-5s %-6s %10s %10s %7s  %s" % ("round", "first", "agent_us", "litert_us",
-                                              "ratio", "ratio of medians so far (95% CI)"))
+        print("%-5s %-9s %10s %10s %10s %7s  %s" % ("round", "first", "agent_us", "oneshot_us", "litert_us",
+                                                    "ratio", "ratio of medians so far (95% CI)"))
         r = 0
         while stop is None:
             t_round = time.monotonic()
-            order = ["agent", "litert-benchmark"]
-            if r % 2:
-                order.reverse()
+            order = list(tools)[r % 3:] + list(tools)[:r % 3]  # each tool goes first in turn
             res = {}
             try:
                 for name in order:
@@ -248,8 +286,8 @@ def main(argv=None):
                     print("      %s changed setup: %s" % (name, setup), file=sys.stderr)
             r += 1
             last_round_s = time.monotonic() - t_round
-            line = "%-5d %-6s %10.1f %10.1f %7.3f" % (
-                r, "agent" if order[0] == "agent" else "litert", res["agent"]["median_us"],
+            line = "%-5d %-9s %10.1f %10.1f %10.1f %7.3f" % (
+                r, order[0].split("-")[0], res["agent"]["median_us"], res["one-shot"]["median_us"],
                 res["litert-benchmark"]["median_us"],
                 res["agent"]["median_us"] / res["litert-benchmark"]["median_us"])
             if r >= 2:
@@ -266,6 +304,7 @@ def main(argv=None):
                 elif time.monotonic() - started + last_round_s > budget_s:
                     stop = "time"
 
+        warm.close()
     agent = statistics.median(medians["agent"])
     litert = statistics.median(medians["litert-benchmark"])
     ratio, low, high, half = summarize(medians["agent"], medians["litert-benchmark"])
@@ -290,6 +329,11 @@ def main(argv=None):
           % (ratio, LEVEL * 100, low, high, half * 100, r, TARGET[0], TARGET[1],
              ("met, whole CI inside" if ci_inside else "met, CI crosses the band's edge")
              if ok else "NOT met"))
+    for name, (a, b) in (("one-shot agent / litert-benchmark", ("one-shot", "litert-benchmark")),
+                         ("warm agent / one-shot agent", ("agent", "one-shot"))):
+        other, other_low, other_high, other_half = summarize(medians[a], medians[b])
+        print("ratio of medians %s %.3f (%d%% CI %.3f-%.3f, +-%.1f%%)"
+              % (name, other, LEVEL * 100, other_low, other_high, other_half * 100))
     if args.json:
         args.json.write_text(json.dumps({
             "model": str(args.model or "mobilenet_v2 alpha=%g size=%d seed=%d"

@@ -2,14 +2,16 @@
 
 Starts the test fleet (4 real OpenSSH servers on loopback, tests/fleet) plus this machine as a local device, sweeps the
 digits CNN over all five, twice (the second time with warm caches: the agent and models already on every board), and
-prints, for the warm sweep:
+prints, for the warm sweeps (their median):
   * lane efficiency: the sweep's wall time / the busiest device's summed job time (1.0 = the sweep took exactly as long
-    as its longest lane; target <= 1.15)
+    as its longest lane; target <= 1.05). Each job samples for --secs (1 s by default: min_secs), 12 jobs a device,
+    so the sweep's fixed costs (connecting, each device's probe, which starts its warm agent) are weighed against
+    jobs of a realistic length.
   * the coordinator's overhead per job: job wall time seen by the coordinator minus the agent's own run time on the
-    board (start-up included), as p50 and p90 (target p50 <= 150 ms)
+    board (counted from the fork of the job's process by the warm agent), as p50 and p90
   * the bytes uploaded by each sweep (the warm one must upload 0)
 
-    .venv/bin/python benchmarks/ssh_fleet_sweep.py [--runs N] [--rounds R]
+    .venv/bin/python benchmarks/ssh_fleet_sweep.py [--secs S] [--rounds R]
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ def sweep_once(store: Store, spec_path: Path, name: str) -> tuple[float, SweepRu
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=30, help="measured runs per job")
+    parser.add_argument("--secs", type=float, default=1.0, help="how long each job samples (its min_secs)")
     parser.add_argument("--rounds", type=int, default=3, help="warm sweeps to take the median of")
     args = parser.parse_args()
 
@@ -68,7 +70,9 @@ def main() -> None:
                             "calibration": str(tmp / "digits" / "digits_calib.npz"),
                             "eval": str(tmp / "digits" / "digits_eval.npz")}],
                 "delegates": ["xnnpack", "none"],
-                "runs": args.runs,
+                "repeats": 2,
+                "runs": 10,
+                "min_secs": args.secs,
             }))
             store = Store(tmp / "farm.db")
             cold_wall, cold, _ = sweep_once(store, tmp / "sweep.yaml", "cold")
@@ -101,9 +105,9 @@ def main() -> None:
     p90 = overheads[int(0.9 * (len(overheads) - 1))]
     print()
     print(f"lane efficiency (sweep wall / busiest device's summed job time), median of {args.rounds}: "
-          f"{statistics.median(efficiencies):.3f}  (target <= 1.15)")
+          f"{statistics.median(efficiencies):.3f}  (target <= 1.05)")
     print(f"coordinator overhead per SSH job, warm caches ({len(overheads)} jobs): "
-          f"p50 {statistics.median(overheads):.1f} ms, p90 {p90:.1f} ms  (target p50 <= 150 ms)")
+          f"p50 {statistics.median(overheads):.1f} ms, p90 {p90:.1f} ms")
     print(f"bytes uploaded by the warm sweeps: {uploaded}  (target 0)")
 
 
