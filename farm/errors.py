@@ -11,8 +11,9 @@ class FarmError(Exception):
 
 
 def one_line(error: BaseException | str, limit: int = MAX_REASON) -> str:
-    """An error or a text as one line of at most `limit` characters (an exception without text: its type's name)."""
-    text = " ".join(str(error).split()) or (type(error).__name__ if isinstance(error, BaseException) else "")
+    """An error or a text as one line of at most `limit` characters (an exception without text: its type's name). A
+    NUL, which a device may send and PostgreSQL's text refuses, becomes U+FFFD."""
+    text = " ".join(str(error).replace("\x00", "\ufffd").split()) or (type(error).__name__ if isinstance(error, BaseException) else "")
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, Prog
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from farm import hints
-from farm.errors import FarmError
+from farm.errors import FarmError, one_line
 from farm.frames import FrameReads, decode_samples
 from farm.tables import (JOB_STATES, MIGRATIONS, SCHEMA_VERSION, DeviceRow, JobRow, LeaseRow, Meta, ModelRow, OpRow,
                          ResultRow, SampleRow, SourceOutputRow, SweepRow, VariantRow, now)
@@ -360,9 +360,10 @@ class Store(FrameReads):
         connection.execute(_START, {"job": job_id, "at": started})
 
     def write_end(self, connection: Connection, job_id: int, state: str, error: str, at: datetime) -> None:
-        """A job back to pending, failed (at `at`) or skipped, with why; a done job keeps its result and its state."""
-        connection.execute(_FAIL if state == "failed" else _END, {"job": job_id, "new_state": state, "why": error,
-                                                                  "at": at})
+        """A job back to pending, failed (at `at`) or skipped, with why (one line: a device's words may hold anything,
+        a NUL that PostgreSQL refuses included); a done job keeps its result and its state."""
+        connection.execute(_FAIL if state == "failed" else _END, {"job": job_id, "new_state": state,
+                                                                  "why": one_line(error, 4000), "at": at})
 
     def write_result(self, connection: Connection, job_id: int, result: dict, samples_us: list,
                      ops: list[dict] | None, finished: datetime) -> None:

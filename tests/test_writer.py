@@ -245,3 +245,11 @@ def test_a_writer_that_stops_stops_the_run_and_leaves_every_job_for_resume(tmp_p
     counts = store.counts(sweep.id)
     assert counts["done"] < 12 and counts["failed"] == 0
     one_result_per_done_job(store, sweep)
+
+
+def test_a_reason_with_a_nul_is_stored_as_one_line_on_every_backend(tmp_path, db, tiny_tflite):
+    # A device's words reach jobs.error; PostgreSQL's text refuses NUL, which would stop the writer and the sweep.
+    store, sweep, _, _ = sweep_of(tmp_path, db, tiny_tflite, phones(1), repeats=1)
+    (job,) = store.jobs(sweep.id)
+    store.fail_job(job.id, "device lost: \x00garbage\nfrom the board\x00")
+    assert store.jobs(sweep.id)[0].error == "device lost: \ufffdgarbage from the board\ufffd"
