@@ -33,7 +33,8 @@ shell_protocol.h, daemon/file_sync_service.cpp, daemon/shell_service.cpp, adb.cp
              folders, copies the user's permission bits to group and other as adbd does, sets the mtime of DONE).
              The command runs as `/system/bin/sh -c CMD` in its own session, cwd /, with an Android-like environment;
              without the shell protocol stdout and stderr share one stream (a raw pipe where adbd uses a raw pty).
-             When the host closes a running shell's stream the process gets SIGHUP, as from adbd.
+             When the host closes a running shell's stream, or the connection drops, the shell process gets SIGHUP,
+             as from adbd.
 
 Every process this phone starts carries PHONE_TAG_VAR=<tag> in its environment: SimulatedPhone.kill() finds them all
 with it, even after the daemon is gone.
@@ -458,6 +459,17 @@ class Daemon:
         if v2:
             outputs.append(loop.create_task(pump(proc.stderr, SHELL_STDERR)))
         hangup = loop.create_task(s.host_closed.wait())
+
+        def hang_up() -> None:
+            # adbd: the protocol socket died -> SIGHUP to the subprocess (the shell only), close its pipes
+            try:
+                os.kill(proc.pid, signal.SIGHUP)
+            except ProcessLookupError:
+                pass
+            for t in outputs:
+                t.cancel()
+            loop.create_task(self._reap(proc))
+
         try:
             while not hangup.done():
                 waiting = [t for t in outputs if not t.done()]
@@ -468,19 +480,18 @@ class Daemon:
                 if t.done() and not t.cancelled() and t.exception() is not None:
                     s.host_closed.set()  # a write to the host failed: the stream is gone
             if s.host_closed.is_set() or s.closed:
-                # adbd: the protocol socket died -> SIGHUP to the subprocess, close its pipes
-                try:
-                    os.kill(proc.pid, signal.SIGHUP)
-                except ProcessLookupError:
-                    pass
-                for t in outputs:
-                    t.cancel()
-                loop.create_task(self._reap(proc))
+                hang_up()
                 return
             code = await proc.wait()
             code = (0x80 | -code) if code < 0 else code
             if v2:
                 await s.write(SHELL_PACKET.pack(SHELL_EXIT, 1) + bytes([code & 0xFF]))
+        except asyncio.CancelledError:
+            # The whole connection went (the host's adb server dropped it, `adb disconnect`): every service of it is
+            # cancelled, and adbd's shells get their SIGHUP all the same.
+            if proc.returncode is None:
+                hang_up()
+            raise
         finally:
             feeder.cancel()
             hangup.cancel()
