@@ -136,6 +136,8 @@ def report(store: Store, sweep_id: int, transports: list[MeasuredPhone]) -> None
     print(f"{'coordinator (the rest of the wall)':<34} {statistics.mean(walls) - phased:>8.1f} {'':>16}")
     trips = sum(per_job("round_trips", phase) for phase, _ in PHASES)
     print(f"{'total':<34} {statistics.mean(walls):>8.1f} {trips:>16.2f}")
+    if not per_job("round_trips", "environment"):
+        print("(the battery and thermal reads ride in the benchmark run's shell call)")
     lanes = len(transports)
     print(f"per lane, not per job: probe {sum(t.seconds.get('probe', 0) for t in transports) / lanes * 1000:.0f} ms, "
           f"{sum(t.round_trips.get('probe', 0) for t in transports) / lanes:.0f} round trips")

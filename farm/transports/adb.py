@@ -6,6 +6,9 @@ The phone may hang off this machine's adb server or off a lab machine's (`adb_se
 synchronous, so every call runs in a worker thread. Commands run with `shell2(..., v2=True)`: exit codes and both
 streams (the tool prints INFO/WARN on stdout but ERROR on stderr), and an error instead of partial output when the
 phone is lost. Everything passed to the phone's shell is quoted.
+
+A job's run is one round trip: battery and thermals before, the tool, battery and thermals after, in one shell command
+whose output is split at marker lines (see split_run); its exit code is the tool's.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import contextlib
 import hashlib
 import posixpath
 import re
+import secrets
 import socket
 import time
 from pathlib import Path
@@ -100,6 +104,58 @@ def adb_client(server: tuple[str, int]):
     return adbutils.AdbClient(host=server[0], port=server[1], socket_timeout=30)
 
 
+# The most of a battery and thermals reading that is read: a few KB on any phone.
+FACTS_BYTES = 1 << 18
+
+
+def facts_command(token: str) -> str:
+    """The shell that prints battery, thermal zones and their trip points now, each after a `<token> <name>` line;
+    what dumpsys or sysfs say on stderr is dropped. parse_facts reads its output."""
+    def mark(name: str) -> str:
+        return f"printf '%s\\n' {quote(f'{token} {name}')}"
+
+    # The battery only when dumpsys answers: a phone without the service has no battery facts.
+    return (f"{{ {mark('battery')}; battery=$(dumpsys battery) && printf '%s\\n' \"$battery\"; "
+            f"{mark('zones')}; {THERMAL_ZONES}; {mark('trips')}; {THERMAL_TRIPS}; }} 2>/dev/null")
+
+
+def parse_facts(text: str, token: str) -> dict:
+    """facts_command's output → battery, °C by zone and lowest trip points; a section that is missing is empty."""
+    sections: dict[str, str] = {}
+    parts = re.split(rf"^{re.escape(token)} (battery|zones|trips)\n", text[:FACTS_BYTES], flags=re.M)
+    for name, body in zip(parts[1::2], parts[2::2]):
+        sections.setdefault(name, body)
+    return {"battery": parse_battery(sections.get("battery", "")), "temps_c": parse_zones(sections.get("zones", "")),
+            "trips_c": parse_trips(sections.get("trips", ""))}
+
+
+def folded_command(command: str, token: str) -> str:
+    """`command` run in ROOT with the battery and thermals before and after it, each part after a marker line with
+    `token` (split_run and parse_facts read them); the shell's exit code is the command's.
+
+    The command runs in the background while the shell waits for it: adbd sends a lost connection's SIGHUP to the shell
+    only, and the trap passes it on to `timeout`, which ends the run instead of leaving it to measure on beside the
+    retry (a SIGHUP before the command started ends the shell)."""
+    return (f"pid=; trap 'kill -HUP $pid 2>/dev/null; exit 129' HUP; facts() {facts_command(token)}; facts; "
+            f"printf '\\n%s\\n' {quote(token + ' run')}; cd {quote(ROOT)} && {{ {command} & pid=$!; wait $pid; }}; "
+            f"code=$?; printf '\\n%s\\n' {quote(token + ' after')}; facts; exit $code")
+
+
+def split_run(text: str, token: str) -> tuple[str, str, str]:
+    """A folded run's stdout → (the facts before, the tool's stdout, the facts after).
+
+    The tool's output may hold anything, even a marker line with this call's token (a tool can read its shell's
+    command line): the facts before end at the first run marker, printed before the tool started, and the facts after
+    begin at the last after marker, printed once it had ended. Whatever lies between is the tool's, exactly. A shell
+    killed before its after marker (its exit code is then the kill's, not the tool's) leaves no facts after, or the
+    tool's own after marker if it printed one."""
+    before, found, rest = text.partition(f"\n{token} run\n")
+    if not found:  # the shell never got to the run
+        return text, "", ""
+    tool, found, after = rest.rpartition(f"\n{token} after\n")
+    return (before, tool, after) if found else (before, rest, "")
+
+
 def parse_battery(text: str) -> dict:
     """`dumpsys battery` → level (%), temperature (°C), status."""
     facts: dict = {}
@@ -115,7 +171,7 @@ class AdbTransport:
     def __init__(self, device: AndroidDevice):
         self.device = device
         self.server = adb_server(device.adb_server)
-        self.present: set[str] = set()
+        self.present: set[str] = set()  # files (by sha256) and eval folders checked to be on the phone, this connection
         self.bytes_uploaded = 0
         self.on_upload = None  # called from the worker thread that pushes
         self.abi: str | None = None
@@ -149,6 +205,7 @@ class AdbTransport:
             raise DeviceLost(f"phone {serial} is {states.get(serial, 'not attached')} on the adb server "
                              f"{self.server[0]}:{self.server[1]}")
         self._phone = client.device(serial)
+        self.present.clear()  # a phone that was away may have come back wiped: its files are checked again
         return self._phone
 
     @contextlib.contextmanager
@@ -222,15 +279,14 @@ class AdbTransport:
         return facts
 
     def _environment(self) -> dict:
-        """Battery, thermal zones and their throttling trip points now: taken before and after each job."""
+        """Battery, thermal zones and their throttling trip points now, in one round trip (a job's run takes them
+        itself, before and after: folded_command)."""
         with self._phase("environment"):
             return self._read_environment()
 
     def _read_environment(self) -> dict:
-        battery = self._shell("dumpsys battery")
-        zones, _, trips = self._shell(f"{THERMAL_ZONES}; echo '-- trips'; {THERMAL_TRIPS}").stdout.partition("-- trips\n")
-        return {"battery": parse_battery(battery.stdout) if battery.returncode == 0 else {}, "temps_c": parse_zones(zones),
-                "trips_c": parse_trips(trips)}
+        token = secrets.token_hex(16)
+        return parse_facts(self._shell(facts_command(token)).stdout, token)
 
     async def governors(self, set_to: dict[str, str] | None = None) -> dict[str, str]:
         reply = await self._call(self._governors, set_governors(set_to) if set_to else GOVERNORS)
@@ -309,9 +365,9 @@ class AdbTransport:
         with self._phase("stage"):
             binary = self._binary(job)
             binary_remote, model = self._stage(binary, 0o755), self._stage(job.model)
-        reply, extra = self._run(binary, binary_remote, benchmark_model_flags(job, model), job, "benchmark_model")
-        extra.update(delegate=job.delegate.name, profile=job.profile)
-        return RawResult(BENCHMARK_MODEL, reply.stdout, reply.stderr, reply.returncode, extra)
+        raw = self._run(binary, binary_remote, benchmark_model_flags(job, model), job, BENCHMARK_MODEL)
+        raw.extra.update(delegate=job.delegate.name, profile=job.profile)
+        return raw
 
     def _run_perf_test(self, job: BenchmarkJob) -> RawResult:
         """An onnx model: ONNX Runtime's onnxruntime_perf_test with the delegate's execution provider."""
@@ -323,29 +379,31 @@ class AdbTransport:
             binary = self._perf_test_binary()
             binary_remote, model = self._stage(binary, 0o755), self._stage(job.model)
         flags = perf_test_flags(model, runs=job.runs, threads=job.threads, provider=provider)
-        reply, extra = self._run(binary, binary_remote, flags, job, "onnxruntime_perf_test")
-        extra.update(delegate=job.delegate.name, provider=provider, warnings=_not_applied(job))
-        return RawResult(ONNXRUNTIME_PERF_TEST, reply.stdout, reply.stderr, reply.returncode, extra)
+        raw = self._run(binary, binary_remote, flags, job, ONNXRUNTIME_PERF_TEST)
+        raw.extra.update(delegate=job.delegate.name, provider=provider, warnings=_not_applied(job))
+        return raw
 
-    def _run(self, binary: LocalFile, binary_remote: str, flags: list[str], job: BenchmarkJob, tool: str):
-        """One run of a staged tool, its output bounded, with battery and thermals before and after: (reply, extra)."""
+    def _run(self, binary: LocalFile, binary_remote: str, flags: list[str], job: BenchmarkJob, tool: str) -> RawResult:
+        """One run of a staged tool, its output bounded, with battery and thermals before and after, in one round
+        trip; `tool` names the output's format."""
         timeout = job.timeout_s
-        before = self._environment()
+        token = secrets.token_hex(16)  # per call: no output holds these markers by chance (split_run: on purpose)
+        command = folded_command(self._command(binary_remote, flags, timeout), token)
         start = time.perf_counter()
         with self._phase("run"):
-            reply = self._shell(self._command(binary_remote, flags, timeout), timeout=timeout + 10)
+            reply = self._shell(command, timeout=timeout + 10)
         wall_ms = (time.perf_counter() - start) * 1000
-        after = self._environment()
         if reply.returncode == 137 and wall_ms >= timeout * 1000:
             raise TimeoutError(f"no result within {timeout:g} s")
+        before, stdout, after = split_run(reply.stdout, token)
         # adbutils reads the whole output before it returns: bounded here, before it is parsed or stored.
-        if len(reply.stdout) + len(reply.stderr) > job.max_reply_bytes:
+        if len(stdout) + len(reply.stderr) > job.max_reply_bytes:
             raise JobFailed(f"{tool} output: more than {job.max_reply_bytes / (1 << 20):g} MB (max_reply_bytes)")
         if reply.returncode is None:
             raise DeviceLost(f"the phone went away before {tool} finished")
-        extra = {"env_before": before, "env_after": after, "binary": binary.path.name,
-                 "host": {"serial": self.device.serial, "abi": self.abi}}
-        return reply, extra
+        extra = {"env_before": parse_facts(before, token), "env_after": parse_facts(after, token),
+                 "binary": binary.path.name, "host": {"serial": self.device.serial, "abi": self.abi}}
+        return RawResult(tool, stdout, reply.stderr, reply.returncode, extra)
 
     async def eval_predictions(self, job: BenchmarkJob) -> list[int] | list[list[float]] | None:
         """benchmark_model reports no outputs: the phone runs the eval set in a second step (see _accuracy), for top-1
@@ -357,11 +415,8 @@ class AdbTransport:
 
     def _command(self, binary: str, flags: list[str], timeout: float) -> str:
         pinned = f"taskset {quote(self.device.affinity)} " if self.device.affinity else ""
-        # The phone enforces the timeout too, so a hung run does not keep the phone busy (and hot). `exec`: the shell
-        # becomes `timeout`, so the SIGHUP of a lost adb connection reaches the run instead of orphaning it (it would
-        # measure on beside the retry).
-        return (f"cd {quote(ROOT)} && exec timeout -s KILL {int(timeout) + 1} {pinned}{quote(binary)} "
-                + " ".join(quote(flag) for flag in flags))
+        # The phone enforces the timeout too, so a hung run does not keep the phone busy (and hot).
+        return f"timeout -s KILL {int(timeout) + 1} {pinned}{quote(binary)} " + " ".join(quote(flag) for flag in flags)
 
     def _accuracy(self, job: BenchmarkJob) -> list[int] | list[list[float]]:
         """Top-1 predictions (or output values) on the eval set: one benchmark_model run per sample inside one
@@ -380,13 +435,14 @@ class AdbTransport:
             tensors = _to_input_dtype(x, model_input)
             digest = hashlib.sha256(tensors.tobytes() + str(tensors.shape).encode()).hexdigest()[:16]
             folder = posixpath.join(ROOT, f"eval-{digest}")
-            if self._shell(f"test -f {quote(folder)}/complete").returncode != 0:
+            if folder not in self.present and self._shell(f"test -f {quote(folder)}/complete").returncode != 0:
                 self._shell(f"mkdir -p {quote(folder)}")
                 if self.on_upload:
                     self.on_upload(upload_note(f"{job.eval.path.name} as {len(tensors)} input files", tensors.nbytes))
                 for index, sample in enumerate(tensors):
                     self._push(sample.tobytes(), posixpath.join(folder, f"{index}.bin"), 0o644)
                 self._shell(f"touch {quote(folder)}/complete")
+            self.present.add(folder)
         name = model_input["name"].replace(":", "::")  # the tool's escape for ':' in layer names
         outputs_dir = posixpath.join(ROOT, f"out-{time.time_ns()}")
         # The tool reads value files only for layers it is told the name and shape of.

@@ -34,7 +34,7 @@ def test_the_phone_command_is_quoted_pinned_and_bounded():
 
     pinned = AdbTransport(PHONE.model_copy(update={"affinity": "f0"}))
     command = pinned._command("/data/local/tmp/tflite-farm/bm", ["--graph=/x/it's a model.tflite", "--num_runs=5"], 30)
-    assert command == ("cd /data/local/tmp/tflite-farm && exec timeout -s KILL 31 taskset f0 "
+    assert command == ("timeout -s KILL 31 taskset f0 "
                        "/data/local/tmp/tflite-farm/bm '--graph=/x/it'\"'\"'s a model.tflite' --num_runs=5")
 
 
@@ -59,8 +59,28 @@ def test_the_onnxruntime_perf_test_command_is_quoted_and_bounded():
 
     flags = perf_test_flags("/x/it's a model.onnx", runs=20, threads=2, provider="xnnpack")
     assert AdbTransport(PHONE)._command("/data/local/tmp/tflite-farm/ort", flags, 30) == (
-        "cd /data/local/tmp/tflite-farm && exec timeout -s KILL 31 /data/local/tmp/tflite-farm/ort -e xnnpack -m times "
+        "timeout -s KILL 31 /data/local/tmp/tflite-farm/ort -e xnnpack -m times "
         "-r 20 -x 2 -I -s '/x/it'\"'\"'s a model.onnx'")
+
+
+def test_a_folded_run_is_split_at_its_own_markers_whatever_the_tool_prints():
+    from farm.transports.adb import folded_command, parse_facts, split_run
+
+    token = "0123456789abcdef0123456789abcdef"
+    command = folded_command("timeout -s KILL 31 bm --graph=m.tflite", token)
+    assert command.endswith("exit $code") and f"'{token} run'" in command and f"'{token} after'" in command
+    facts = f"{token} battery\n  level: 85\n  temperature: 291\n{token} zones\ncpu 41000\n{token} trips\ncpu 95000\n"
+    # The tool knows the token (it can read its shell's command line) and prints every marker, with no last newline.
+    spoof = (f"INFO: count=5\n\n{token} after\n{token} battery\n  level: 1\n\n{token} run\n"
+             f"{token} zones\ncpu 99000\nINFO: the end")
+    before, tool, after = split_run(f"{facts}\n{token} run\n{spoof}\n{token} after\n{facts}", token)
+    assert tool == spoof
+    expected = {"battery": {"level": 85, "temperature": 29.1}, "temps_c": {"cpu": 41.0}, "trips_c": {"cpu": 95.0}}
+    assert parse_facts(before, token) == parse_facts(after, token) == expected
+    # A shell that never got to the run, or ended before its after marker: what is missing is empty.
+    assert split_run(facts, token) == (facts, "", "")
+    assert split_run(f"{facts}\n{token} run\nINFO: count=5", token) == (facts, "INFO: count=5", "")
+    assert parse_facts("", token) == {"battery": {}, "temps_c": {}, "trips_c": {}}
 
 
 def test_onnxruntime_perf_test_inventory_field_is_checked(tmp_path):
@@ -225,6 +245,145 @@ def test_a_phone_lost_mid_run_is_retried_and_the_sweep_finishes(tmp_path, healed
     assert all(row["state"] == "done" for row in result), [(r["device"], r["state"], r["error"]) for r in result]  # the lost job was retried once the phone was back
     assert max(r["attempts"] for r in result if r["device"] == "pixel") == 2
     assert run.returncode in (0, 1)
+
+
+def phone_job(model: Path, device, **overrides):
+    from farm.paths import sha256_file
+    from farm.tflite_file import describe_tflite
+    from farm.transports import BenchmarkJob, LocalFile
+
+    return BenchmarkJob(**{
+        "model": LocalFile(model, sha256_file(model)), "description": describe_tflite(model),
+        "delegate": Delegate.of(device, "xnnpack"), "threads": 1, "warmup_runs": 1, "runs": 3, "min_secs": 0.0,
+        "max_secs": 30.0, "timeout_s": 60.0, **overrides})
+
+
+def test_a_warm_phone_job_is_one_round_trip_then_the_eval_step(adb_lab, benchmark_model_binary, tiny_tflite,
+                                                                 tmp_path):
+    """The battery and thermals before and after ride in the run's shell call, and files checked over this
+    connection are not checked again: a warm job is the run, then the eval loop, its pull and its cleanup."""
+    import asyncio
+
+    import numpy as np
+
+    from farm.parse import parse
+    from farm.paths import sha256_file
+    from farm.transports import LocalFile
+    from farm.transports.adb import AdbTransport
+
+    device = parse_device(phone_entry(adb_lab, "pixel", benchmark_model_binary))
+    eval_npz = tmp_path / "eval.npz"
+    np.savez(eval_npz, x=np.random.default_rng(0).random((2, 256), dtype=np.float32), y=np.arange(2))
+    job = phone_job(tiny_tflite, device, eval=LocalFile(eval_npz, sha256_file(eval_npz)))
+    transport = AdbTransport(device)
+
+    async def one_job():
+        measured = parse(await transport.run_job(job))
+        return measured, await transport.eval_predictions(job)
+
+    async def two_jobs():
+        await transport.probe()
+        await one_job()  # the first job checks (or pushes) the binary, the model and the eval inputs
+        return dict(transport.round_trips), *await one_job()
+
+    zone = adb_lab["pixel"].sysfs_class / "thermal" / "thermal_zone0"  # cpu-0-0-usr, at 38 °C
+    trips = [zone / f"trip_point_{i}_type" for i in range(3)]
+    for trip, (kind, millidegrees) in zip(trips, (("passive", 85000), ("critical", 105000), ("passive", 70000))):
+        trip.write_text(f"{kind}\n")
+        trip.with_name(trip.name.replace("_type", "_temp")).write_text(f"{millidegrees}\n")
+    try:
+        first, measured, predictions = asyncio.run(two_jobs())
+    finally:
+        for trip in trips:
+            trip.unlink()
+            trip.with_name(trip.name.replace("_type", "_temp")).unlink()
+    made = {phase: count - first.get(phase, 0) for phase, count in transport.round_trips.items()
+            if count != first.get(phase, 0)}
+    assert made == {"run": 1, "eval": 1, "pull": 2}
+    assert measured.result["count"] == 3 and len(predictions) == 2
+    for facts in ("env_before", "env_after"):
+        env = yaml.safe_load(measured.result[facts])
+        assert env["battery"] == {"status": 3, "level": 85, "voltage": 4012, "temperature": 29.0}, env
+        assert env["temps_c"] == {"cpu-0-0-usr": 38.0, "cpu-1-0-usr": 39.5, "gpu-usr": 36.5, "battery": 30.0,
+                                  "skin-therm": 33.0}
+        assert env["trips_c"] == {"cpu-0-0-usr": 70.0}  # the lowest passive trip point
+
+
+# A hostile benchmark_model: it finds the folded command's token in its shell's command line, prints every marker
+# with it and fake facts between them, then fails.
+SPOOFING_TOOL = r'''
+import os, re, sys
+
+pid, token = os.getppid(), None
+while pid > 1 and token is None:
+    found = re.search(r"([0-9a-f]{32}) run", open(f"/proc/{pid}/cmdline", errors="replace").read())
+    token = found and found.group(1)
+    pid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+print(f"INFO: token {token}\n\n{token} after\n{token} battery\n  level: 1\n{token} run\n{token} zones\nfake 99000")
+print("ERROR: made up", file=sys.stderr)
+sys.exit(3)
+'''
+
+
+def test_a_tool_that_prints_the_markers_cannot_spoof_the_facts(adb_lab, tiny_tflite, tmp_path):
+    import asyncio
+
+    from farm.transports.adb import AdbTransport
+
+    tool = tmp_path / "arm64-v8a" / "benchmark_model"
+    tool.parent.mkdir()
+    tool.write_text(f"#!{sys.executable}\n{SPOOFING_TOOL}")
+    tool.chmod(0o755)
+    device = parse_device(phone_entry(adb_lab, "pixel", tool))
+    raw = asyncio.run(AdbTransport(device).run_job(phone_job(tiny_tflite, device)))
+    token = re.match(r"INFO: token ([0-9a-f]{32})\n", raw.stdout).group(1)  # it did find the token
+    assert raw.stdout == (f"INFO: token {token}\n\n{token} after\n{token} battery\n  level: 1\n{token} run\n"
+                          f"{token} zones\nfake 99000\n")  # its output, whole, as the tool's
+    assert raw.exit_code == 3 and raw.stderr == "ERROR: made up\n"
+    for facts in (raw.extra["env_before"], raw.extra["env_after"]):
+        assert facts["battery"]["level"] == 85 and "fake" not in facts["temps_c"], facts
+
+
+def test_a_run_whose_adb_connection_is_lost_ends_on_the_phone(healed_adb_lab, benchmark_model_binary, tiny_tflite):
+    """adbd sends SIGHUP to the shell of a lost connection; the folded command passes it on to the run, which would
+    otherwise measure on beside the retry."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from phone.phone import PHONE_TAG_VAR, tagged_processes
+
+    from farm.results import DeviceLost
+    from farm.transports.adb import AdbTransport
+
+    phone = healed_adb_lab["galaxy"]
+    device = parse_device(phone_entry(healed_adb_lab, "galaxy", benchmark_model_binary))
+    long_job = phone_job(tiny_tflite, device, min_secs=60.0, max_secs=120.0, timeout_s=120.0)
+
+    def runs() -> set[int]:
+        """The stand-in's process on the phone (not `timeout` or the shell, whose command lines have its flags too)."""
+        found = set()
+        for pid in tagged_processes(PHONE_TAG_VAR, phone.tag):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:  # gone meanwhile
+                continue
+            if b"--min_secs=60.0" in argv and not argv[0].endswith((b"sh", b"timeout")):
+                found.add(pid)
+        return found
+
+    with ThreadPoolExecutor(1) as pool:
+        job = pool.submit(asyncio.run, AdbTransport(device).run_job(long_job))
+        deadline = time.monotonic() + 30
+        while not runs() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert runs(), "the run never started"
+        healed_adb_lab.disconnect(phone)
+        with pytest.raises(DeviceLost):
+            job.result(timeout=30)
+    deadline = time.monotonic() + 10
+    while runs() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not runs()
 
 
 def test_discover_prints_inventory_entries_for_attached_phones(adb_lab):
