@@ -32,8 +32,8 @@ from farm.paths import sha256_file
 from farm.errors import last_line, one_line
 from farm.onnxruntime_perf_test import EXECUTION_PROVIDERS, perf_test_flags
 from farm.results import BENCHMARK_MODEL, ONNXRUNTIME_PERF_TEST, DeviceLost, DeviceRefused, JobFailed, RawResult
-from farm.transports import (GOVERNORS, THERMAL_TRIPS, THERMAL_ZONES, BenchmarkJob, LocalFile, benchmark_model_flags,
-                              delegate_flags, parse_governors, parse_trips, parse_zones, set_governors, upload_note)
+from farm.transports import (GOVERNORS, BenchmarkJob, LocalFile, benchmark_model_flags, delegate_flags,
+                              parse_governors, parse_trips, parse_zones, set_governors, upload_note)
 
 ROOT = "/data/local/tmp/tflite-farm"
 PROPS = {
@@ -107,6 +107,15 @@ def adb_client(server: tuple[str, int]):
 # The most of a battery and thermals reading that is read: a few KB on any phone.
 FACTS_BYTES = 1 << 18
 
+# A phone's thermal zones and their passive trip points, printed as farm.transports' THERMAL_ZONES and THERMAL_TRIPS
+# print a board's, but read with the shell's own `read`: a phone has dozens of zones, and a `cat` per file (two forks)
+# costs more than the round trip (five simulated zones: 110 ms against 32).
+ZONES = ('for z in /sys/class/thermal/thermal_zone*; do t=; v=; read -r t < "$z/type"; read -r v < "$z/temp"; '
+         'printf \'%s %s\\n\' "$t" "$v"; done')
+TRIPS = ('for z in /sys/class/thermal/thermal_zone*; do t=; read -r t < "$z/type"; '
+         'for p in "$z"/trip_point_*_type; do k=; read -r k < "$p"; '
+         '[ "$k" = passive ] && { v=; read -r v < "${p%_type}_temp"; printf \'%s %s\\n\' "$t" "$v"; }; done; done')
+
 
 def facts_command(token: str) -> str:
     """The shell that prints battery, thermal zones and their trip points now, each after a `<token> <name>` line;
@@ -116,7 +125,7 @@ def facts_command(token: str) -> str:
 
     # The battery only when dumpsys answers: a phone without the service has no battery facts.
     return (f"{{ {mark('battery')}; battery=$(dumpsys battery) && printf '%s\\n' \"$battery\"; "
-            f"{mark('zones')}; {THERMAL_ZONES}; {mark('trips')}; {THERMAL_TRIPS}; }} 2>/dev/null")
+            f"{mark('zones')}; {ZONES}; {mark('trips')}; {TRIPS}; }} 2>/dev/null")
 
 
 def parse_facts(text: str, token: str) -> dict:
