@@ -87,6 +87,14 @@ Result (exactly one JSON object on stdout; exit code 0)
                    runtime's default XNNPACK delegate took from what an
                    external delegate left (0 otherwise); cpu_ops: op name ->
                    count of nodes left on the CPU kernels (none of the above).
+                   message: one line; when the runtime's default XNNPACK
+                   took no node, it says why, as far as the runtime shows
+                   it: no XNNPACK delegate created for the model; or the
+                   graph has a tensor sized at run time (the ops computing
+                   its shape, e.g. SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE
+                   from Keras Flatten on an unfixed batch) and this runtime's
+                   XNNPACK takes no node of such a graph (asked of the runtime
+                   with a probe graph); or XNNPACK turned every node down.
     threads        int
     init_ms        float: delegate load + Interpreter construction +
                    allocate_tensors (the runtime's default delegate is applied
@@ -742,6 +750,21 @@ def load_labels(np, path):
 # interpreter, delegate and the execution plan
 
 
+def graph_nodes(interp):
+    """(op name, [input tensor indices], [output tensor indices]) of each node of the main subgraph, DELEGATE nodes
+    included, or None if this runtime does not expose the node list."""
+    # The node accessors exist only on the private wrapper (same in
+    # ai_edge_litert, tflite_runtime and tf.lite). Holding a reference to it
+    # past this call would make allocate_tensors()/invoke() refuse to run
+    # (Interpreter._ensure_safe counts references), so it stays local.
+    w = getattr(interp, "_interpreter", None)
+    if w is None or not all(hasattr(w, a) for a in
+                            ("NumNodes", "NodeName", "NodeInputs", "NodeOutputs")):
+        return None
+    return [(str(w.NodeName(i)), [int(t) for t in w.NodeInputs(i)], [int(t) for t in w.NodeOutputs(i)])
+            for i in range(w.NumNodes())]
+
+
 def count_delegation(interp):
     """How the runtime rewrote the main subgraph: which nodes were delegated.
 
@@ -762,28 +785,22 @@ def count_delegation(interp):
     indices it replaced}, [op name of each original node]), or None if this
     runtime does not expose the node list.
     """
-    # The node accessors exist only on the private wrapper (same in
-    # ai_edge_litert, tflite_runtime and tf.lite). Holding a reference to it
-    # past this call would make allocate_tensors()/invoke() refuse to run
-    # (Interpreter._ensure_safe counts references), so it stays local.
-    w = getattr(interp, "_interpreter", None)
-    if w is None or not all(hasattr(w, a) for a in
-                            ("NumNodes", "NodeName", "NodeInputs", "NodeOutputs")):
+    nodes = graph_nodes(interp)
+    if nodes is None:
         return None
-    n = w.NumNodes()
-    names = [str(w.NodeName(i)) for i in range(n)]
-    originals = [i for i in range(n) if names[i] != "DELEGATE"]
-    delegates = [i for i in range(n) if names[i] == "DELEGATE"]
+    originals = [i for i, node in enumerate(nodes) if node[0] != "DELEGATE"]
     producer = {}
     for i in originals:
-        for t in w.NodeOutputs(i):
-            if int(t) >= 0:
-                producer[int(t)] = i
+        for t in nodes[i][2]:
+            if t >= 0:
+                producer[t] = i
     replaced = {}
-    for d in delegates:
-        boundary = set(int(t) for t in w.NodeInputs(d))
+    for d, (name, inputs, outputs) in enumerate(nodes):
+        if name != "DELEGATE":
+            continue
+        boundary = set(inputs)
         seen = set()
-        stack = [int(t) for t in w.NodeOutputs(d)]
+        stack = list(outputs)
         while stack:
             t = stack.pop()
             if t in boundary or t not in producer:
@@ -792,9 +809,9 @@ def count_delegation(interp):
             if node in seen:
                 continue
             seen.add(node)
-            stack.extend(int(x) for x in w.NodeInputs(node) if int(x) >= 0)
+            stack.extend(x for x in nodes[node][1] if x >= 0)
         replaced[d] = seen
-    return len(originals), replaced, [names[i] for i in originals]
+    return len(originals), replaced, [nodes[i][0] for i in originals]
 
 
 def _union(parts, keys):
@@ -925,7 +942,7 @@ def build_interpreter(rt, model_path, req):
         kwargs["experimental_delegates"] = [delegate_obj]
 
     error = None
-    with NativeLog() as log:
+    with NativeLog() as construct_log:
         t0 = time.perf_counter_ns()
         try:
             interp = rt.Interpreter(**kwargs)
@@ -933,7 +950,7 @@ def build_interpreter(rt, model_path, req):
             error = e
         t["interpreter"] = (time.perf_counter_ns() - t0) / 1e6
     if error is not None:
-        why = log.why(error)
+        why = construct_log.why(error)
         if delegate_obj is not None and model_loads_without_delegates(rt, model_path):
             raise failed("apply", why)
         raise AgentError("invalid_model", "cannot load model %s with %s: %s"
@@ -958,7 +975,11 @@ def build_interpreter(rt, model_path, req):
                          % (model_path, name, log.why(error)))
 
     after = count_delegation(interp)
-    delegate_info.update(classify(name, before, after))
+    why = None
+    if name == "xnnpack" and after is not None and not after[1]:
+        # Outside the timed steps: the job fails anyway, and its reason is what the user needs.
+        why = why_xnnpack_took_nothing(rt, interp, construct_log.text + log.text)
+    delegate_info.update(classify(name, before, after, why))
     if delegate_info["outcome"] == "failed":
         raise AgentError("delegate_failed", "delegate %r on %s: %s"
                          % (name, model_path, delegate_info["message"]), delegate_info)
@@ -978,7 +999,9 @@ def model_loads_without_delegates(rt, model_path):
         return False
 
 
-def classify(name, before, after):
+def classify(name, before, after, why=None):
+    """The delegate fields of the result from the node counts before and after allocate_tensors; `why` says why a
+    delegate that took no node took none, where that is known."""
     if after is None:
         return {"outcome": "unknown", "delegated_nodes": None, "total_nodes": None,
                 "delegate_kernels": None, "fallback_nodes": None, "cpu_ops": None,
@@ -1014,7 +1037,7 @@ def classify(name, before, after):
     label = "XNNPACK (runtime default)" if name == "xnnpack" else "delegate %r" % name
     if n == 0:
         outcome = "not_applied"
-        msg = "%s took 0 of %d nodes: the whole model ran on the CPU" % (label, total)
+        msg = "%s took 0 of %d nodes: %s" % (label, total, why or "the whole model ran on the CPU")
     elif n == total:
         outcome = "applied"
         msg = "%s took all %d nodes in %d kernel(s)" % (label, total, len(mine))
@@ -1029,6 +1052,134 @@ def classify(name, before, after):
     info.update(outcome=outcome, message=msg)
     return info
 
+
+# A graph that sizes a tensor at run time the way Keras Flatten does on an input with a dynamic batch (SHAPE ->
+# STRIDED_SLICE -> PACK -> RESHAPE), then an ADD, which every XNNPACK takes: a .tflite, zlib-compressed, in base64.
+# Whether a runtime's default XNNPACK takes that ADD tells whether it takes any node of a graph with tensors sized at
+# run time: tflite_runtime 2.14's takes none (and logs nothing about it), ai_edge_litert 2.3's does. Converted by
+# TensorFlow 2.21 from
+#     @tf.function(input_signature=[tf.TensorSpec([None, 2, 2], tf.float32)])
+#     def probe(x):
+#         y = tf.reshape(x, tf.stack([tf.shape(x)[0], 4]))
+#         return y + y
+RUN_TIME_SHAPES_PROBE = (
+    "eNptVE1oE0EUfrvZNGmTxkBDDJJDDh482LSpgqAeDG2FQtNKU3pNQ7LQxXZbklVa8CDiwZsePHjwWMRDT+JRRDz34MmThyIiehcR"
+    "/Bm/N/OynYbO8jFvZ+b73pv3ZqZMRKs3Fy8VqEJlKlGB8pTFWJo82IQxgwjYdYgeAQdJogSZ5gKXAQ/4pJTKiD0BzC4vrc2vNBeW"
+    "l1qN+dX6XH21Dt2s1k5jfsxauxWErd6dMAq2/NZdv9cPtkMdB8HfL3RfgA/AG+A1cADsA8+BpxIfa139pxT360BeYkxTLvbJY+f1"
+    "6IgeGxEet2y8f0/7/v44+2o8ufckIfv0NItopjpTq04TvRBfrFmr1vTYoK3/VqoLbACbwA7wUdZ7Zlv01frn9tP6Z+yD8xI4A7ux"
+    "uLBSmd0OkZvI71Y1v6BZuThq3k9Oxrlm97DoPvDQMXpb7SBkBspHFzF2yGu4/qdoZSwttExebNa5/kcpR+fV5CUl4IoO4hjT+TS5"
+    "Sch+U7KeJI/vcV7K5vca95V4/rg2rnAHdlL+OdZzQ7GaulKF+wvWunRcFbPOESStXLsSZ0I4RR37sXbJCFwpSW5NjCkdF9Mdq65y"
+    "bLXfwf8o5xxOjqQec0DWMWf6GXBL+DmcAabZd29U9sYxImX6jLz7qxTrL3R9XJpoj6xc8fzaKTppK8cDnTTWcV1W/P5Ge8c/ofHZ"
+    "0ijENSaX7RuY4/z1o3bntnCYW1QnOYP86DcEnHHN6QVdv9vqbwYdX/KzNMRLWr4OxFdTR2h8cZ0eDHE8y9cROFy3di+INqqd7RCB"
+    "htFx7d8OceU9czk/ZcxNDMc5ZXbqxDUt6vfyrJx401L63Ni6rrWPSJlca6WpmnCMDsUvL+lzZetUBI70CamfK/qHytzHXeuuudZ9"
+    "WQSmhZuXc+Dpz7zZ4qv4DXbT2M0fsCeNPZnV98DcH46wYcYb/wHgXt9Y"
+)
+# Characters of a tensor's name in a reason: Keras names can join a dozen layer names.
+MAX_TENSOR_NAME = 80
+
+
+def xnnpack_takes_run_time_shapes(rt):
+    """Whether this runtime's default XNNPACK takes nodes of a graph that has tensors sized at run time, asked of the
+    runtime itself with RUN_TIME_SHAPES_PROBE; None when it cannot be asked (the probe does not load here, or the
+    runtime does not expose its nodes)."""
+    import base64
+    import zlib
+
+    try:
+        probe = rt.Interpreter(model_content=zlib.decompress(base64.b64decode(RUN_TIME_SHAPES_PROBE)), num_threads=1)
+        probe.allocate_tensors()
+    except Exception:
+        return None
+    counted = count_delegation(probe)
+    return None if counted is None else bool(counted[1])
+
+
+def sized_at_run_time(interp, nodes, details):
+    """(node index, tensor index) of the first node output, in node order, that allocate_tensors left without memory:
+    the runtime sizes that tensor only when the model runs (a dynamic tensor). None if there is none."""
+    for i, (name, _, outputs) in enumerate(nodes):
+        if name == "DELEGATE":
+            continue
+        for t in outputs:
+            if t < 0 or 0 in [int(n) for n in details.get(t, {}).get("shape", [1])]:
+                continue  # an empty tensor may have no memory at any time
+            try:
+                interp.tensor(t)()  # a view of its memory, dropped at once: nothing copied, nothing kept
+            except ValueError:  # "Tensor data is null"
+                return i, t
+    return None
+
+
+def shape_chain(nodes, end):
+    """The op names from the nearest SHAPE node upstream of node `end` to `end` (e.g. SHAPE, STRIDED_SLICE, PACK,
+    RESHAPE: a shape computed at run time), or None when no SHAPE node feeds it."""
+    producer = {}
+    for i, (name, _, outputs) in enumerate(nodes):
+        if name != "DELEGATE":
+            for t in outputs:
+                producer[t] = i
+    parent = {end: None}
+    queue = [end]
+    for i in queue:  # breadth first: the queue grows while it is read
+        if nodes[i][0] == "SHAPE":
+            chain = []
+            while i is not None:
+                chain.append(nodes[i][0])
+                i = parent[i]
+            return chain
+        # An op's shape operands come after its data (RESHAPE's shape is its second input): looked at first.
+        for t in reversed(nodes[i][1]):
+            j = producer.get(t)
+            if j is not None and j not in parent:
+                parent[j] = i
+                queue.append(j)
+    return None
+
+
+def _signature(d):
+    """A tensor's shape with -1 where it is not fixed, as the runtime gives it."""
+    return [int(n) for n in d.get("shape_signature", d.get("shape", []))]
+
+
+def why_xnnpack_took_nothing(rt, interp, log_text):
+    """Why the runtime's default XNNPACK took no node of the model, as far as the runtime shows it (what it logged
+    while building the interpreter, the tensors it left to size at run time, whether its XNNPACK takes a graph with
+    such tensors at all): a clause of the delegate's message."""
+    runtime = "%s %s" % (rt.name, rt.version)
+    nodes = graph_nodes(interp)
+    details = dict((d["index"], d) for d in interp.get_tensor_details())
+    types = ", ".join(sorted(set(getattr(d["dtype"], "__name__", str(d["dtype"])) for d in details.values())))
+    found = sized_at_run_time(interp, nodes, details)
+    takes = xnnpack_takes_run_time_shapes(rt) if found is not None else None
+    if "XNNPACK" not in log_text:
+        # Older runtimes apply their default delegates only to models with float32 tensors: the types show it.
+        why = ("%s created no XNNPACK delegate for this model (it logs one when it does; tensor types here: %s)"
+               % (runtime, types))
+    elif found is None or takes:
+        # Nothing held the graph back as a whole, so XNNPACK looked at each node and took none.
+        why = ("%s's XNNPACK turned every node down: an op, a tensor type or a parameter it does not take "
+               "(tensor types here: %s)" % (runtime, types))
+    else:
+        node, tensor = found
+        chain = shape_chain(nodes, node) or [nodes[node][0]]
+        d = details.get(tensor, {})
+        name = one_line(d.get("name", tensor))[:MAX_TENSOR_NAME]
+        sized = "%s sizes '%s' %s at run time" % (" -> ".join(chain), name, _signature(d))
+        if takes is None:
+            why = ("%s (whether %s's XNNPACK takes a graph with tensors sized at run time could not be asked)"
+                   % (sized, runtime))
+        else:
+            why = ("%s's XNNPACK takes no node of a graph with tensors sized at run time, and here %s"
+                   % (runtime, sized))
+        loose = [d for d in interp.get_input_details() if -1 in _signature(d)]
+        if chain[0] == "SHAPE" and loose:
+            # The converter computes such shapes once the input's are fixed: the chain is gone from the graph.
+            why += ("; the input's shape %s is not fixed: convert the model with a static one "
+                    "(farm convert --static-shapes)" % _signature(loose[0]))
+    said = [l.strip() for l in log_text.splitlines() if l.strip() and not l.startswith("INFO:")]
+    if said:
+        why += "; the runtime said: %s" % one_line("\n".join(said[-2:]))[:200]
+    return why
 
 def tensor_desc(d):
     return {"name": d["name"], "shape": [int(s) for s in d["shape"]],

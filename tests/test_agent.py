@@ -18,12 +18,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 AGENT = REPO / "agents" / "litert_agent.py"
+# A Python with tflite-runtime 2.14 (and numpy < 2), as on a Raspberry Pi: the venv `make` builds beside .venv.
+TFLITE_RUNTIME_PYTHON = Path(os.environ.get("FARM_TFLITE_RUNTIME_PYTHON")
+                             or REPO / ".venv-tflite-runtime" / "bin" / "python")
 
 
-def run_agent(request=None, args=(), timeout=120, env=None):
+def run_agent(request=None, args=(), timeout=120, env=None, python=sys.executable):
     """Runs the agent; asserts stdout is exactly one JSON object and returns (rc, obj)."""
     stdin = json.dumps(request) if isinstance(request, dict) else (request or "")
-    proc = subprocess.run([sys.executable, str(AGENT), *map(str, args)], input=stdin,
+    proc = subprocess.run([str(python), str(AGENT), *map(str, args)], input=stdin,
                           capture_output=True, text=True, timeout=timeout, env=env)
     out = proc.stdout
     obj, end = json.JSONDecoder().raw_decode(out.lstrip())
@@ -68,7 +71,8 @@ def reference_outputs(model_path, x):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """A tiny CNN on 8x8x1 inputs with 10 classes, as fp32 and as full-int8 .tflite."""
+    """A tiny CNN on 8x8x1 inputs with 10 classes, as fp32 and as full-int8 .tflite; and the same CNN with an unfixed
+    batch, whose Flatten the converter leaves as SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE, as fp32 and int16x8."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
@@ -101,7 +105,17 @@ def models(tmp_path_factory):
         # "Statistics for quantized inputs were expected": int8 in/out is the point here.
         warnings.simplefilter("ignore", UserWarning)
         int8.write_bytes(conv.convert())
-    return {"dir": d, "fp32": fp32, "int8": int8}
+
+    loose = tf.keras.Sequential([tf.keras.Input((8, 8, 1))] + model.layers)
+    fp32_loose = d / "cnn_fp32_loose_batch.tflite"
+    fp32_loose.write_bytes(tf.lite.TFLiteConverter.from_keras_model(loose).convert())
+    conv = tf.lite.TFLiteConverter.from_keras_model(loose)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    int16x8_loose = d / "cnn_int16x8_loose_batch.tflite"
+    int16x8_loose.write_bytes(conv.convert())
+    return {"dir": d, "fp32": fp32, "int8": int8, "fp32_loose": fp32_loose, "int16x8_loose": int16x8_loose}
 
 
 def test_xnnpack_fp32_real_measurement(models):
@@ -429,6 +443,81 @@ def test_delegate_that_takes_no_nodes_is_not_applied(models, tmp_path):
     # reported apart, never as the external delegate's nodes.
     assert dlg["fallback_nodes"] == ops
     assert "took 0 of %d" % ops in dlg["message"]
+
+
+SHAPE_CHAIN = "SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE"
+
+
+def test_why_xnnpack_takes_nothing_on_tflite_runtime(models):
+    """tflite-runtime 2.14's XNNPACK takes no node of a graph with tensors sized at run time (its log says nothing of
+    it): the reason names the ops that size one, and the conversion that removes them."""
+    if not TFLITE_RUNTIME_PYTHON.exists():
+        pytest.skip("no %s (make builds it, or FARM_TFLITE_RUNTIME_PYTHON names one)" % TFLITE_RUNTIME_PYTHON)
+    rc, r = run_agent({"model": str(models["fp32_loose"]), "runs": 3}, python=TFLITE_RUNTIME_PYTHON)
+    assert rc == 0 and r["ok"], r
+    assert r["runtime"]["name"] == "tflite_runtime"
+    dlg = r["delegate"]
+    ops = flatbuffer_op_count(models["fp32_loose"])
+    assert (dlg["outcome"], dlg["delegated_nodes"], dlg["total_nodes"]) == ("not_applied", 0, ops)
+    message = dlg["message"]
+    assert "\n" not in message
+    assert message.startswith(
+        "XNNPACK (runtime default) took 0 of %d nodes: tflite_runtime %s's XNNPACK takes no node of a graph with "
+        "tensors sized at run time, and here %s sizes '" % (ops, r["runtime"]["version"], SHAPE_CHAIN)), message
+    assert ("at run time; the input's shape [-1, 8, 8, 1] is not fixed: convert the model with a static one "
+            "(farm convert --static-shapes); on CPU kernels: ") in message
+
+    # The same CNN with its batch fixed: no SHAPE ops, and XNNPACK takes every node.
+    rc, r = run_agent({"model": str(models["fp32"]), "runs": 3}, python=TFLITE_RUNTIME_PYTHON)
+    assert rc == 0 and r["ok"], r
+    ops = flatbuffer_op_count(models["fp32"])
+    assert (r["delegate"]["outcome"], r["delegate"]["delegated_nodes"]) == ("applied", ops)
+
+    # An int8 model has no float32 tensor: this runtime creates no XNNPACK delegate for it at all.
+    rc, r = run_agent({"model": str(models["int8"]), "runs": 3}, python=TFLITE_RUNTIME_PYTHON)
+    assert rc == 0 and r["ok"], r
+    assert r["delegate"]["outcome"] == "not_applied"
+    assert ("took 0 of %d nodes: tflite_runtime %s created no XNNPACK delegate for this model (it logs one when it "
+            "does; tensor types here: int32, int8)" % (flatbuffer_op_count(models["int8"]), r["runtime"]["version"])
+            in r["delegate"]["message"]), r["delegate"]["message"]
+
+
+def test_xnnpack_reason_does_not_blame_shapes_a_runtime_takes(models):
+    """ai_edge_litert's XNNPACK takes graphs with tensors sized at run time: around the shape ops of the CNN with an
+    unfixed batch; and where it takes no node (int16 activations), the reason is the nodes, not the shapes."""
+    rc, r = run_agent({"model": str(models["fp32_loose"]), "runs": 3})
+    assert rc == 0 and r["ok"], r
+    assert r["delegate"]["outcome"] == "partial"
+    assert r["delegate"]["cpu_ops"] == {"SHAPE": 1, "STRIDED_SLICE": 1, "PACK": 1, "RESHAPE": 1}
+
+    rc, r = run_agent({"model": str(models["int16x8_loose"]), "runs": 3})
+    assert rc == 0 and r["ok"], r
+    message = r["delegate"]["message"]
+    assert r["delegate"]["outcome"] == "not_applied"
+    assert ("took 0 of %d nodes: ai_edge_litert %s's XNNPACK turned every node down: an op, a tensor type or a "
+            "parameter it does not take (tensor types here: " % (flatbuffer_op_count(models["int16x8_loose"]),
+                                                                 r["runtime"]["version"])) in message, message
+    assert "int16" in message and "run time" not in message and "static" not in message
+
+
+def test_run_time_shapes_probe_is_the_graph_it_says(tmp_path):
+    """The probe the agent asks a runtime with: SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE, then an ADD, on an input
+    with an unfixed batch; ai_edge_litert's XNNPACK takes its ADD."""
+    import base64
+    import runpy
+    import zlib
+    from ai_edge_litert import schema_py_generated as schema
+
+    agent = runpy.run_path(str(AGENT))
+    data = zlib.decompress(base64.b64decode(agent["RUN_TIME_SHAPES_PROBE"]))
+    model = schema.Model.GetRootAs(data, 0)
+    sub = model.Subgraphs(0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    ops = [names[model.OperatorCodes(sub.Operators(i).OpcodeIndex()).BuiltinCode()]
+           for i in range(sub.OperatorsLength())]
+    assert " -> ".join(ops) == SHAPE_CHAIN + " -> ADD"
+    assert list(sub.Tensors(sub.Inputs(0)).ShapeSignatureAsNumpy()) == [-1, 2, 2]
+    assert agent["xnnpack_takes_run_time_shapes"](agent["import_runtime"]()) is True
 
 
 def test_agent_is_python38_compatible():
