@@ -12,6 +12,9 @@ from farm.variants import VARIANT_KINDS
 DEFAULT_DB = "farm.db"
 TRAIN_HELP = ("training data for qat/pruned/pruned-int8: an .npz with x and y (labels, or targets for a regression "
               "model); fine-tuned for 1 epoch (a spec's qat: and pruning: entries set the budget)")
+STATIC_SHAPES_HELP = ("convert with every input's batch fixed to 1, so shapes the graph would compute at run time "
+                      "(Keras Flatten's SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE) become constants: tflite-runtime "
+                      "2.14's XNNPACK takes no node of a graph with them")
 INVENTORY_HELP = "inventory file (repeatable; default: inventory/local.yaml if it is here, else this machine alone)"
 
 
@@ -93,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert_parser.add_argument("--calibration", help="representative data for int8/int16x8/pruned-int8/edgetpu: "
                                                       "an .npz (x) or a folder of images")
     convert_parser.add_argument("--train", help=TRAIN_HELP)
+    convert_parser.add_argument("--static-shapes", dest="static_shapes", action="store_true", help=STATIC_SHAPES_HELP)
     convert_parser.add_argument("--calibration-samples", type=int, default=200,
                                 help="calibration samples used (default: 200)")
     convert_parser.add_argument("--name", help="model name (default: the file's stem)")
@@ -109,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--variants", type=_csv, help="comma-separated variant kinds (default: fp32)")
     run.add_argument("--calibration", help="representative data for int8/int16x8/pruned-int8/edgetpu")
     run.add_argument("--train", help=TRAIN_HELP)
+    run.add_argument("--static-shapes", dest="static_shapes", action="store_true", help=STATIC_SHAPES_HELP)
     run.add_argument("--eval", help="eval .npz (x inputs, y labels or targets) for accuracy, or RMSE for regression")
     run.add_argument("--inventory", action="append", help=INVENTORY_HELP)
     run.add_argument("--devices", type=_csv, help="device names, tag:NAME, or all (default: all)")

@@ -53,6 +53,7 @@ def convert_model(
     train: Path | str | None = None,
     qat: FineTune | None = None,
     pruning: Pruning | None = None,
+    static_shapes: bool = False,
     cache: Path | str,
     progress: Callable[[str], None] = lambda line: None,
 ) -> list[Variant]:
@@ -63,10 +64,13 @@ def convert_model(
     that kind). int8/int16x8/edgetpu/pruned-int8 need ``calibration``: an .npz or a folder of
     images, capped to ``calibration_samples`` samples. qat/pruned/pruned-int8 are fine-tuned
     on ``train`` (an .npz with x and y) within the ``qat``/``pruning`` budgets; without
-    ``train`` they come back unusable, with the reason. Bad input raises FarmError; a variant
-    that converts badly or fails validation comes back with ``error`` set. ``progress`` is
-    told, a line at a time, each variant's conversion as it starts and ends, or that it was
-    cached.
+    ``train`` they come back unusable, with the reason. With ``static_shapes``, the TFLite kinds
+    are converted from the model's function traced on inputs whose batch is fixed to 1, so the
+    shapes a graph computed at run time (Keras Flatten's SHAPE -> STRIDED_SLICE -> PACK ->
+    RESHAPE) fold into constants; the variant records it (``static_shapes`` in its options and
+    description). Bad input raises FarmError; a variant that converts badly or fails validation
+    comes back with ``error`` set. ``progress`` is told, a line at a time, each variant's
+    conversion as it starts and ends, or that it was cached.
     """
     source = Path(source)
     cache = Path(cache)
@@ -75,6 +79,9 @@ def convert_model(
     name = name or (source.name if fmt == "saved_model" else source.stem)
 
     if fmt in ("tflite", "onnx"):
+        if static_shapes:
+            raise FarmError(f"{source.name}: a {source.suffix} file is benchmarked as given; static shapes are made "
+                            f"when converting: give its Keras model or SavedModel")
         return [_as_given(source, fmt, kinds, name, cache)]
 
     if not kinds:
@@ -96,7 +103,8 @@ def convert_model(
 
     source_sha = hash_source(source, fmt)
     tools = {"tensorflow": tf_version(), "ai_edge_litert": dist_version("ai-edge-litert")}
-    conversion = _Conversion(source, fmt, name, source_sha, calib_info, train_info, tools, cache, progress)
+    conversion = _Conversion(source, fmt, name, source_sha, calib_info, train_info, static_shapes, tools, cache,
+                             progress)
     try:
         return [conversion.variant(kind) for kind in kinds]
     finally:
@@ -128,9 +136,10 @@ class _Conversion:
     converted (``_ensure_loaded``).
     """
 
-    def __init__(self, source, fmt, name, source_sha, calib, train, tools, cache, progress):
+    def __init__(self, source, fmt, name, source_sha, calib, train, static_shapes, tools, cache, progress):
         self.source, self.fmt, self.name = source, fmt, name
         self.source_sha, self.calib, self.train, self.tools, self.cache = source_sha, calib, train, tools, cache
+        self.static_shapes = static_shapes
         self.progress = progress
         self.done: dict[str, Variant] = {}
         self._tmp: tempfile.TemporaryDirectory | None = None
@@ -183,6 +192,8 @@ class _Conversion:
         if kind in TRAINED_KINDS and self.train is not None:
             budget = self.train.qat if kind == "qat" else self.train.pruning
             opts.update(train_sha256=self.train.sha256, fine_tune=budget.model_dump(), **tfmot_versions())
+        if self.static_shapes and kind not in ONNX_KINDS:  # an ONNX variant always has its batch fixed
+            opts["static_shapes"] = True
         return opts
 
     def cached(self, key: str) -> Variant | None:
@@ -262,6 +273,8 @@ class _Conversion:
                            error=f"produced an unreadable file: {e}", validation="describe failed",
                            source=str(self.source), gzip_size=gzip_size(data))
         description.update(described or {})
+        if options.get("static_shapes"):
+            description["static_shapes"] = True
         error, validation = (validate_onnx(path) if kind in ONNX_KINDS
                              else _validate(path, description, allow_tf=allow_tf))
         return Variant(self.name, kind, self.source_sha, sha, path, len(data), description,
@@ -391,17 +404,43 @@ class _Conversion:
         tf = self._tf
         sig, specs = self._serving_signature()
         names = list(specs)
-        fixed = [tf.TensorSpec([1 if i == 0 and d is None else d for i, d in enumerate(spec.shape.as_list())],
-                               spec.dtype, name=name) for name, spec in specs.items()]
+        fixed = [tf.TensorSpec(_batch_of_one(spec.shape.as_list()), spec.dtype, name=name)
+                 for name, spec in specs.items()]
         function = tf.function(lambda *inputs: sig(**dict(zip(names, inputs))))
         with quiet_native_logs():
             proto, _ = tf2onnx.convert.from_function(function, input_signature=fixed, opset=ONNX_OPSET)
         return proto.SerializeToString()
 
+    def _static_converter(self, keras_model=None):
+        """A converter of the model's function traced on inputs of a fixed shape, the batch 1: a shape the graph
+        computed from its input's at run time is then a constant, which the converter folds away."""
+        tf = self._tf
+        if keras_model is not None:
+            specs = [(t.name, t.shape, t.dtype) for t in keras_model.inputs]
+            function = tf.function(lambda *inputs: keras_model(list(inputs) if len(inputs) > 1 else inputs[0]))
+            owner = keras_model
+        else:
+            sig, named = self._serving_signature()
+            specs = [(name, spec.shape, spec.dtype) for name, spec in named.items()]
+            function = tf.function(lambda *inputs: sig(**dict(zip(named, inputs))))
+            owner = self._signature[0]
+        fixed = []
+        for name, shape, dtype in specs:
+            dims = _batch_of_one(list(shape))
+            if None in dims:
+                raise FarmError(f"{self.name}: static shapes: input {name!r} is {list(shape)}; only its batch (the "
+                                f"first dimension) is fixed, to 1: the others need a size in the model")
+            fixed.append(tf.TensorSpec(dims, dtype))
+        with quiet_native_logs():
+            concrete = function.get_concrete_function(*fixed)
+        return tf.lite.TFLiteConverter.from_concrete_functions([concrete], owner)
+
     def _run_converter(self, kind: str, keras_model=None) -> bytes:
         tf = self._tf
         opts = self.options(kind)
-        if keras_model is not None:
+        if self.static_shapes:
+            conv = self._static_converter(keras_model)
+        elif keras_model is not None:
             conv = tf.lite.TFLiteConverter.from_keras_model(keras_model)
         else:
             conv = tf.lite.TFLiteConverter.from_saved_model(str(self._saved_model))
@@ -544,6 +583,11 @@ def _edgetpu_compiler_version() -> str | None:
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"unknown ({one_line(e)})"
     return last_line(proc.stdout) or last_line(proc.stderr) or f"unknown (exit {proc.returncode})"
+
+
+def _batch_of_one(shape: list) -> list:
+    """A model input's shape with an unknown batch (its first dimension) fixed to 1, as every variant is run."""
+    return [1 if i == 0 and d is None else d for i, d in enumerate(shape)]
 
 
 def _safe_name(name: str) -> str:

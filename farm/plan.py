@@ -30,7 +30,7 @@ class ModelSpec(BaseModel):
     train: str | None = None  # .npz with x and y: what qat, pruned and pruned-int8 are fine-tuned on
     qat: FineTune = Field(default_factory=FineTune)
     pruning: Pruning = Field(default_factory=Pruning)
-
+    static_shapes: bool = False  # convert with the batch fixed to 1: no shape computed at run time (farm.convert)
 
 
 class Cooldown(BaseModel):

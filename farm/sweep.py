@@ -32,7 +32,8 @@ def create_sweep(store: Store, spec: SweepSpec, where: str, name: str | None = N
         calibration = Path(model.calibration) if model.calibration else None
         variants = convert_model(Path(model.source), model.variants, name=model.name, calibration=calibration,
                                  calibration_samples=model.calibration_samples, train=model.train, qat=model.qat,
-                                 pruning=model.pruning, cache=cache_dir(), progress=log)
+                                 pruning=model.pruning, static_shapes=model.static_shapes, cache=cache_dir(),
+                                 progress=log)
         if model.eval:
             x, _ = load_npz(model.eval)
             for variant in variants:

@@ -15,6 +15,10 @@ from phone.fixtures import adb_lab, benchmark_model_binary, healed_adb_lab, tiny
 from postgres.fixtures import _stop_postgres_cluster, db, postgres_cluster  # noqa: F401  (a private PostgreSQL)
 
 REPO = Path(__file__).resolve().parent.parent
+# A Python with tflite-runtime 2.14 (and numpy < 2), as on a Raspberry Pi: the venv `make` builds beside .venv, or one
+# named by FARM_TFLITE_RUNTIME_PYTHON.
+TFLITE_RUNTIME_PYTHON = Path(os.environ.get("FARM_TFLITE_RUNTIME_PYTHON")
+                             or REPO / ".venv-tflite-runtime" / "bin" / "python")
 # Real benchmark_model console output, copied into the repository with its SOURCES.md.
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "benchmark_model"
 

@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import TFLITE_RUNTIME_PYTHON
+
 REPO = Path(__file__).resolve().parent.parent
 AGENT = REPO / "agents" / "litert_agent.py"
-# A Python with tflite-runtime 2.14 (and numpy < 2), as on a Raspberry Pi: the venv `make` builds beside .venv.
-TFLITE_RUNTIME_PYTHON = Path(os.environ.get("FARM_TFLITE_RUNTIME_PYTHON")
-                             or REPO / ".venv-tflite-runtime" / "bin" / "python")
 
 
 def run_agent(request=None, args=(), timeout=120, env=None, python=sys.executable):

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import refused
+from conftest import TFLITE_RUNTIME_PYTHON, refused
 
 from farm import paths, tflite_file
+from farm.cli import build_parser, main
+from farm.commands.sweep import spec_from_args
 from farm.convert import convert_model
 from farm.sources import hash_source
 from farm.tensorflow_logs import quiet_native_logs
@@ -436,6 +438,109 @@ def test_describe_falls_back_to_the_flatbuffer(variants, monkeypatch):
     for kind in ("fp32", "int8"):
         d = describe_tflite(variants[kind].path)
         assert d == variants[kind].description
+
+
+# --- static shapes --------------------------------------------------------------------------------------------------
+
+SHAPE_OPS = {"SHAPE", "STRIDED_SLICE", "PACK"}
+
+
+def outputs(path: Path, x: np.ndarray) -> np.ndarray:
+    interp = litert(path)
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    found = []
+    for sample in x:
+        interp.set_tensor(inp["index"], sample[None])
+        interp.invoke()
+        found.append(interp.get_tensor(out["index"])[0])
+    return np.array(found)
+
+
+@pytest.fixture(scope="module")
+def static(work, cache) -> dict[str, Variant]:
+    got = convert_model(work / "digits.keras", ["fp32", "int8"], calibration=work / "calib.npz",
+                        calibration_samples=8, static_shapes=True, cache=cache)
+    return {v.kind: v for v in got}
+
+
+def test_static_shapes_fold_flattens_shape_ops(variants, static, work):
+    """Keras Flatten on an unfixed batch leaves SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE in the graph; with the batch
+    fixed to 1 the converter folds them into a constant shape, and the model computes the same."""
+    assert SHAPE_OPS <= set(variants["fp32"].description["ops"])
+    probe = np.load(work / "probe.npy")
+    for kind in ("fp32", "int8"):
+        plain, fixed = variants[kind], static[kind]
+        assert fixed.error is None and fixed.validation.startswith("allocate_tensors ok"), fixed.error
+        assert not SHAPE_OPS & set(fixed.description["ops"]), fixed.description["ops"]
+        assert "RESHAPE" in fixed.description["ops"]
+        assert fixed.description["op_count"] == plain.description["op_count"] - 3
+        assert [list(d["shape_signature"]) for d in litert(fixed.path).get_input_details()] == [[1, 8, 8, 1]]
+        assert [list(d["shape_signature"]) for d in litert(plain.path).get_input_details()] == [[-1, 8, 8, 1]]
+        if kind == "fp32":
+            assert np.abs(outputs(fixed.path, probe) - outputs(plain.path, probe)).max() < 1e-6
+        # Recorded with the variant, and its own conversion: another file under another cache key.
+        assert fixed.options == {**plain.options, "static_shapes": True}
+        assert fixed.description["static_shapes"] is True and "static_shapes" not in plain.description
+        assert fixed.sha256 != plain.sha256
+
+
+def test_static_shapes_are_cached_apart(static, work, cache):
+    said = []
+    again = convert_model(work / "digits.keras", ["fp32"], static_shapes=True, cache=cache, progress=said.append)
+    assert said == ["converting digits fp32 … cached"]
+    assert again[0].to_dict() == static["fp32"].to_dict()
+
+
+def test_static_shapes_let_tflite_runtimes_xnnpack_take_every_node(variants, static):
+    """tflite-runtime 2.14's XNNPACK takes no node of the plain fp32 (its shapes are computed at run time), and says
+    so; every node of the static one."""
+    if not TFLITE_RUNTIME_PYTHON.exists():
+        pytest.skip(f"no {TFLITE_RUNTIME_PYTHON} (make builds it, or FARM_TFLITE_RUNTIME_PYTHON names one)")
+    agent = REPO / "agents" / "litert_agent.py"
+    found = {}
+    for name, variant in (("plain", variants["fp32"]), ("static", static["fp32"])):
+        request = json.dumps({"model": str(variant.path), "runs": 3})
+        run = subprocess.run([str(TFLITE_RUNTIME_PYTHON), str(agent)], input=request, capture_output=True, text=True,
+                             timeout=120)
+        reply = json.loads(run.stdout)
+        assert run.returncode == 0 and reply["runtime"]["name"] == "tflite_runtime", run.stdout + run.stderr
+        found[name] = reply["delegate"]
+    total = variants["fp32"].description["op_count"]
+    assert (found["plain"]["outcome"], found["plain"]["delegated_nodes"], found["plain"]["total_nodes"]) == (
+        "not_applied", 0, total)
+    assert "SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE" in found["plain"]["message"]
+    assert "(farm convert --static-shapes)" in found["plain"]["message"]
+    assert (found["static"]["outcome"], found["static"]["delegated_nodes"], found["static"]["total_nodes"]) == (
+        "applied", total - 3, total - 3)
+
+
+def test_static_shapes_on_the_command_line(work, cache, capsys, monkeypatch):
+    monkeypatch.setenv("FARM_CACHE", str(cache))
+    assert main(["convert", str(work / "digits.keras"), "--static-shapes"]) == 0
+    out = capsys.readouterr().out
+    assert "converting digits fp32 … cached" in out and "static shapes)" in out
+
+    args = build_parser().parse_args(["sweep", "run", "--model", str(work / "digits.keras"), "--static-shapes"])
+    spec, _ = spec_from_args(args)
+    assert spec.models[0].static_shapes is True
+    args = build_parser().parse_args(["sweep", "run", "--model", str(work / "digits.keras")])
+    assert spec_from_args(args)[0].models[0].static_shapes is False
+
+
+def test_static_shapes_refused_where_they_cannot_be_made(work, variants, tmp_path, cache):
+    given = tmp_path / "given.tflite"
+    given.write_bytes(variants["fp32"].path.read_bytes())
+    refused(lambda: convert_model(given, [], static_shapes=True, cache=cache),
+            "given.tflite: a .tflite file is benchmarked as given; static shapes are made when converting")
+
+    import keras
+
+    inp = keras.Input((None, None, 1), name="image")
+    out = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3)(inp)))
+    keras.Model(inp, out).save(tmp_path / "any_size.keras")
+    message = refused(lambda: convert_model(tmp_path / "any_size.keras", ["fp32"], static_shapes=True, cache=cache))
+    assert message == ("any_size: static shapes: input 'image' is [None, None, None, 1]; only its batch (the first "
+                       "dimension) is fixed, to 1: the others need a size in the model")
 
 
 # --- bad input: one-line FarmError naming the file ----------------------------------------------------------------

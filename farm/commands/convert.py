@@ -13,9 +13,11 @@ def convert(args) -> int:
 
     variants = convert_model(Path(args.model), args.variants, name=args.name,
                              calibration=Path(args.calibration) if args.calibration else None,
-                             calibration_samples=args.calibration_samples, train=args.train, cache=cache_dir(),
+                             calibration_samples=args.calibration_samples, train=args.train,
+                             static_shapes=args.static_shapes, cache=cache_dir(),
                              progress=lambda line: print(line, flush=True))
-    table = plain_table(f"variants of {args.model} (cached in {cache_dir()})", title_justify="left")
+    shapes = ", static shapes" if args.static_shapes else ""
+    table = plain_table(f"variants of {args.model} (cached in {cache_dir()}{shapes})", title_justify="left")
     for column in ("variant", "size KB", "gzip KB", "sparsity", "sha256", "input", "output", "ops", "flex", "status"):
         table.add_column(column)
     for v in variants:

@@ -24,7 +24,8 @@ def spec_from_args(args):
         "models": [{"source": args.model, "variants": args.variants or ["fp32"],
                     **({"calibration": args.calibration} if args.calibration else {}),
                     **({"eval": args.eval} if args.eval else {}),
-                    **({"train": args.train} if args.train else {})}],
+                    **({"train": args.train} if args.train else {}),
+                    **({"static_shapes": True} if args.static_shapes else {})}],
     }
     for key in ("devices", "delegates", "threads", "repeats", "runs", "warmup_runs", "min_secs"):
         if getattr(args, key) is not None:
