@@ -7,6 +7,7 @@ inventories, the demo's store in its workdir) passes the option itself.
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import shlex
 
@@ -28,9 +29,7 @@ def for_device(words: str, device, *arguments: str) -> str:
 
 def command(words: str, *arguments: str, **options: object) -> str:
     """`farm <words> <arguments>` with the carried options that command takes: those passed here, else those in force."""
-    from farm.cli import build_parser
-
-    accepted = _options_of(build_parser(), words.split())
+    accepted = _accepted(tuple(words.split()))
     parts = ["farm", *words.split(), *arguments]
     for name in CARRIED:
         value = options.get(name, _in_force.get(name))
@@ -45,6 +44,15 @@ def without_password(value: str) -> str:
     """A store as farm prints it, as the user gave it but without a password (a terminal is often a CI log); libpq
     finds it in ~/.pgpass or PGPASSWORD, where it belongs."""
     return re.sub(r"(://[^/:@]+):[^@/]*@", r"\1@", value)
+
+
+@functools.cache
+def _accepted(words: tuple[str, ...]) -> frozenset[str]:
+    """The options `farm <words>` takes, read once per process: building the whole parser takes milliseconds, and a
+    sweep asks for a hint for each of its devices (a thousand of them, on a large farm)."""
+    from farm.cli import build_parser
+
+    return frozenset(_options_of(build_parser(), list(words)))
 
 
 def _options_of(parser: argparse.ArgumentParser, words: list[str]) -> set[str]:
