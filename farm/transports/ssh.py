@@ -232,13 +232,15 @@ class SshTransport:
             self.connection = None
 
     async def probe(self) -> dict:
+        raw = None
         try:
             raw = await self._ask({"probe": True, "timeout_s": PROBE_TIMEOUT_S}, MAX_REPLY_BYTES)
             facts = read_json(raw.stdout, "probe reply")
         except TimeoutError:
             raise TimeoutError(f"probe of {self.device.name}: no answer within {PROBE_TIMEOUT_S} s") from None
         except (JobFailed, AgentStopped) as error:  # the board answers, but its Python can't run the agent
-            why = one_line(error) if isinstance(error, AgentStopped) else (raw.stderr or raw.stdout).strip()[-300:]
+            # Without an answer (the agent's upload failed, or it stopped), the error says why; with one, its output.
+            why = one_line(error) if raw is None else (raw.stderr or raw.stdout).strip()[-300:]
             raise DeviceLost(f"probe of {self.device.name} with {self.python} failed: {why}") from None
         facts = probe_facts(facts)
         facts["workspace"] = self.workspace
