@@ -35,6 +35,8 @@ from farm.tables import (JOB_STATES, MIGRATIONS, SCHEMA_VERSION, DeviceRow, JobR
 # The hot writes as SQLAlchemy Core statements, built once: no session, get or flush per write, and each statement
 # compiled once for the whole run; a job's start and finish take less than half the ORM's time.
 _JOBS, _DEVICES = JobRow.__table__, DeviceRow.__table__
+# A device's facts that no probe reports, kept when a probe's facts replace the rest: what `farm provision` chose.
+KEPT_FACTS = ("provisioned",)
 _START = update(_JOBS).where(_JOBS.c.id == bindparam("job")).values(
     state="running", attempts=_JOBS.c.attempts + 1, started=bindparam("at"))
 # A done job keeps its result and its state (done is final).
@@ -174,13 +176,21 @@ class Store(FrameReads):
             self.write_device(connection, device, facts, now())
 
     def write_device(self, connection: Connection, device: Any, facts: dict | None, seen: datetime) -> None:
-        """A device as the inventory names it; with `facts`, what its probe said at `seen`."""
+        """A device as the inventory names it; with `facts`, what its probe said at `seen` (and the KEPT_FACTS it had,
+        unless these facts have them)."""
         values = {"kind": device.kind, "tags": json.dumps(device.tags), "delegates": json.dumps(device.delegates)}
         if facts is not None:
-            values |= {"facts": json.dumps(facts), "last_seen": seen}
+            values["last_seen"] = seen
         # An update first: it takes the write lock at once, and a device is new only once.
         if connection.execute(update(_DEVICES).where(_DEVICES.c.name == device.name).values(values)).rowcount == 0:
             connection.execute(insert(_DEVICES).values({"facts": "{}", **values, "name": device.name}))
+        if facts is not None:
+            # Read under the write lock the update took: no other writer comes in between.
+            before = json.loads(connection.execute(
+                select(_DEVICES.c.facts).where(_DEVICES.c.name == device.name)).scalar_one() or "{}")
+            kept = {key: before[key] for key in KEPT_FACTS if key in before and key not in facts}
+            connection.execute(update(_DEVICES).where(_DEVICES.c.name == device.name)
+                               .values(facts=json.dumps({**facts, **kept})))
 
     def devices(self) -> list[DeviceRow]:
         """Every device the store knows, by name, with the facts last probed from it."""

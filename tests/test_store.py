@@ -123,6 +123,24 @@ def test_foreign_database_and_missing_store(tmp_path):
         Store(tmp_path / "missing.db", create=False)
 
 
+def test_a_later_probe_keeps_what_provisioning_chose(store):
+    pi = parse_device(dict(name="pi", kind="linux", host="h", user="u"))
+
+    def facts() -> dict:
+        return next(json.loads(row.facts) for row in store.devices() if row.name == "pi")
+
+    chosen = {"runtime": "tflite-runtime", "version": "2.14.0", "numpy": "1.26.4", "why": "--runtime tflite-runtime"}
+    store.upsert_device(pi, {"cores": 4, "provisioned": chosen})
+    store.upsert_device(pi, {"cores": 8})  # a probe (inventory probe, a sweep's), which knows nothing of it
+    assert facts() == {"cores": 8, "provisioned": chosen}
+    store.upsert_device(pi)  # a sweep's plan: no facts, none touched
+    assert facts() == {"cores": 8, "provisioned": chosen}
+    again = {"runtime": "ai-edge-litert", "version": "2.3.0", "numpy": "2.0.0", "why": "pip found a wheel for Python "
+             "3.11 x86_64"}
+    store.upsert_device(pi, {"cores": 8, "provisioned": again})  # provisioned again: the new choice replaces it
+    assert facts() == {"cores": 8, "provisioned": again}
+
+
 def test_job_lifecycle_and_one_result_per_job(store):
     sweep = make_sweep(store)
     assert store.counts(sweep.id) == {"pending": 4, "running": 0, "done": 0, "failed": 0, "skipped": 1}
