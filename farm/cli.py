@@ -7,6 +7,7 @@ import sys
 from farm import __version__, hints
 from farm.commands import compare, convert, dashboard, demo, export, inventory, provision, sweep
 from farm.errors import FarmError
+from farm.provision import RUNTIMES
 from farm.variants import VARIANT_KINDS
 
 DEFAULT_DB = "farm.db"
@@ -87,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     provision_parser.add_argument("--pip-args", default="", help="extra pip arguments, e.g. '--index-url URL'")
     provision_parser.add_argument("--onnxruntime", action="store_true",
                                   help="also install onnxruntime, which the agent runs .onnx models with")
+    provision_parser.add_argument("--runtime", choices=RUNTIMES,
+                                  help="install this LiteRT runtime (default: ai-edge-litert where the board's pip "
+                                       "finds it, else tflite-runtime with numpy < 2)")
     provision_parser.set_defaults(func=provision.provision)
 
     convert_parser = commands.add_parser("convert", help="convert a Keras/SavedModel model into variants (cached)")

@@ -159,6 +159,10 @@ def show(args) -> int:
         shown = _scalars(facts)
         if _object(facts.get("onnxruntime")).get("version"):
             shown += f", onnxruntime={_said(facts['onnxruntime']['version'])}"
+        provisioned = _object(facts.get("provisioned"))  # what `farm provision` chose (farm.provision.Choice)
+        if provisioned.get("runtime"):
+            shown += (f", provisioned={_said(provisioned['runtime'])} {_said(provisioned.get('version'))} with numpy "
+                      f"{_said(provisioned.get('numpy'))} ({_said(provisioned.get('why'), LINE)})")
         details.append(f"{device.name}: {shown}")
     make_console().print(table)
     for line in details:  # everything else the last probe said, one line per device (plain text, never markup)

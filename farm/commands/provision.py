@@ -15,7 +15,8 @@ def provision(args) -> int:
 
     store = Store(args.db)
     for device in selected_devices(args):
-        venv_python = provision(device, base_python=args.python, pip_args=args.pip_args, onnxruntime=args.onnxruntime)
+        venv_python, choice = provision(device, base_python=args.python, pip_args=args.pip_args,
+                                        onnxruntime=args.onnxruntime, runtime=args.runtime)
         if device.python and device.python != venv_python:
             print(f"{device.name}: note: the inventory sets python: {device.python}, so the agent keeps using it; "
                   f"remove that line to use {venv_python}")
@@ -31,7 +32,8 @@ def provision(args) -> int:
             facts = asyncio.run(probe())
         except (DeviceLost, DeviceRefused) as error:
             raise FarmError(f"device {device.name!r}: provisioned, but the probe failed: {error}") from None
-        store.upsert_device(device, facts)
+        # Kept with the device's facts, and across later probes (farm.store), which know nothing of it.
+        store.upsert_device(device, {**facts, "provisioned": choice.record()})
         runtime = facts.get("runtime") or {}
         if not runtime.get("name"):
             raise FarmError(f"device {device.name!r}: provisioned, but no runtime found: {runtime.get('error')}")

@@ -1,5 +1,6 @@
 """Linux boards over SSH: sweeps against the fleet of real OpenSSH servers (tests/fleet), host keys always verified."""
 import json
+import platform
 import re
 import sqlite3
 import sys
@@ -283,12 +284,55 @@ def test_provision_installs_the_runtime_with_fabric_and_the_agent_uses_it(tmp_pa
     assert f"board4: ready: {venv_python} (Python 3." in run.stdout and "ai_edge_litert 2." in run.stdout
     # --onnxruntime: installed in the same venv, and the probe that checks the board found it there.
     assert "onnxruntime 1." in run.stdout and "CPUExecutionProvider" in run.stdout, run.stdout
-    (facts,) = sqlite3.connect(tmp_path / "farm.db").execute("SELECT facts FROM devices").fetchone()
-    assert json.loads(facts)["onnxruntime"]["version"].startswith("1.")
+    facts = device_facts(tmp_path / "farm.db", "board4")
+    assert facts["onnxruntime"]["version"].startswith("1.")
+    # The board's Python has ai-edge-litert wheels: pip's choice, said with its reason and kept with the facts.
+    board = f"Python {facts['python_version'].rsplit('.', 1)[0]} {platform.machine()}"
+    chosen = {"runtime": "ai-edge-litert", "version": facts["runtime"]["version"], "numpy": facts["numpy_version"],
+              "why": f"pip found a wheel for {board}"}
+    assert facts["runtime"]["name"] == "ai_edge_litert" and facts["provisioned"] == chosen
+    assert (f"board4: ai-edge-litert {chosen['version']} with numpy {chosen['numpy']} (pip found a wheel for "
+            f"{board})\n") in run.stdout
     swept = farm("sweep", "run", sweep_spec(tmp_path, digits_dir, lab, name="provisioned"), "--db", tmp_path / "farm.db")
     assert swept.returncode == 0, swept.stdout[-2000:] + swept.stderr
     hosts = sqlite3.connect(tmp_path / "farm.db").execute("SELECT DISTINCT host FROM results").fetchall()
     assert len(hosts) == 1 and f'"python_executable": "{venv_python}"' in hosts[0][0]
+    # The sweep probed the board again; the choice stays with its facts, and `farm inventory show` says it.
+    assert device_facts(tmp_path / "farm.db", "board4")["provisioned"] == chosen
+    shown = farm("inventory", "show", "--db", tmp_path / "farm.db")
+    assert (f"provisioned=ai-edge-litert {chosen['version']} with numpy {chosen['numpy']} (pip found a wheel for "
+            f"{board})") in shown.stdout, shown.stdout
+
+
+def device_facts(db: Path, name: str) -> dict:
+    (facts,) = sqlite3.connect(db).execute("SELECT facts FROM devices WHERE name = ?", (name,)).fetchone()
+    return json.loads(facts)
+
+
+def test_provision_runtime_tflite_runtime_replaces_ai_edge_litert_and_the_probe_finds_it(tmp_path, ssh_fleet):
+    host = ssh_fleet["board3"]
+    workspace = host.workspace / "tflite-runtime"
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(yaml.safe_dump({"devices": [host.device(workspace=str(workspace))]}))
+    db = tmp_path / "farm.db"
+    first = farm("provision", "board3", "--inventory", lab, "--python", "/usr/bin/python3", "--db", db, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert device_facts(db, "board3")["runtime"]["name"] == "ai_edge_litert"
+    # Forced, in the same venv: tflite-runtime with numpy 1, and ai-edge-litert (which the agent would import first)
+    # removed.
+    run = farm("provision", "board3", "--inventory", lab, "--python", "/usr/bin/python3", "--runtime",
+               "tflite-runtime", "--db", db, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    venv_python = workspace / "venv" / "bin" / "python"
+    assert "board3: tflite-runtime 2.14.0 with numpy 1." in run.stdout and "(--runtime tflite-runtime)\n" in run.stdout
+    assert f"board3: ready: {venv_python} (Python 3." in run.stdout
+    assert ", tflite_runtime 2.14.0, numpy 1." in run.stdout
+    facts = device_facts(db, "board3")
+    assert (facts["runtime"]["name"], facts["runtime"]["version"]) == ("tflite_runtime", "2.14.0")
+    assert facts["provisioned"] == {"runtime": "tflite-runtime", "version": "2.14.0", "numpy": facts["numpy_version"],
+                                    "why": "--runtime tflite-runtime"}
+    assert facts["numpy_version"].startswith("1.")
+    assert not list((workspace / "venv" / "lib").glob("python3.*/site-packages/ai_edge_litert"))
 
 
 def test_provision_verifies_host_keys_too(tmp_path, healed_ssh_fleet):
