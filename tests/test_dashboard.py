@@ -283,6 +283,21 @@ def test_duration_text():
         "12 s", "3 min 07 s", "2 h 05 min", "—", "—"]
 
 
+def test_a_configuration_is_labelled_with_the_runtime_version_where_the_boards_in_view_differ_in_it():
+    from farm.dashboard.charts import config_label
+
+    # A Pi that takes only tflite-runtime beside boards on two ai-edge-litert releases (farm provision's choices).
+    frame = pd.DataFrame({"device": ["x86", "pi5", "pi4"], "model": "digits", "variant": "int8", "delegate": "xnnpack",
+                          "threads": 1, "runtime": ["ai_edge_litert", "ai_edge_litert", "tflite_runtime"],
+                          "runtime_version": ["2.3.0", "2.4.0", "2.14.0"]})
+    assert config_label(frame).tolist() == ["digits · int8 · xnnpack · 1 thr · ai_edge_litert 2.3.0",
+                                            "digits · int8 · xnnpack · 1 thr · ai_edge_litert 2.4.0",
+                                            "digits · int8 · xnnpack · 1 thr · tflite_runtime"]
+    # The boards in view (a device tag filter) agree on each runtime's version: the runtime names them apart.
+    assert config_label(frame[frame["device"] != "pi5"]).tolist() == [
+        "digits · int8 · xnnpack · 1 thr · ai_edge_litert", "digits · int8 · xnnpack · 1 thr · tflite_runtime"]
+
+
 # --- the pages, run by AppTest ----------------------------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ def test_export_one_csv_per_device(store, tmp_path):  # noqa: F811
     assert pi.loc[pi["status"] == "skipped", "error"].item() == "no gpu"
     done = pi[pi["status"] == "done"].iloc[0]
     assert done["p50_ms"] == 2.0 and done["size_kb"] == 1.0
+    assert (done["runtime"], done["runtime_version"]) == ("ai_edge_litert", "2.3.0")  # which of the runtimes ran it
     assert not list((tmp_path / "reports").glob(".*tmp"))
 
 
