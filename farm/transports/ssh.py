@@ -10,6 +10,7 @@ import asyncio
 import os
 import posixpath
 import secrets
+import weakref
 from pathlib import Path
 from shlex import quote
 from typing import TYPE_CHECKING, ClassVar, Literal
@@ -33,6 +34,11 @@ PROBE_TIMEOUT_S = 120
 KEEPALIVE_S = 2.0  # with 3 missed answers: a frozen board is noticed within ~6-8 s
 KEEPALIVE_MISSES = 3
 CONNECT_TIMEOUT_S = 10.0
+# Handshakes in flight at once, per event loop (like Ansible's forks). All at once, each handshake lasts as long as all
+# of them together: a thousand took 5-9 s each on 2 cores, and all passed CONNECT_TIMEOUT_S (every device unreachable)
+# while the machine was busy with other work. Bounded, each stays short whatever the farm's size.
+MAX_HANDSHAKES = 64
+_handshakes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 ANSWER_GRACE_S = 10  # past a job's timeout, how long the agent has to say it killed the job
 
 
@@ -155,9 +161,9 @@ async def connect(device: SshDevice, host: str | None = None, port: int | None =
     try:
         if device.jump:
             jump_user, jump_host, jump_port = device.jump_host()
-            tunnel = await asyncssh.connect(jump_host, jump_port, username=jump_user, **options)
-        return await asyncssh.connect(host or device.host, port or device.port, username=device.user, tunnel=tunnel,
-                                      **options)
+            tunnel = await _handshake(jump_host, jump_port, username=jump_user, **options)
+        return await _handshake(host or device.host, port or device.port, username=device.user, tunnel=tunnel,
+                                **options)
     except asyncssh.HostKeyNotVerifiable as error:
         raise DeviceRefused(f"device {device.name!r}: host key of {target} is unknown or has changed ({error.reason}); "
                             f"check it, then: {hints.for_device('inventory trust', device)}") from None
@@ -168,6 +174,17 @@ async def connect(device: SshDevice, host: str | None = None, port: int | None =
         if tunnel is not None:
             tunnel.close()
         raise DeviceLost(f"cannot connect to {target}: {one_line(error)}") from None
+
+
+async def _handshake(host: str, port: int, **options) -> asyncssh.SSHClientConnection:
+    """asyncssh.connect, once one of this event loop's MAX_HANDSHAKES slots is free (its timeout runs from then)."""
+    import asyncssh
+
+    loop = asyncio.get_running_loop()
+    if loop not in _handshakes:
+        _handshakes[loop] = asyncio.Semaphore(MAX_HANDSHAKES)
+    async with _handshakes[loop]:
+        return await asyncssh.connect(host, port, **options)
 
 
 class SshTransport:
