@@ -37,7 +37,7 @@ CONNECT_TIMEOUT_S = 10.0
 # Handshakes in flight at once, per event loop (like Ansible's forks). All at once, each handshake lasts as long as all
 # of them together: a thousand took 5-9 s each on 2 cores, and all passed CONNECT_TIMEOUT_S (every device unreachable)
 # while the machine was busy with other work. Bounded, each stays short whatever the farm's size.
-MAX_HANDSHAKES = 64
+MAX_HANDSHAKES = 128
 _handshakes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 ANSWER_GRACE_S = 10  # past a job's timeout, how long the agent has to say it killed the job
 
