@@ -1161,25 +1161,28 @@ def why_xnnpack_took_nothing(rt, interp, log_text):
                "(tensor types here: %s)" % (runtime, types))
     else:
         node, tensor = found
-        chain = shape_chain(nodes, node) or [nodes[node][0]]
+        chain = " -> ".join(shape_chain(nodes, node) or [nodes[node][0]])
         d = details.get(tensor, {})
-        name = one_line(d.get("name", tensor))[:MAX_TENSOR_NAME]
-        sized = "%s sizes '%s' %s at run time" % (" -> ".join(chain), name, _signature(d))
+        tensor_text = "'%s' %s" % (one_line(d.get("name", tensor))[:MAX_TENSOR_NAME], _signature(d))
+        loose = [i for i in interp.get_input_details() if -1 in _signature(i)]
+        if chain.startswith("SHAPE") and loose:
+            # The converter computes such a shape once the input's is fixed: the chain is gone from the graph. The fix
+            # is said before the tensor's name, which can be long: a job's reason is kept to 400 characters.
+            sized = ("%s computes one's shape from the input's, %s, not fixed: convert the model with a static one "
+                     "(farm convert --static-shapes); that tensor: %s" % (chain, _signature(loose[0]), tensor_text))
+        else:
+            sized = "%s sizes %s at run time" % (chain, tensor_text)
         if takes is None:
-            why = ("%s (whether %s's XNNPACK takes a graph with tensors sized at run time could not be asked)"
-                   % (sized, runtime))
+            why = ("the graph has tensors sized at run time (whether %s's XNNPACK takes such a graph could not be "
+                   "asked), and here %s" % (runtime, sized))
         else:
             why = ("%s's XNNPACK takes no node of a graph with tensors sized at run time, and here %s"
                    % (runtime, sized))
-        loose = [d for d in interp.get_input_details() if -1 in _signature(d)]
-        if chain[0] == "SHAPE" and loose:
-            # The converter computes such shapes once the input's are fixed: the chain is gone from the graph.
-            why += ("; the input's shape %s is not fixed: convert the model with a static one "
-                    "(farm convert --static-shapes)" % _signature(loose[0]))
     said = [l.strip() for l in log_text.splitlines() if l.strip() and not l.startswith("INFO:")]
     if said:
         why += "; the runtime said: %s" % one_line("\n".join(said[-2:]))[:200]
     return why
+
 
 def tensor_desc(d):
     return {"name": d["name"], "shape": [int(s) for s in d["shape"]],
