@@ -253,6 +253,9 @@ KNOWN_KEYS = set(DEFAULTS) | {"model"}
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 # Values of eval outputs one reply may carry (farm/replies.py refuses more).
 MAX_EVAL_OUTPUT_VALUES = 1 << 20
+# Characters of a delegate's message (farm/replies.py refuses a reply with more than 2000): a model with many op types
+# on the CPU kernels would otherwise cost its whole result.
+MAX_DELEGATE_MESSAGE = 1000
 
 
 class AgentError(Exception):
@@ -263,6 +266,11 @@ class AgentError(Exception):
         self.kind = kind
         self.message = message
         self.delegate = delegate
+
+
+def bounded_message(text):
+    """A delegate's message cut to MAX_DELEGATE_MESSAGE characters."""
+    return text if len(text) <= MAX_DELEGATE_MESSAGE else text[:MAX_DELEGATE_MESSAGE - 3] + "..."
 
 
 def one_line(text):
@@ -1049,7 +1057,7 @@ def classify(name, before, after, why=None):
             msg += ("; of the other %d, the runtime's default XNNPACK took %d"
                     % (total - n, len(fallback_nodes)))
         msg += "; on CPU kernels: %s" % cpu_text
-    info.update(outcome=outcome, message=msg)
+    info.update(outcome=outcome, message=bounded_message(msg))
     return info
 
 
@@ -1457,7 +1465,7 @@ def classify_ort(name, subgraphs):
         outcome = "partial"
         msg = "%s took %d of %d nodes in %d subgraph(s); on %s: %s" % (
             provider, n, total, len(mine), ORT_CPU, cpu_text)
-    info.update(outcome=outcome, message=msg)
+    info.update(outcome=outcome, message=bounded_message(msg))
     return info
 
 

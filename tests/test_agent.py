@@ -520,6 +520,18 @@ def test_run_time_shapes_probe_is_the_graph_it_says(tmp_path):
     assert agent["xnnpack_takes_run_time_shapes"](agent["import_runtime"]()) is True
 
 
+def test_delegate_message_is_bounded():
+    """A model with many op types left on the CPU kernels: the message stays within what the coordinator accepts
+    (farm/replies.py: 2000 characters), the result with it."""
+    import runpy
+
+    classify = runpy.run_path(str(AGENT))["classify"]
+    names = ["CUSTOM_OP_NUMBER_%03d" % i for i in range(300)]
+    info = classify("xnnpack", None, (len(names), {}, names))
+    assert info["outcome"] == "not_applied" and info["cpu_ops"] == dict.fromkeys(names, 1)
+    assert len(info["message"]) == 1000 and info["message"].endswith("...")
+
+
 def test_agent_is_python38_compatible():
     vermin = Path(sys.executable).with_name("vermin")
     cmd = [str(vermin)] if vermin.exists() else [sys.executable, "-m", "vermin"]
