@@ -1153,43 +1153,44 @@ def why_xnnpack_took_nothing(rt, interp, log_text):
     """Why the runtime's default XNNPACK took no node of the model, as far as the runtime shows it (what it logged
     while building the interpreter, the tensors it left to size at run time, whether its XNNPACK takes a graph with
     such tensors at all): a clause of the delegate's message."""
+    said = [l.strip() for l in log_text.splitlines() if l.strip() and not l.startswith("INFO:")]
+    return (_xnnpack_refusal(rt, interp, "XNNPACK" in log_text)
+            + ("; the runtime said: %s" % one_line("\n".join(said[-2:]))[:200] if said else ""))
+
+
+def _xnnpack_refusal(rt, interp, created):
+    """why_xnnpack_took_nothing's clause from the interpreter; `created`: the runtime logged creating its XNNPACK."""
     runtime = "%s %s" % (rt.name, rt.version)
     nodes = graph_nodes(interp)
     details = dict((d["index"], d) for d in interp.get_tensor_details())
     types = ", ".join(sorted(set(getattr(d["dtype"], "__name__", str(d["dtype"])) for d in details.values())))
+    if not created:
+        # tflite_runtime 2.14 (TFLite's interpreter builder of its age) applies its default delegates only to a model
+        # with float32 tensors: the types show it.
+        return ("%s created no XNNPACK delegate for this model (it logs one when it does; tensor types here: %s)"
+                % (runtime, types))
     found = sized_at_run_time(interp, nodes, details)
     takes = xnnpack_takes_run_time_shapes(rt) if found is not None else None
-    if "XNNPACK" not in log_text:
-        # Older runtimes apply their default delegates only to models with float32 tensors: the types show it.
-        why = ("%s created no XNNPACK delegate for this model (it logs one when it does; tensor types here: %s)"
-               % (runtime, types))
-    elif found is None or takes:
+    if found is None or takes:
         # Nothing held the graph back as a whole, so XNNPACK looked at each node and took none.
-        why = ("%s's XNNPACK turned every node down: an op, a tensor type or a parameter it does not take "
-               "(tensor types here: %s)" % (runtime, types))
+        return ("%s's XNNPACK turned every node down: an op, a tensor type or a parameter it does not take (tensor "
+                "types here: %s)" % (runtime, types))
+    node, tensor = found
+    chain = " -> ".join(shape_chain(nodes, node) or [nodes[node][0]])
+    d = details.get(tensor, {})
+    tensor_text = "'%s' %s" % (one_line(d.get("name", tensor))[:MAX_TENSOR_NAME], _signature(d))
+    loose = [i for i in interp.get_input_details() if -1 in _signature(i)]
+    if chain.startswith("SHAPE") and loose:
+        # The converter computes such a shape once the input's is fixed: the chain is gone from the graph. The fix is
+        # said before the tensor's name, which can be long: a job's reason is kept to 400 characters.
+        sized = ("%s computes one's shape from the input's, %s, not fixed: convert the model with a static one "
+                 "(farm convert --static-shapes); that tensor: %s" % (chain, _signature(loose[0]), tensor_text))
     else:
-        node, tensor = found
-        chain = " -> ".join(shape_chain(nodes, node) or [nodes[node][0]])
-        d = details.get(tensor, {})
-        tensor_text = "'%s' %s" % (one_line(d.get("name", tensor))[:MAX_TENSOR_NAME], _signature(d))
-        loose = [i for i in interp.get_input_details() if -1 in _signature(i)]
-        if chain.startswith("SHAPE") and loose:
-            # The converter computes such a shape once the input's is fixed: the chain is gone from the graph. The fix
-            # is said before the tensor's name, which can be long: a job's reason is kept to 400 characters.
-            sized = ("%s computes one's shape from the input's, %s, not fixed: convert the model with a static one "
-                     "(farm convert --static-shapes); that tensor: %s" % (chain, _signature(loose[0]), tensor_text))
-        else:
-            sized = "%s sizes %s at run time" % (chain, tensor_text)
-        if takes is None:
-            why = ("the graph has tensors sized at run time (whether %s's XNNPACK takes such a graph could not be "
-                   "asked), and here %s" % (runtime, sized))
-        else:
-            why = ("%s's XNNPACK takes no node of a graph with tensors sized at run time, and here %s"
-                   % (runtime, sized))
-    said = [l.strip() for l in log_text.splitlines() if l.strip() and not l.startswith("INFO:")]
-    if said:
-        why += "; the runtime said: %s" % one_line("\n".join(said[-2:]))[:200]
-    return why
+        sized = "%s sizes %s at run time" % (chain, tensor_text)
+    if takes is None:
+        return ("the graph has tensors sized at run time (whether %s's XNNPACK takes such a graph could not be "
+                "asked), and here %s" % (runtime, sized))
+    return "%s's XNNPACK takes no node of a graph with tensors sized at run time, and here %s" % (runtime, sized)
 
 
 def tensor_desc(d):

@@ -500,6 +500,28 @@ def test_xnnpack_reason_does_not_blame_shapes_a_runtime_takes(models):
     assert "int16" in message and "run time" not in message and "static" not in message
 
 
+def test_xnnpack_reason_where_the_runtime_cannot_be_asked(models):
+    """A runtime that cannot load the probe graph: the reason says what the graph has, that the runtime could not be
+    asked, and what the runtime logged beyond INFO."""
+    import runpy
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    class Unaskable:
+        name, version = "some_runtime", "0.1"
+
+        def Interpreter(self, **kwargs):
+            raise ValueError("Didn't find op for builtin opcode 'ADD' version '9'")
+
+    interp = Interpreter(model_path=str(models["fp32_loose"]),
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp.allocate_tensors()
+    why = runpy.run_path(str(AGENT))["why_xnnpack_took_nothing"](
+        Unaskable(), interp, "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nWARNING: a word\n")
+    assert why.startswith("the graph has tensors sized at run time (whether some_runtime 0.1's XNNPACK takes such a "
+                          "graph could not be asked), and here %s" % SHAPE_CHAIN), why
+    assert why.endswith("; the runtime said: WARNING: a word"), why
+
+
 def test_run_time_shapes_probe_is_the_graph_it_says(tmp_path):
     """The probe the agent asks a runtime with: SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE, then an ADD, on an input
     with an unfixed batch; ai_edge_litert's XNNPACK takes its ADD."""
