@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install system-packages clean
+.PHONY: demo test install tflite-runtime-venv system-packages clean
 
 demo: $(STAMP)
 	$(BIN)/farm demo
@@ -16,7 +16,7 @@ demo: $(STAMP)
 # A module's tests stay on one worker (loadscope), so its module fixtures (a sweep, converted models) are built once.
 TEST_WORKERS ?= auto
 
-test: $(STAMP) system-packages
+test: $(STAMP) tflite-runtime-venv system-packages
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope -m "not alone"
 	$(BIN)/python -m pytest -q -m alone
 
@@ -37,6 +37,19 @@ $(STAMP): pyproject.toml
 		$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') farm agents dashboard > /dev/null
 	touch $@
 
+# The other runtime a board may have: tflite-runtime 2.14 with numpy < 2, as Raspberry Pi OS and Coral images run it
+# (a board of the tests' SSH fleet runs the agent with it; tests/conftest.py: TFLITE_RUNTIME_PYTHON). Built once (pip's
+# cache makes a rebuild quick), again only when it no longer imports. tflite-runtime 2.14 has wheels for CPython 3.8 to
+# 3.11: TFLITE_RUNTIME_BASE names such a Python where python3 is newer.
+TFLITE_RUNTIME_VENV := .venv-tflite-runtime
+TFLITE_RUNTIME_BASE ?= $(PYTHON)
+
+tflite-runtime-venv:
+	@$(TFLITE_RUNTIME_VENV)/bin/python -c 'import numpy, tflite_runtime.interpreter' 2>/dev/null || { \
+		echo "building $(TFLITE_RUNTIME_VENV): tflite-runtime 2.14.0 with numpy < 2"; \
+		rm -rf $(TFLITE_RUNTIME_VENV) && $(TFLITE_RUNTIME_BASE) -m venv $(TFLITE_RUNTIME_VENV) && \
+		$(TFLITE_RUNTIME_VENV)/bin/python -m pip install --quiet 'numpy<2' tflite-runtime==2.14.0; }
+
 # What the tests need from the system (real servers and tools: sshd, adb, Chromium, a PostgreSQL server for private
 # clusters); installed only when missing.
 SYSTEM_PACKAGES := openssh-server openssh-client adb chromium postgresql
@@ -49,4 +62,4 @@ system-packages:
 	fi
 
 clean:
-	rm -rf $(VENV) demo reports farm.db farm.db-wal farm.db-shm farm.db.leases build dist
+	rm -rf $(VENV) $(TFLITE_RUNTIME_VENV) demo reports farm.db farm.db-wal farm.db-shm farm.db.leases build dist
