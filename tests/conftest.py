@@ -21,6 +21,15 @@ TFLITE_RUNTIME_PYTHON = Path(os.environ.get("FARM_TFLITE_RUNTIME_PYTHON")
                              or REPO / ".venv-tflite-runtime" / "bin" / "python")
 # Real benchmark_model console output, copied into the repository with its SOURCES.md.
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "benchmark_model"
+CRASHING_DELEGATE = r"""
+#include <signal.h>
+/* TEST CODE: TFLite's external delegate entry point, which crashes instead of creating a delegate. */
+void *tflite_plugin_create_delegate(char **keys, char **values, unsigned long count, void (*report)(const char *)) {
+    raise(SIGSEGV);
+    return 0;
+}
+void tflite_plugin_destroy_delegate(void *delegate) {}
+"""
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,6 +44,26 @@ def farm_cache(tmp_path_factory) -> Path:
     cache.mkdir(exist_ok=True)
     os.environ["FARM_CACHE"] = str(cache)
     return cache
+
+
+@pytest.fixture(scope="session")
+def tflite_runtime_python() -> Path:
+    """TFLITE_RUNTIME_PYTHON, or the test fails (not a skip: `make test` builds it, as it installs sshd)."""
+    if not TFLITE_RUNTIME_PYTHON.exists():
+        pytest.fail(f"no tflite-runtime venv at {TFLITE_RUNTIME_PYTHON}: `make test` builds it (or name one with "
+                    f"FARM_TFLITE_RUNTIME_PYTHON)", pytrace=False)
+    return TFLITE_RUNTIME_PYTHON
+
+
+@pytest.fixture(scope="session")
+def crashing_delegate(tmp_path_factory) -> Path:
+    """A real external delegate library, built with the C compiler, that kills its process with SIGSEGV when TFLite
+    asks it for a delegate (what a broken vendor delegate does)."""
+    folder = tmp_path_factory.mktemp("crashing-delegate")
+    (folder / "crash.c").write_text(CRASHING_DELEGATE)
+    library = folder / "libcrash.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(library), str(folder / "crash.c")], check=True)
+    return library
 
 
 @pytest.fixture(scope="session")

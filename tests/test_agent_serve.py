@@ -1,7 +1,7 @@
 """The warm agent (`litert_agent.py --serve`), as the coordinator drives it: one process per device that imports numpy
 and the runtime once and forks a child per request. Real LiteRT inference throughout; the crash is real too: an
-external delegate library, built here with the C compiler, that kills its process with SIGSEGV when TFLite asks it
-for a delegate (what a broken vendor delegate does)."""
+external delegate library, built with the C compiler (tests/conftest.py), that kills its process with SIGSEGV when
+TFLite asks it for a delegate (what a broken vendor delegate does)."""
 import asyncio
 import json
 import os
@@ -20,31 +20,13 @@ from farm.transports import BenchmarkJob, Delegate, LocalFile
 from farm.transports.local import LocalTransport
 
 AGENT = Path(__file__).resolve().parent.parent / "agents" / "litert_agent.py"
-CRASHING_DELEGATE = r"""
-#include <signal.h>
-/* TEST CODE: TFLite's external delegate entry point, which crashes instead of creating a delegate. */
-void *tflite_plugin_create_delegate(char **keys, char **values, unsigned long count, void (*report)(const char *)) {
-    raise(SIGSEGV);
-    return 0;
-}
-void tflite_plugin_destroy_delegate(void *delegate) {}
-"""
-
-
-@pytest.fixture(scope="module")
-def crashing_delegate(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("crashing-delegate")
-    (folder / "crash.c").write_text(CRASHING_DELEGATE)
-    library = folder / "libcrash.so"
-    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(library), str(folder / "crash.c")], check=True)
-    return library
 
 
 class Served:
     """An agent started with --serve, asked one request at a time, as farm.transports.agent.WarmAgent asks it."""
 
-    def __init__(self, *args: str):
-        self.process = subprocess.Popen([sys.executable, str(AGENT), "--serve", *args], stdin=subprocess.PIPE,
+    def __init__(self, *args: str, python: Path | str = sys.executable):
+        self.process = subprocess.Popen([str(python), str(AGENT), "--serve", *args], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def ask(self, request: dict) -> tuple[dict, dict | None, bytes]:
