@@ -447,11 +447,9 @@ def test_delegate_that_takes_no_nodes_is_not_applied(models, tmp_path):
 SHAPE_CHAIN = "SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE"
 
 
-def test_why_xnnpack_takes_nothing_on_tflite_runtime(models):
+def test_why_xnnpack_takes_nothing_on_tflite_runtime(models, tflite_runtime_python):
     """tflite-runtime 2.14's XNNPACK takes no node of a graph with tensors sized at run time (its log says nothing of
     it): the reason names the ops that size one, and the conversion that removes them."""
-    if not TFLITE_RUNTIME_PYTHON.exists():
-        pytest.skip("no %s (make builds it, or FARM_TFLITE_RUNTIME_PYTHON names one)" % TFLITE_RUNTIME_PYTHON)
     rc, r = run_agent({"model": str(models["fp32_loose"]), "runs": 3}, python=TFLITE_RUNTIME_PYTHON)
     assert rc == 0 and r["ok"], r
     assert r["runtime"]["name"] == "tflite_runtime"

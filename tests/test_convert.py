@@ -491,11 +491,9 @@ def test_static_shapes_are_cached_apart(static, work, cache):
     assert again[0].to_dict() == static["fp32"].to_dict()
 
 
-def test_static_shapes_let_tflite_runtimes_xnnpack_take_every_node(variants, static):
+def test_static_shapes_let_tflite_runtimes_xnnpack_take_every_node(variants, static, tflite_runtime_python):
     """tflite-runtime 2.14's XNNPACK takes no node of the plain fp32 (its shapes are computed at run time), and says
     so; every node of the static one."""
-    if not TFLITE_RUNTIME_PYTHON.exists():
-        pytest.skip(f"no {TFLITE_RUNTIME_PYTHON} (make builds it, or FARM_TFLITE_RUNTIME_PYTHON names one)")
     agent = REPO / "agents" / "litert_agent.py"
     found = {}
     for name, variant in (("plain", variants["fp32"]), ("static", static["fp32"])):
