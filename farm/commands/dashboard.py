@@ -21,6 +21,7 @@ def dashboard(args) -> int:
     # SIGTERM (kill, a service manager) stops farm as Ctrl-C does. Either signal may reach farm alone (kill -INT
     # PID, not the terminal's whole process group), so the server is stopped here rather than left serving.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with it ignored (a background job)
     try:
         return server.wait()
     except KeyboardInterrupt:

@@ -41,6 +41,12 @@ def exit_code(counts: dict[str, int]) -> int:
     return 0 if counts["failed"] == counts["pending"] == counts["running"] == 0 else 1
 
 
+def answer_interrupts() -> None:
+    """SIGINT raises KeyboardInterrupt, as in a terminal, even when farm was started with it ignored."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run_and_report(store, sweep, wait: bool = True, as_json: bool = False, db: str | None = None) -> int:
     """Run a recorded sweep with a live display, print its results; exit_code() of its final state, 130 when
     interrupted (Ctrl-C or SIGTERM: the running jobs go back to pending, the sweep is `interrupted`). With `as_json`,
@@ -52,7 +58,9 @@ def run_and_report(store, sweep, wait: bool = True, as_json: bool = False, db: s
     store_option = {"db": db} if db else {}
     console = make_console(stderr=as_json)
     counts = store.counts(sweep.id)
-    # SIGTERM (a CI runner cancelling, `kill`) ends the sweep the way Ctrl-C does, state kept true.
+    # SIGTERM (a CI runner cancelling, `kill`) ends the sweep the way Ctrl-C does, state kept true. A shell starts a
+    # background job (`farm sweep run … &` in a script) with SIGINT ignored: farm answers it all the same.
+    answer_interrupts()
     previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     try:
         with SweepDisplay(sweep.name, counts, console) as display:
