@@ -43,8 +43,6 @@ def states(db) -> dict[str, int]:
         return {}
 
 
-# Alone: beside the parallel part's other modules, SIGINT sent to farm went unanswered in CI (not seen alone).
-@pytest.mark.alone
 @pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
 def test_a_stopped_sweep_says_interrupted_and_its_hint_resumes_the_right_store(tmp_path, digits_dir, sent):
     work = tmp_path / "work"

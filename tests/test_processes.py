@@ -41,8 +41,6 @@ def answers(port: int) -> bool:
         return False
 
 
-# Alone: beside the parallel part's other modules, SIGINT sent to farm went unanswered in CI (not seen alone).
-@pytest.mark.alone
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_the_dashboard_stops_its_server_when_farm_is_stopped(tmp_path, signum):
     Store(tmp_path / "farm.db").engine.dispose()
