@@ -118,14 +118,19 @@ def test_the_local_transport_keeps_one_agent_for_the_lane_and_replaces_a_dead_on
     job = BenchmarkJob(model=LocalFile(tiny_tflite, "0" * 64), description={}, delegate=Delegate("none"), threads=1,
                        warmup_runs=0, runs=2, min_secs=0.0, max_secs=5.0, timeout_s=30.0)
 
+    def serving() -> set[int]:  # this process's warm agents (another test's may still be ending)
+        found = subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "litert_agent.py --serve"],
+                               capture_output=True, text=True).stdout
+        return {int(pid) for pid in found.split()}
+
     async def lane():
+        before = serving()
         await transport.probe()
         agent = transport.agent
         for _ in range(3):
             assert (await transport.run_job(job)).exit_code == 0
         assert transport.agent is agent  # the probe's agent ran every job
-        (pid,) = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "litert_agent.py --serve"],
-                                                      capture_output=True, text=True).stdout.split()]
+        (pid,) = serving() - before
         os.kill(pid, signal.SIGKILL)  # the agent dies (the OOM killer, say)
         from farm.results import DeviceLost
 
